@@ -1,0 +1,77 @@
+"""``stratos`` command line: validate and describe task specs (more subcommands join as the pipeline grows).
+
+Exit codes: 0 success; 1 the input was rejected (each reason printed); 2 usage error.
+Heavy libraries are imported inside the subcommand that needs them, so ``stratos validate`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stratos.errors import StratosError
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from stratos.spec import parse_spec
+
+    failed = 0
+    for path in args.specs:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            spec = parse_spec(raw, source=str(path))
+        except StratosError as exc:
+            failed += 1
+            errors = getattr(exc, "errors", ())
+            print(f"{path}: INVALID ({len(errors)} error{'s' if len(errors) != 1 else ''})", file=sys.stderr)
+            for err in errors:
+                print(f"  {err}", file=sys.stderr)
+            continue
+        print(f"{path}: OK (task {spec.task_id}, {spec.task.kind}, data from {spec.data.source})")
+    return 1 if failed else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from stratos.spec import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=args.indent))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratos", description="Stratos: LLM distillation on AWS serverless.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check task spec files; exit 1 if any is invalid")
+    validate.add_argument("specs", nargs="+", metavar="SPEC", help="task spec JSON file(s)")
+    validate.set_defaults(func=_cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the task spec")
+    schema.add_argument("--indent", type=int, default=2, help="JSON indentation (default 2)")
+    schema.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stratos`` console script. Returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except StratosError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

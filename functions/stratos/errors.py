@@ -1,0 +1,164 @@
+"""Named errors of the Stratos pipeline.
+
+Every error the pipeline raises on purpose derives from :class:`StratosError`. A Lambda that raises one
+of them fails with ``errorType`` equal to the class name, so the state machine routes it by name in its
+``Retry`` and ``Catch`` clauses (``"ErrorEquals": ["NoFeasiblePlanError"]``). The class names are
+therefore part of the contract with ``statemachine/distillation.asl.json``: renaming one is a breaking
+change, and :data:`RETRYABLE_ERRORS` / :data:`TERMINAL_ERRORS` are what the ASL's Retry lists must say
+(a functional test checks the two agree).
+
+Rules: subclasses end in ``Error``; raise them ``from`` the underlying exception; the message names the
+offending field or resource and the reason, so that a person reading a failed execution knows what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class StratosError(Exception):
+    """Base of every error the pipeline raises on purpose.
+
+    Attributes:
+        retryable: True when the same call may succeed if repeated later (throttling, a resource that is
+            still changing state). The ASL retries exactly the retryable ones, with backoff.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary ``{"error": <class name>, "message": <str>}`` for run records and the CLI."""
+        return {"error": type(self).__name__, "message": str(self)}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One rejected field of an input document.
+
+    Attributes:
+        path: dotted path to the field, with list indices, e.g. ``constraints.latency.p50_ms`` or
+            ``candidates.teachers[2]``; ``<root>`` for the document itself.
+        value: the offending value, shortened for display (at most 80 characters).
+        reason: why it was rejected, in words a user can act on.
+    """
+
+    path: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason} (got {self.value})"
+
+
+class InputValidationError(StratosError):
+    """An input document (task spec, event, hyperparameters) was rejected.
+
+    Attributes:
+        errors: every rejected field; never empty.
+        source: where the document came from (an S3 URI, a file path or an event name), for the message.
+    """
+
+    def __init__(self, errors: Sequence[FieldError], source: str = "input") -> None:
+        if not errors:
+            raise ValueError("InputValidationError needs at least one FieldError")
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.source = source
+        lines = "; ".join(str(e) for e in self.errors)
+        super().__init__(f"{source} is invalid: {lines}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["errors"] = [{"path": e.path, "value": e.value, "reason": e.reason} for e in self.errors]
+        return out
+
+
+class SpecValidationError(InputValidationError):
+    """The task spec failed validation (unknown field, out-of-range value, inconsistent constraints)."""
+
+
+class EventShapeError(InputValidationError):
+    """A triggering event (S3 via EventBridge, Scheduler) does not have a shape the pipeline accepts."""
+
+
+class SpecNotFoundError(StratosError):
+    """The spec object named by an event no longer exists (deleted or overwritten before the run read it)."""
+
+
+class PayloadTooLargeError(StratosError):
+    """A state payload exceeds its size budget; it must be moved to S3 and referenced by pointer."""
+
+
+class PricingUnavailableError(StratosError):
+    """No price (live or snapshot) is known for a required instance type, region and component."""
+
+
+class NoFeasiblePlanError(StratosError):
+    """No teacher/student/instance combination satisfies the spec's hard constraints.
+
+    The planner attaches which constraint removed how many candidates and the smallest single relaxation
+    that would make a plan feasible (see the planner module).
+    """
+
+
+class QuotaExceededError(StratosError):
+    """The account cannot get the chosen instance type (service quota or capacity); try the next plan."""
+
+
+class ThrottlingError(StratosError):
+    """An AWS API throttled the call; retry with backoff."""
+
+    retryable = True
+
+
+class ResourceBusyError(StratosError):
+    """A resource is changing state (endpoint Creating/Updating); retry later, never act on it now."""
+
+    retryable = True
+
+
+class TrainingFailedError(StratosError):
+    """The SageMaker training job ended Failed; the message carries its FailureReason."""
+
+
+class TrainingStoppedError(StratosError):
+    """The training job ended Stopped (its maximum runtime, which enforces the budget, was reached)."""
+
+
+class EvaluationRejectedError(StratosError):
+    """The evaluation gate rejected the student (below the spec's minimum accuracy, or worse than before)."""
+
+
+class DeploymentError(StratosError):
+    """The endpoint could not be created or updated (and was rolled back or left untouched)."""
+
+
+#: Error names the state machine retries (with backoff). Everything else is terminal.
+RETRYABLE_ERRORS: tuple[str, ...] = tuple(sorted(cls.__name__ for cls in (ThrottlingError, ResourceBusyError)))
+
+#: Error names that end a run at once (never retried): bad input, no plan, hard failures.
+TERMINAL_ERRORS: tuple[str, ...] = tuple(
+    sorted(
+        cls.__name__
+        for cls in (
+            SpecValidationError,
+            EventShapeError,
+            SpecNotFoundError,
+            PayloadTooLargeError,
+            PricingUnavailableError,
+            NoFeasiblePlanError,
+            QuotaExceededError,
+            TrainingFailedError,
+            TrainingStoppedError,
+            EvaluationRejectedError,
+            DeploymentError,
+        )
+    )
+)
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters with an ellipsis, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

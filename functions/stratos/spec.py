@@ -1,0 +1,673 @@
+"""The task spec: the user's contract with Stratos.
+
+A task spec is one JSON document uploaded to the specs bucket (``s3://<bucket>/specs/...``). It says what
+to distill (the task and its data), under which limits (budget, p50 latency, minimum accuracy, training
+time, region, instance families) and what to optimise (objective weights). Every field is documented below
+with its unit; ``stratos schema`` prints the JSON Schema and ``stratos validate SPEC`` checks a file.
+
+Parsing rules (see :func:`parse_spec`):
+
+* the document is UTF-8 JSON, at most :data:`MAX_SPEC_BYTES` bytes, an object at the top level;
+* duplicate keys, ``NaN`` and ``Infinity`` are rejected (JSON allows neither portably);
+* unknown fields are rejected everywhere, so a typo never silently falls back to a default;
+* values are not coerced across types (``"500"`` is not a number);
+* every rejection names the field path, the value and the reason, all at once
+  (:class:`~stratos.errors.SpecValidationError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+from stratos.errors import FieldError, SpecValidationError, short_repr
+
+#: Largest accepted spec document, bytes. A spec is a few KB; a larger file is almost surely a wrong upload.
+MAX_SPEC_BYTES = 64 * 1024
+
+#: Deepest accepted JSON nesting. The spec's own schema is 4 levels deep.
+MAX_JSON_DEPTH = 32
+
+#: Hours in a billing month, the convention AWS pricing pages use (365 * 24 / 12).
+HOURS_PER_MONTH = 730.0
+
+#: SageMaker's hard ceiling on a training job's MaxRuntimeInSeconds is 28 days.
+MAX_TRAINING_HOURS = 28 * 24.0
+
+_REGION_RE = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$"
+_TASK_ID_RE = r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$"
+_SAGEMAKER_NAME_RE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+_MODEL_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$"
+_INSTANCE_TYPE_RE = r"^ml\.[a-z][a-z0-9-]*\.[0-9]*[a-z]+$"
+_FAMILY_RE = r"^[a-z][a-z0-9-]*$"
+# Bucket naming rules (3-63 chars, lowercase, digits, dots, hyphens), then a non-empty key.
+_S3_URI_RE = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """``Annotated`` metadata: the string must match ``pattern``; the error says ``what`` it must be.
+
+    Pydantic's own ``pattern=`` reports the raw regex, which tells a user nothing; this keeps the regex in
+    the JSON Schema and puts words in the error.
+    """
+
+    pattern: str
+    what: str
+    max_length: int
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        compiled = re.compile(self.pattern)
+
+        def check(value: str) -> str:
+            if len(value) > self.max_length:
+                raise ValueError(f"must be at most {self.max_length} characters, got {len(value)}")
+            if not compiled.match(value):
+                raise ValueError(f"must be {self.what}")
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = handler(schema)
+        out.update(pattern=self.pattern, maxLength=self.max_length)
+        return out
+
+
+class RuleError(ValueError):
+    """A cross-field rule failed; ``path`` (relative to the model that raised it) names the field to fix."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class _Strict(BaseModel):
+    """Base for every spec section: unknown fields rejected, no NaN/inf, immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
+
+
+S3Uri = Annotated[
+    str,
+    _Pattern(
+        _S3_URI_RE,
+        "an S3 URI like s3://my-bucket/path/file.jsonl (bucket: 3-63 lowercase letters, digits, dots, hyphens)",
+        1024,
+    ),
+]
+RegionCode = Annotated[str, _Pattern(_REGION_RE, "an AWS region code like us-east-1", 32)]
+TaskId = Annotated[
+    str,
+    _Pattern(
+        _TASK_ID_RE,
+        "1-48 lowercase letters, digits or hyphens, starting and ending with a letter or digit",
+        48,
+    ),
+]
+SageMakerName = Annotated[
+    str,
+    _Pattern(
+        _SAGEMAKER_NAME_RE,
+        "a SageMaker name: letters, digits and hyphens, starting and ending with a letter or digit",
+        63,
+    ),
+]
+ModelId = Annotated[
+    str, _Pattern(_MODEL_ID_RE, "a model id like Qwen/Qwen2.5-0.5B-Instruct or smollm2-135m-instruct", 128)
+]
+InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance type like ml.g5.xlarge", 32)]
+InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", 16)]
+
+
+class TaskKind(StrEnum):
+    """Family of the task; the planner keys its prior accuracy per model on it."""
+
+    MATH_WORD_PROBLEMS = "math-word-problems"
+    """Grade-school arithmetic word problems with a numeric answer (GSM8K-like)."""
+    SYMBOLIC_REASONING = "symbolic-reasoning"
+    """Rule-based puzzles in a narrow domain (e.g. Mahjong winning tiles): rare in pre-training data."""
+    CLASSIFICATION = "classification"
+    """Pick one label from a closed set."""
+    EXTRACTION = "extraction"
+    """Copy or normalise a span of the input (entities, fields)."""
+    OPEN_QA = "open-qa"
+    """Short factual answers in free text."""
+
+
+class Metric(StrEnum):
+    """How a completion is scored against the reference answer (1.0 = correct, 0.0 = wrong)."""
+
+    EXACT_MATCH = "exact-match"
+    """Normalised string equality (whitespace collapsed, case-folded)."""
+    SET_MATCH = "set-match"
+    """The answer is a set of items; exact set equality scores 1, F1 is reported as partial credit."""
+    NUMERIC_MATCH = "numeric-match"
+    """The final number in the completion equals the reference (commas, currency and units stripped)."""
+    REGEX_MATCH = "regex-match"
+    """``task.answer_regex`` extracts the answer (group 1, else the whole match), then exact match."""
+
+
+class DistillationMode(StrEnum):
+    """Which distillation the training job runs."""
+
+    AUTO = "auto"
+    """Probe the teacher on the eval set and choose by coverage and task complexity."""
+    ALIGNMENT = "alignment"
+    """Knowledge Alignment: token-level KD on the teacher's logits (needs a shared tokenizer)."""
+    INJECTION = "injection"
+    """Knowledge Injection: fine-tune on verified, reverse-synthesised (prompt, reasoning, answer) data."""
+
+
+class RecordFormat(StrEnum):
+    """Record format of user JSONL files (one JSON object per line)."""
+
+    CHAT = "chat"
+    """``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``; the last message
+    is the assistant's reference answer."""
+    PROMPT_COMPLETION = "prompt-completion"
+    """``{"prompt": str, "completion": str}``; the completion is the reference answer."""
+
+
+class TaskSection(_Strict):
+    """What the task is and how answers are scored."""
+
+    kind: TaskKind = Field(description="Task family; keys the planner's prior accuracy per model.")
+    metric: Metric = Field(description="Scoring rule applied to the student's completions.")
+    answer_regex: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Python regex that extracts the answer from a completion; required by, and only "
+        "allowed with, metric 'regex-match'. Group 1 if present, else the whole match.",
+    )
+
+    @field_validator("answer_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid Python regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _regex_iff_regex_metric(self) -> TaskSection:
+        if self.metric is Metric.REGEX_MATCH and self.answer_regex is None:
+            raise RuleError("answer_regex", "metric 'regex-match' needs answer_regex")
+        if self.metric is not Metric.REGEX_MATCH and self.answer_regex is not None:
+            raise RuleError("answer_regex", f"only used with metric 'regex-match', not '{self.metric}'")
+        return self
+
+
+class GeneratorData(_Strict):
+    """Examples made by a built-in generator (reverse synthesis: answers first, problems derived)."""
+
+    source: Literal["generator"] = Field(description="Discriminator: data comes from a generator.")
+    generator: Literal["mahjong-winning-tiles"] = Field(description="Name of the built-in generator.")
+    train_size: int = Field(default=2000, ge=1, le=1_000_000, description="Training examples, count.")
+    eval_size: int = Field(default=200, ge=1, le=100_000, description="Held-out evaluation examples, count.")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Generator seed; same seed, same data.")
+
+
+class BuiltinDatasetData(_Strict):
+    """A public dataset in its official file layout under an S3 prefix (e.g. GSM8K's train/test.jsonl)."""
+
+    source: Literal["builtin"] = Field(description="Discriminator: a built-in dataset loader.")
+    name: Literal["gsm8k"] = Field(description="Dataset loader name.")
+    uri: S3Uri = Field(
+        description="S3 prefix holding the dataset's official files (for gsm8k: train.jsonl, test.jsonl).",
+    )
+    train_size: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Subsample of the train split, count; null = all."
+    )
+    eval_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="Subsample of the test split, count; null = all."
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Subsampling seed.")
+
+
+class JsonlData(_Strict):
+    """The user's own JSONL files (see :class:`RecordFormat` and the README for the record shapes)."""
+
+    source: Literal["jsonl"] = Field(description="Discriminator: user-provided JSONL files.")
+    format: RecordFormat = Field(description="Record format of both files.")
+    train_uri: S3Uri = Field(description="S3 URI of the training JSONL.")
+    eval_uri: S3Uri = Field(description="S3 URI of the evaluation JSONL.")
+
+    @model_validator(mode="after")
+    def _distinct_files(self) -> JsonlData:
+        if self.train_uri == self.eval_uri:
+            raise RuleError("eval_uri", "same file as train_uri: evaluation would leak training data")
+        return self
+
+
+DataSection = Annotated[Union[GeneratorData, BuiltinDatasetData, JsonlData], Field(discriminator="source")]  # noqa: UP007
+
+
+class LatencyConstraint(_Strict):
+    """p50 end-to-end latency limit for one request of a stated shape, at a stated concurrency."""
+
+    p50_ms: float = Field(gt=0, le=600_000, description="Median request latency limit, milliseconds.")
+    prompt_tokens: int = Field(default=512, ge=1, le=131_072, description="Prompt length, tokens.")
+    output_tokens: int = Field(default=128, ge=1, le=32_768, description="Generated length, tokens.")
+    concurrency: int = Field(
+        default=1, ge=1, le=1024, description="Concurrent requests per instance the limit must hold at."
+    )
+
+
+class Constraints(_Strict):
+    """Hard limits. A plan that breaks any of them is infeasible."""
+
+    budget_usd: float = Field(
+        gt=0,
+        le=10_000_000,
+        description="Total budget, USD: one training job plus `serving_months` of the endpoint "
+        "(on-demand hosting price x instance_count x 730 h/month).",
+    )
+    serving_months: float = Field(
+        default=1.0, ge=0, le=36, description="Months of serving the budget must also cover (730 h each)."
+    )
+    latency: LatencyConstraint = Field(description="p50 latency limit and the request shape it applies to.")
+    min_accuracy: float = Field(
+        default=0.0, ge=0, le=1, description="Lowest acceptable accuracy on the eval set, fraction 0..1."
+    )
+    max_training_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=MAX_TRAINING_HOURS,
+        description="Wall-clock limit of the training job, hours (SageMaker allows at most 28 days).",
+    )
+    region: RegionCode = Field(default="us-east-1", description="AWS region code, e.g. us-west-2.")
+    instance_families: list[InstanceFamily] | None = Field(
+        default=None,
+        max_length=64,
+        description="Allowed instance families, e.g. ['g5', 'g6e', 'p4d']; null = all in the catalog. "
+        "A leading 'ml.' is accepted and dropped.",
+    )
+    instance_allowlist: list[InstanceType] | None = Field(
+        default=None,
+        max_length=256,
+        description="Exact instance types the account may use (stands in for service quotas), e.g. "
+        "['ml.g5.xlarge']; null = no restriction.",
+    )
+
+    @field_validator("instance_families", mode="before")
+    @classmethod
+    def _drop_ml_prefix(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v.removeprefix("ml.") if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("instance_families", "instance_allowlist")
+    @classmethod
+    def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must not be empty; use null for no restriction")
+            dupes = sorted({v for v in value if value.count(v) > 1})
+            if dupes:
+                raise ValueError(f"duplicate entries {dupes}")
+        return value
+
+
+#: Default objective weights (before normalisation): accuracy first, then total cost, then p50 latency,
+#: then training time. Chosen so that a plan cannot win on cost alone while missing accuracy badly.
+DEFAULT_WEIGHTS: dict[str, float] = {"accuracy": 0.4, "cost": 0.3, "latency": 0.2, "training_time": 0.1}
+
+
+class ObjectiveWeights(_Strict):
+    """Relative weights of the deployment score's terms. Non-negative; normalised to sum to 1 on parse.
+
+    Omitted weights take their default (:data:`DEFAULT_WEIGHTS`) before normalisation, so
+    ``{"accuracy": 1}`` means accuracy 1 vs the default 0.3/0.2/0.1 for the others.
+    """
+
+    accuracy: float = Field(default=DEFAULT_WEIGHTS["accuracy"], ge=0, le=1000, description="Expected accuracy.")
+    latency: float = Field(default=DEFAULT_WEIGHTS["latency"], ge=0, le=1000, description="p50 latency.")
+    training_time: float = Field(
+        default=DEFAULT_WEIGHTS["training_time"], ge=0, le=1000, description="Training wall time."
+    )
+    cost: float = Field(default=DEFAULT_WEIGHTS["cost"], ge=0, le=1000, description="Training + serving cost.")
+
+    @model_validator(mode="after")
+    def _normalise(self) -> ObjectiveWeights:
+        total = self.accuracy + self.latency + self.training_time + self.cost
+        if total <= 0:
+            raise ValueError("at least one objective weight must be positive")
+        for name in ("accuracy", "latency", "training_time", "cost"):
+            object.__setattr__(self, name, getattr(self, name) / total)
+        return self
+
+
+class Candidates(_Strict):
+    """Which models the planner may consider. Ids are catalog ids or Hugging Face repo ids."""
+
+    teachers: list[ModelId] | None = Field(
+        default=None, min_length=1, max_length=64, description="Teacher model ids; null = the whole catalog."
+    )
+    students: list[ModelId] | None = Field(
+        default=None, min_length=1, max_length=64, description="Student model ids; null = the whole catalog."
+    )
+    accuracy_priors: dict[ModelId, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        max_length=128,
+        description="Override of the catalog's prior accuracy (fraction 0..1) on this task, per model id.",
+    )
+
+
+class Distillation(_Strict):
+    """How the training job distills."""
+
+    mode: DistillationMode = Field(default=DistillationMode.AUTO, description="auto | alignment | injection.")
+    domain_notes: str | None = Field(
+        default=None,
+        max_length=8000,
+        description="Domain knowledge (rules, definitions) put into the teacher's prompt when it writes "
+        "rationales for Knowledge Injection.",
+    )
+
+
+class Deployment(_Strict):
+    """Where the distilled student is served."""
+
+    endpoint_name: SageMakerName | None = Field(
+        default=None,
+        description="SageMaker endpoint name (<= 63 chars, letters, digits, hyphens); null = derived from "
+        "task_id. Re-distillation updates this endpoint in place (blue/green).",
+    )
+    instance_count: int = Field(default=1, ge=1, le=16, description="Serving instances behind the endpoint.")
+
+
+class RedistillPolicy(_Strict):
+    """When the scheduled sweep re-runs this spec. A run is due when any enabled trigger fires."""
+
+    max_age_days: int | None = Field(
+        default=30, ge=1, le=365, description="Re-distill when the last successful run is older, days."
+    )
+    price_change_fraction: float | None = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description="Re-plan when an on-demand price used by the plan moved by more than this fraction (0.2 = 20%).",
+    )
+    on_new_data: bool = Field(default=True, description="Re-distill when a data file's S3 version changes.")
+
+
+class TaskSpec(_Strict):
+    """A distillation request. See the README for a worked example and ``stratos schema`` for the schema."""
+
+    spec_version: Literal[1] = Field(default=1, description="Version of this contract.")
+    task_id: TaskId = Field(
+        description="Stable id of the task: 1-48 chars, lowercase letters, digits, hyphens. Names the "
+        "default endpoint and groups re-distillation runs.",
+    )
+    description: str = Field(default="", max_length=2000, description="Free text for people.")
+    task: TaskSection
+    data: DataSection
+    constraints: Constraints
+    objective: ObjectiveWeights = Field(default_factory=ObjectiveWeights)
+    candidates: Candidates = Field(default_factory=Candidates)
+    distillation: Distillation = Field(default_factory=Distillation)
+    deployment: Deployment = Field(default_factory=Deployment)
+    redistill: RedistillPolicy | None = Field(
+        default=None, description="Scheduled re-distillation policy; null = never re-run on schedule."
+    )
+
+    @model_validator(mode="after")
+    def _data_fits_metric(self) -> TaskSpec:
+        data, metric = self.data, self.task.metric
+        if isinstance(data, GeneratorData) and metric is not Metric.SET_MATCH:
+            raise RuleError("task.metric", f"data.generator '{data.generator}' answers are tile sets: use 'set-match'")
+        if isinstance(data, BuiltinDatasetData) and metric is not Metric.NUMERIC_MATCH:
+            raise RuleError("task.metric", f"data.name '{data.name}' answers are numbers: use 'numeric-match'")
+        return self
+
+    def budget_breakdown(self, hosting_usd_per_hour: float) -> dict[str, float]:
+        """Split the budget for a given serving price.
+
+        Args:
+            hosting_usd_per_hour: on-demand hosting price of ONE serving instance, USD/hour.
+
+        Returns:
+            ``{"serving_usd": ..., "training_usd": ...}``: serving cost over ``serving_months`` (730 h each,
+            times ``deployment.instance_count``), and what is left of the budget for training (may be < 0).
+        """
+        serving = hosting_usd_per_hour * HOURS_PER_MONTH * self.constraints.serving_months
+        serving *= self.deployment.instance_count
+        return {"serving_usd": serving, "training_usd": self.constraints.budget_usd - serving}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Parsing with errors that name the field.
+
+
+def parse_spec(raw: bytes | str, source: str = "spec") -> TaskSpec:
+    """Parse and validate a task spec document.
+
+    Args:
+        raw: the document as uploaded: UTF-8 bytes or text.
+        source: where it came from (S3 URI or path), used in messages.
+
+    Returns:
+        The validated, immutable :class:`TaskSpec` (objective weights normalised).
+
+    Raises:
+        SpecValidationError: with one :class:`~stratos.errors.FieldError` per problem: encoding, size, JSON
+            syntax, duplicate keys, NaN/Infinity, depth, unknown fields, types, ranges, cross-field rules.
+    """
+    doc = load_json_document(raw, source, error_cls=SpecValidationError, max_bytes=MAX_SPEC_BYTES)
+    return validate_spec_document(doc, source)
+
+
+def validate_spec_document(doc: Any, source: str = "spec") -> TaskSpec:
+    """Validate an already-decoded JSON value as a :class:`TaskSpec` (see :func:`parse_spec`)."""
+    if not isinstance(doc, dict):
+        raise SpecValidationError([FieldError("<root>", short_repr(doc), "a task spec must be a JSON object")], source)
+    try:
+        # strict: no "500" -> 500 coercion. JSON mode so enums and literals accept their string values.
+        return TaskSpec.model_validate_json(json.dumps(doc), strict=True)
+    except ValidationError as exc:
+        raise SpecValidationError(field_errors(exc, doc, TaskSpec), source) from exc
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any) -> int:
+    # Iterative, so a hostile document cannot blow the Python stack here.
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def load_json_document(
+    raw: bytes | str,
+    source: str,
+    *,
+    error_cls: type[SpecValidationError] | Any = SpecValidationError,
+    max_bytes: int = MAX_SPEC_BYTES,
+) -> Any:
+    """Decode a JSON document strictly: UTF-8, size-capped, no duplicate keys, no NaN/Infinity, depth-capped.
+
+    Raises:
+        error_cls: (an :class:`~stratos.errors.InputValidationError` subclass) with a ``<root>`` FieldError.
+    """
+    size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise error_cls([FieldError("<root>", f"{size} bytes", f"document larger than {max_bytes} bytes")], source)
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error_cls([FieldError("<root>", f"byte {exc.start}", "not valid UTF-8")], source) from exc
+    raw = raw.removeprefix("\ufeff")  # a BOM from Windows editors is harmless
+    try:
+        doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        reason = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
+    except (ValueError, RecursionError) as exc:
+        reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise error_cls([FieldError("<root>", "...", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")], source)
+    return doc
+
+
+def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list[FieldError]:
+    """Turn a pydantic ValidationError into FieldErrors whose paths follow the user's document.
+
+    Pydantic puts the discriminator value of a tagged union into ``loc`` (``data.jsonl.train_uri``); the
+    user wrote ``data.train_uri``, so tags are dropped. Unknown-field errors list the allowed names and the
+    closest match.
+    """
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        path_parts: list[str | int] = []
+        node: Any = doc
+        present = True
+        tag_skipped_at: Any = None
+        for part in err["loc"]:
+            if isinstance(node, dict) and node.get("source") == part and tag_skipped_at is not node:
+                tag_skipped_at = node  # the union tag pydantic inserts right after the union field
+                continue
+            path_parts.append(part)
+            node, present = _child(node, part)
+        rule = (err.get("ctx") or {}).get("error")
+        if isinstance(rule, RuleError):
+            for part in rule.path.split("."):
+                path_parts.append(part)
+                node, present = _child(node, part)
+            err = {**err, "input": node}
+        path = _format_path(path_parts)
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_fields(model, doc, path_parts[:-1])
+            if allowed:
+                close = difflib.get_close_matches(str(path_parts[-1]), allowed, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                reason = f"unknown field{hint} (allowed: {', '.join(allowed)})"
+            else:
+                reason = "unknown field"
+        value = "<missing>" if err["type"] == "missing" or not present else short_repr(err.get("input"))
+        out.append(FieldError(path or "<root>", value, reason))
+    return out
+
+
+def _child(node: Any, part: str | int) -> tuple[Any, bool]:
+    """``node[part]`` for a dict key or list index, and whether it exists."""
+    if isinstance(node, dict) and isinstance(part, str):
+        return node.get(part), part in node
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part], True
+    return None, False
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _format_path(parts: list[str | int]) -> str:
+    """``a.b[0].c``; a key that is not a plain identifier is written ``["key"]`` so the path stays unambiguous."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
+
+
+def _allowed_fields(model: type[BaseModel], doc: Any, parts: list[str | int]) -> list[str]:
+    """Field names of the model at ``parts`` of the document, following nested models and tagged unions."""
+    current: Any = model
+    node: Any = doc
+    for part in parts:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            current = _unwrap(current, node)
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        node = node.get(part) if isinstance(node, dict) else None
+        current = _unwrap(fields[part].annotation, node)
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _unwrap(annotation: Any, node: Any) -> Any:
+    """Reduce ``X | None``, ``list[X]``, ``Annotated[...]`` and tagged unions to the model that ``node`` is."""
+    for _ in range(8):
+        origin = get_origin(annotation)
+        if origin is Annotated or origin is list:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            tag = node.get("source") if isinstance(node, dict) else None
+            chosen = [
+                m
+                for m in members
+                if isinstance(m, type) and issubclass(m, BaseModel) and (len(members) == 1 or _tag_of(m) == tag)
+            ]
+            if not chosen:
+                return None
+            annotation = chosen[0]
+        else:
+            return annotation
+    return annotation
+
+
+def _tag_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("source")
+    if field is None:
+        return None
+    args = get_args(field.annotation)
+    return args[0] if args else None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of :class:`TaskSpec`, as printed by ``stratos schema``."""
+    schema = TaskSpec.model_json_schema()
+    schema["$id"] = "https://stratos.dev/schemas/task-spec-v1.json"
+    schema["title"] = "Stratos task spec"
+    return schema

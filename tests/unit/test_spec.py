@@ -1,0 +1,245 @@
+"""The task spec contract: examples parse, bad specs name the field, nothing but validation errors escape."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stratos.cli import main as cli_main
+from stratos.errors import SpecValidationError
+from stratos.spec import (
+    DEFAULT_WEIGHTS,
+    MAX_SPEC_BYTES,
+    DistillationMode,
+    GeneratorData,
+    TaskSpec,
+    parse_spec,
+    spec_json_schema,
+)
+
+from tests.conftest import REPO, SPECS
+
+INVALID = REPO / "tests" / "data" / "invalid_specs"
+EXPECTED_PATHS: dict[str, str] = json.loads((INVALID / "expected_paths.json").read_text())
+
+
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.json")), ids=lambda p: p.name)
+def test_example_specs_parse(path):
+    spec = parse_spec(path.read_bytes(), source=str(path))
+    assert isinstance(spec, TaskSpec)
+    weights = spec.objective
+    assert weights.accuracy + weights.latency + weights.training_time + weights.cost == pytest.approx(1.0)
+
+
+def test_mahjong_example_fields(mahjong_spec_doc):
+    spec = parse_spec(json.dumps(mahjong_spec_doc))
+    assert isinstance(spec.data, GeneratorData)
+    assert spec.data.generator == "mahjong-winning-tiles"
+    assert spec.distillation.mode is DistillationMode.AUTO
+    assert spec.constraints.latency.concurrency == 4
+    assert spec.constraints.instance_families == ["g5", "g6", "g6e", "c7i", "m7i"]
+
+
+def test_every_invalid_spec_has_an_expectation():
+    files = {p.name for p in INVALID.glob("*.json")} - {"expected_paths.json"}
+    assert files == set(EXPECTED_PATHS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PATHS))
+def test_invalid_spec_names_the_field(name, capsys):
+    path = INVALID / name
+    with pytest.raises(SpecValidationError) as info:
+        parse_spec(path.read_bytes(), source=name)
+    paths = [e.path for e in info.value.errors]
+    assert EXPECTED_PATHS[name] in paths, paths
+    for err in info.value.errors:
+        assert err.reason and err.value
+    # And through the CLI: exit 1, the field named on stderr.
+    assert cli_main(["validate", str(path)]) == 1
+    assert EXPECTED_PATHS[name] in capsys.readouterr().err
+
+
+def test_cli_validate_examples_exit_zero(capsys):
+    assert cli_main(["validate", *map(str, sorted(SPECS.glob("*.json")))]) == 0
+    assert capsys.readouterr().out.count(": OK") == len(list(SPECS.glob("*.json")))
+
+
+def test_cli_validate_mixed_exit_one_and_reports_each(capsys):
+    bad = INVALID / "negative-latency.json"
+    assert cli_main(["validate", str(SPECS / "gsm8k.json"), str(bad), "/nonexistent/spec.json"]) == 1
+    captured = capsys.readouterr()
+    assert "gsm8k.json: OK" in captured.out
+    assert "constraints.latency.p50_ms" in captured.err
+    assert "cannot read" in captured.err
+
+
+def test_console_script_installed():
+    """`stratos` is a real console command (pip install -e . created it)."""
+    exe = REPO / ".venv" / "bin" / "stratos"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stratos.cli"]
+    ok = subprocess.run([*cmd, "validate", str(SPECS / "mahjong-winning-tiles.json")], capture_output=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([*cmd, "validate", str(INVALID / "typo-in-field-name.json")], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "did you mean 'latency'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_schema_is_json_schema(capsys):
+    assert cli_main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "Stratos task spec"
+    assert schema["additionalProperties"] is False
+    assert {"task_id", "task", "data", "constraints"} <= set(schema["required"])
+    assert "pattern" in schema["$defs"]["JsonlData"]["properties"]["train_uri"]
+
+
+def test_schema_validates_examples_with_jsonschema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = spec_json_schema()
+    for path in SPECS.glob("*.json"):
+        jsonschema.validate(json.loads(path.read_text()), schema)
+
+
+def test_weights_default_and_normalise(mahjong_spec_doc):
+    doc = copy.deepcopy(mahjong_spec_doc)
+    doc.pop("objective")
+    spec = parse_spec(json.dumps(doc))
+    total = sum(DEFAULT_WEIGHTS.values())
+    assert spec.objective.accuracy == pytest.approx(DEFAULT_WEIGHTS["accuracy"] / total)
+    doc["objective"] = {"accuracy": 2, "cost": 2, "latency": 0, "training_time": 0}
+    spec = parse_spec(json.dumps(doc))
+    assert (spec.objective.accuracy, spec.objective.cost, spec.objective.latency) == (0.5, 0.5, 0.0)
+
+
+def test_ml_prefix_on_families_is_dropped(mahjong_spec_doc):
+    mahjong_spec_doc["constraints"]["instance_families"] = ["ml.g5", "p4d"]
+    assert parse_spec(json.dumps(mahjong_spec_doc)).constraints.instance_families == ["g5", "p4d"]
+
+
+def test_duplicate_keys_rejected(mahjong_spec_doc):
+    text = json.dumps(mahjong_spec_doc)[:-1] + ', "task_id": "other"}'
+    with pytest.raises(SpecValidationError, match="duplicate key 'task_id'"):
+        parse_spec(text)
+
+
+def test_oversized_and_non_utf8_rejected():
+    with pytest.raises(SpecValidationError, match="larger than"):
+        parse_spec(b"{" + b" " * MAX_SPEC_BYTES + b"}")
+    with pytest.raises(SpecValidationError, match="UTF-8"):
+        parse_spec(b'{"task_id": "\xff"}')
+
+
+def test_deep_nesting_is_a_validation_error():
+    with pytest.raises(SpecValidationError, match="nested"):
+        parse_spec("[" * 5000 + "]" * 5000)
+
+
+def test_spec_is_immutable(mahjong_spec_doc):
+    spec = parse_spec(json.dumps(mahjong_spec_doc))
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on frozen assignment
+        spec.task_id = "other"  # type: ignore[misc]
+
+
+def test_budget_breakdown(mahjong_spec_doc):
+    mahjong_spec_doc["deployment"]["instance_count"] = 2
+    spec = parse_spec(json.dumps(mahjong_spec_doc))
+    split = spec.budget_breakdown(hosting_usd_per_hour=0.1)
+    assert split["serving_usd"] == pytest.approx(0.1 * 730 * 1 * 2)
+    assert split["training_usd"] == pytest.approx(400 - 146)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Property-based: no input makes the parser raise anything but SpecValidationError naming a field.
+
+TOP_LEVEL = set(TaskSpec.model_fields)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _first_key(path: str) -> str:
+    if path.startswith('["'):
+        return json.JSONDecoder().raw_decode(path[1:])[0]
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def _check_errors(exc: SpecValidationError) -> None:
+    assert exc.errors
+    for err in exc.errors:
+        assert err.path, "every error names a field path"
+        assert err.reason
+        if err.path != "<root>":
+            key = _first_key(err.path)
+            assert key in TOP_LEVEL or err.reason.startswith("unknown field"), err
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_arbitrary_json_only_validation_errors(value):
+    try:
+        parse_spec(json.dumps(value))
+    except SpecValidationError as exc:
+        _check_errors(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_only_validation_errors(raw):
+    try:
+        parse_spec(raw)
+    except SpecValidationError as exc:
+        _check_errors(exc)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated_specs(draw):
+    base = json.loads((SPECS / draw(st.sampled_from(["mahjong-winning-tiles.json", "gsm8k.json"]))).read_text())
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(base) if p]
+        path = draw(st.sampled_from(paths))
+        parent = base
+        for part in path[:-1]:
+            parent = parent[part]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[path[-1]] = draw(json_values)
+        elif action == "delete" and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[draw(st.text(min_size=1, max_size=10))] = draw(json_values)
+    return base
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_specs())
+def test_mutated_specs_only_validation_errors(doc):
+    try:
+        spec = parse_spec(json.dumps(doc))
+    except SpecValidationError as exc:
+        _check_errors(exc)
+        for err in exc.errors:
+            assert err.path != "<root>" or err.reason, "a root error still says why"
+    else:
+        assert isinstance(spec, TaskSpec)
