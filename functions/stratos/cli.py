@@ -7,12 +7,17 @@ Heavy libraries are imported inside the subcommand that needs them, so ``stratos
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from stratos.errors import StratosError
+
+#: Modules that add a subcommand: each has ``register(subparsers)`` which adds its parser and sets
+#: ``func``. Keep their top-level imports light; import heavy libraries inside the command function.
+_SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -57,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of the task spec")
     schema.add_argument("--indent", type=int, default=2, help="JSON indentation (default 2)")
     schema.set_defaults(func=_cmd_schema)
+
+    for module_name in _SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
