@@ -1,0 +1,151 @@
+"""Training-job configuration: SageMaker hyperparameters (strings) -> a validated :class:`TrainConfig`.
+
+SageMaker delivers every hyperparameter as a string. SDKs differ in how they encode non-strings: some send
+``"2"``, some JSON-encode once more and send ``"\\"2\\""``. :func:`decode_hyperparameter` undoes both: it
+``json.loads`` the value, and if that yields a string which is itself JSON, once more; anything that is not
+JSON stays the raw string. Pydantic then checks types and ranges; an error names the hyperparameter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter is unknown, of the wrong type or out of range (the message names it and why)."""
+
+
+def decode_hyperparameter(raw: Any) -> Any:
+    """Decode one hyperparameter value as SageMaker delivers it.
+
+    ``"2"`` -> 2, ``"\\"2\\""`` -> 2, ``"true"`` -> True, ``"[\\"q_proj\\"]"`` -> ["q_proj"],
+    ``"gsm8k"`` -> "gsm8k" (not JSON: kept raw), ``"\\"gsm8k\\""`` -> "gsm8k".
+    """
+    if not isinstance(raw, str):
+        return raw
+    value: Any = raw
+    for _ in range(2):  # at most one extra level of JSON encoding
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, ValueError):
+            break
+    return value
+
+
+class TrainConfig(BaseModel):
+    """Everything one training job needs. Field descriptions carry units and defaults' reasons."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- task and data
+    task: str = Field(default="mahjong-winning-tiles", description="Task name (stratos_train.tasks registry).")
+    task_options: dict[str, Any] = Field(
+        default_factory=dict, description="Task-specific options, e.g. {'format': 'chat'} for jsonl."
+    )
+    train_size: int = Field(default=2000, ge=1, le=1_000_000, description="Training examples, count.")
+    eval_size: int = Field(default=200, ge=1, le=100_000, description="Held-out evaluation examples, count.")
+    seed: int = Field(default=0, ge=0, description="Seed for data generation, sampling and initialisation.")
+
+    # --- models
+    teacher: str = Field(default="smollm2-135m-instruct", description="Teacher model source (see models.py).")
+    student: str = Field(default="smollm2-135m-instruct@layers=10", description="Student model source.")
+
+    # --- mode selection
+    mode: Literal["auto", "alignment", "injection"] = "auto"
+    probe_size: int = Field(default=32, ge=1, le=10_000, description="Eval examples the teacher is probed on.")
+    coverage_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="auto: Knowledge Alignment if teacher accuracy >= this, 0..1."
+    )
+
+    # --- Knowledge Alignment loss
+    divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    beta: float = Field(default=0.5, ge=0, le=1, description="JSD interpolation; 0 = forward KL, 1 = reverse KL.")
+    temperature: float = Field(default=1.0, gt=0, le=20, description="Softmax temperature T (loss x T^2).")
+    alpha: float = Field(default=0.1, ge=0, le=1, description="Weight of hard-label cross-entropy.")
+    chunk_size: int = Field(default=256, ge=1, le=65_536, description="Kept positions per loss chunk.")
+
+    # --- Knowledge Injection
+    teacher_rationales: bool = Field(
+        default=False, description="Ask the teacher for answer-conditioned rationales, keep verified ones."
+    )
+    rationale_samples: int = Field(default=64, ge=0, le=100_000, description="Examples to ask the teacher on.")
+    domain_notes: str = Field(default="", max_length=8000, description="Put into the teacher's prompt.")
+
+    # --- optimisation
+    epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training set.")
+    max_steps: int = Field(default=-1, ge=-1, description="Optimiser steps; -1 = derived from epochs.")
+    per_device_batch_size: int = Field(default=8, ge=1, le=1024, description="Sequences per device per micro-step.")
+    grad_accum: int = Field(default=1, ge=1, le=1024, description="Micro-steps per optimiser step.")
+    learning_rate: float = Field(default=5e-4, gt=0, le=1, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    warmup_ratio: float = Field(default=0.05, ge=0, le=1, description="Fraction of steps of linear warm-up.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    max_seq_len: int = Field(default=512, ge=16, le=131_072, description="Tokens per training sequence.")
+    bf16: bool = Field(default=False, description="bf16 autocast (CPU with AVX512-BF16, or GPU).")
+    shuffle: bool = Field(default=True, description="Shuffle training examples each epoch.")
+    logging_steps: int = Field(default=10, ge=1, description="Optimiser steps between metric log lines.")
+    save_steps: int | None = Field(
+        default=None, ge=1, description="Checkpoint interval, steps; null = about 10 checkpoints per job."
+    )
+
+    # --- LoRA
+    lora: bool = Field(default=False, description="Train LoRA adapters (merged for deployment) instead of all weights.")
+    lora_r: int = Field(default=16, ge=1, le=1024)
+    lora_alpha: float = Field(default=32.0, gt=0)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_targets: list[str] | Literal["auto", "all-linear"] = Field(
+        default="auto", description="Module names, 'auto' (per architecture) or 'all-linear'."
+    )
+
+    # --- evaluation
+    max_new_tokens: int = Field(default=128, ge=1, le=8192, description="Greedy decoding budget, tokens.")
+    eval_batch_size: int = Field(default=16, ge=1, le=1024)
+    evaluate_teacher: bool = True
+    evaluate_before: bool = True
+    few_shot: int = Field(default=0, ge=0, le=16, description="Solved examples in the teacher's eval prompts.")
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _targets_not_empty(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list) and not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TrainConfig:
+        if self.probe_size > self.eval_size:
+            object.__setattr__(self, "probe_size", self.eval_size)
+        return self
+
+    def derived_save_steps(self, total_steps: int) -> int:
+        """Checkpoint interval: the configured one, else total/10 (at least 1) so a restart loses <= 10%."""
+        return self.save_steps or max(1, total_steps // 10)
+
+
+def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
+    """Validate SageMaker hyperparameters into a :class:`TrainConfig`.
+
+    Keys are accepted with ``-`` or ``_``. SageMaker's own keys (``sagemaker_*``) are ignored.
+
+    Raises:
+        HyperparameterError: naming every bad hyperparameter with its value and the reason.
+    """
+    decoded = {
+        key.replace("-", "_"): decode_hyperparameter(value)
+        for key, value in raw.items()
+        if not key.startswith("sagemaker_")
+    }
+    try:
+        return TrainConfig.model_validate(decoded)
+    except ValidationError as exc:
+        reasons = []
+        for err in exc.errors(include_url=False):
+            name = ".".join(str(p) for p in err["loc"]) or "<hyperparameters>"
+            value = "<missing>" if err["type"] == "missing" else repr(err.get("input"))[:60]
+            reasons.append(f"hyperparameter {name}={value}: {err['msg']}")
+        raise HyperparameterError("; ".join(reasons)) from exc

@@ -1,0 +1,240 @@
+"""The training loop: Hugging Face ``Trainer`` with the loss replaced, nothing else re-implemented.
+
+:class:`DistillationTrainer` overrides two hooks:
+
+* ``compute_loss`` — completion-only loss through :func:`~stratos_train.losses.chunked_kd_loss`: Knowledge
+  Alignment (teacher present: KD divergence + alpha x CE) or plain fine-tuning (no teacher: CE), both
+  computed only at kept positions, chunked, without full-vocabulary logits;
+* ``_get_train_sampler`` — sequential order when ``shuffle`` is off (reproducible trajectories, DDP tests).
+
+Normalisation: the loss of a micro-batch is its token SUM divided by the number of kept tokens in the whole
+optimiser step (``num_items_in_batch``, counted by ``Trainer`` over all accumulation micro-batches and, with
+``average_tokens_across_devices``, over all processes). So (batch 8, accumulation 1) and (batch 1,
+accumulation 8) give the same update, and every token weighs the same however the rows are split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from stratos_train.losses import IGNORE_INDEX, KDLossConfig, chunked_kd_loss
+
+logger = logging.getLogger(__name__)
+
+
+def _unwrap(model: Any) -> Any:
+    """The ``*ForCausalLM`` module under DDP and PEFT wrappers."""
+    while hasattr(model, "module"):  # DistributedDataParallel
+        model = model.module
+    if hasattr(model, "get_base_model"):  # PeftModel
+        model = model.get_base_model()
+    return model
+
+
+def decoder_and_head(model: Any) -> tuple[Any, torch.Tensor]:
+    """(decoder returning final-normed hidden states, output projection weight ``(vocab, hidden)``)."""
+    base = _unwrap(model)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
+    return decoder, base.get_output_embeddings().weight
+
+
+def final_hidden(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(batch, seq, hidden)`` final hidden states (after the last norm) without computing logits."""
+    decoder, _ = decoder_and_head(model)
+    out = decoder(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs.get("attention_mask"),
+        position_ids=inputs.get("position_ids"),
+        use_cache=False,
+    )
+    hidden: torch.Tensor = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return hidden
+
+
+class DistillationTrainer(Trainer):
+    """``Trainer`` whose loss is the completion-only distillation (or fine-tuning) loss.
+
+    Args:
+        teacher: the teacher model (frozen, eval mode) for Knowledge Alignment; ``None`` for fine-tuning.
+        kd_config: loss hyperparameters.
+        shared_vocab_size: real vocabulary shared by teacher and student (logits sliced to it).
+        shuffle: shuffle the training set (else sequential order).
+    """
+
+    loss_is_scaled_for_ga = True  # compute_loss already divides by the step's kept-token count
+
+    def __init__(
+        self,
+        *args: Any,
+        teacher: Any = None,
+        kd_config: KDLossConfig | None = None,
+        shared_vocab_size: int | None = None,
+        shuffle: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Make Trainer count kept tokens over the whole accumulation window and pass them in.
+        self.model_accepts_loss_kwargs = True
+        self.kd_config = kd_config or KDLossConfig(alpha=1.0)
+        if teacher is None and self.kd_config.alpha < 1.0:
+            self.kd_config = KDLossConfig(alpha=1.0, chunk_size=self.kd_config.chunk_size)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval()
+            teacher.requires_grad_(False)
+            teacher.to(self.args.device)
+        self.shared_vocab_size = shared_vocab_size
+        self.shuffle = shuffle
+        self.kept_tokens_seen = 0
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if not self.shuffle:
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        return super()._get_train_sampler(train_dataset)
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        labels = inputs["labels"]
+        hidden = final_hidden(model, inputs)  # (batch, seq, hidden)
+        target = labels[:, 1:]  # position i predicts token i + 1
+        keep = target != IGNORE_INDEX  # (batch, seq-1) bool
+        kept_hidden = hidden[:, :-1][keep]  # (kept, hidden)
+        kept_labels = target[keep]  # (kept,)
+        _, weight = decoder_and_head(model)
+        teacher_hidden = teacher_weight = None
+        if self.teacher is not None and self.kd_config.alpha < 1.0:
+            with torch.no_grad():
+                t_hidden = final_hidden(self.teacher, inputs)
+                teacher_hidden = t_hidden[:, :-1][keep]
+                teacher_weight = decoder_and_head(self.teacher)[1]
+        loss_sum = chunked_kd_loss(
+            kept_hidden,
+            weight,
+            kept_labels,
+            self.kd_config,
+            teacher_hidden=teacher_hidden,
+            teacher_weight=teacher_weight,
+            vocab_size=self.shared_vocab_size,
+        )
+        count = num_items_in_batch if num_items_in_batch is not None else kept_labels.numel()
+        if torch.is_tensor(count):
+            count = count.to(loss_sum.device)
+        loss = loss_sum / (count if float(count) > 0 else 1)  # an all-prompt batch gives 0, never NaN
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.args.world_size  # DDP averages gradients; count is the global total
+        self.kept_tokens_seen += int(kept_labels.numel())
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+class MetricLinesCallback(TrainerCallback):
+    """Prints one ``[stratos-metrics] {json}`` line per log event (CloudWatch / MetricDefinitions can parse it)
+    and a human progress line (loss, tokens/s, ETA) on stderr.
+
+    MetricDefinitions regexes, for the estimator: ``"train_loss": ([0-9.eE+-]+)``, ``"tokens_per_s":
+    ([0-9.eE+-]+)``.
+    """
+
+    PREFIX = "[stratos-metrics]"
+
+    def __init__(self, trainer_ref: list[DistillationTrainer] | None = None, stream: Any = None) -> None:
+        self.trainer_ref = trainer_ref or []
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.history: list[dict[str, float]] = []
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
+        if not logs or not state.is_world_process_zero:
+            return
+        elapsed = time.perf_counter() - self.start
+        tokens = self.trainer_ref[0].kept_tokens_seen if self.trainer_ref else 0
+        world = max(1, args.world_size)
+        record = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "elapsed_s": round(elapsed, 2),
+            "completion_tokens_per_s": round(tokens * world / elapsed, 2) if elapsed > 0 else 0.0,
+        }
+        for key, value in logs.items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                record["train_loss" if key == "loss" else key] = value
+        self.history.append(record)
+        print(f"{self.PREFIX} {json.dumps(record)}", flush=True)
+        if state.max_steps:
+            done = state.global_step / state.max_steps
+            eta = elapsed * (1 - done) / done if done > 0 else float("nan")
+            loss = record.get("train_loss", float("nan"))
+            print(
+                f"step {state.global_step}/{state.max_steps} loss {loss:.4f} "
+                f"{record['completion_tokens_per_s']:.0f} tok/s ETA {eta:.0f}s",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def training_arguments(
+    output_dir: str,
+    *,
+    per_device_batch_size: int,
+    grad_accum: int,
+    learning_rate: float,
+    epochs: float,
+    max_steps: int,
+    warmup_ratio: float,
+    weight_decay: float,
+    lr_scheduler: str,
+    bf16: bool,
+    seed: int,
+    logging_steps: int,
+    save_steps: int,
+    use_cpu: bool,
+) -> TrainingArguments:
+    """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel),
+    no external reporting, no evaluation inside the loop (the job evaluates with generation afterwards)."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=per_device_batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        warmup_steps=warmup_ratio,
+        weight_decay=weight_decay,
+        lr_scheduler_type=lr_scheduler,
+        bf16=bf16,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=logging_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        use_cpu=use_cpu,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
