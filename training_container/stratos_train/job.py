@@ -1,0 +1,323 @@
+"""One distillation training job, end to end, inside the SageMaker contract.
+
+Order of work (each step logged; every figure ends up in ``output/data/metrics.json``):
+
+1. build the task's training and evaluation examples (generated or from the ``data``/``train``/``eval``
+   channels);
+2. load teacher and student; check tokenizer compatibility;
+3. decide the mode (auto: probe the teacher on training problems; see :mod:`stratos_train.modes`);
+4. evaluate the teacher and the student before training on the held-out set;
+5. build the training set (alignment: reference targets + teacher logits; injection: verified data);
+6. train (LoRA or full), checkpointing to the checkpoint dir and resuming from its latest checkpoint;
+7. evaluate the student after; save the deployable model at the model-dir root with its card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from typing import Any
+
+import torch
+from transformers import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from stratos_train.config import TrainConfig
+from stratos_train.data import CompletionCollator, ListDataset, encode_all
+from stratos_train.env import SageMakerEnv
+from stratos_train.evaluate import EvalResult, evaluate, generate
+from stratos_train.export import save_deployable
+from stratos_train.lora import apply_lora, merge_for_deployment
+from stratos_train.losses import KDLossConfig
+from stratos_train.models import LoadedModel, load_model
+from stratos_train.modes import ModeDecision, build_injection_set, decide_mode
+from stratos_train.tasks import get_task
+from stratos_train.tasks.base import Example, Task, pick_few_shot
+from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, training_arguments
+
+logger = logging.getLogger(__name__)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _is_main() -> bool:
+    return _rank() == 0
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_task(config: TrainConfig, env: SageMakerEnv) -> Task:
+    """The task with its data channels wired in (gsm8k: ``data`` channel; jsonl: ``train``/``eval`` files)."""
+    options = dict(config.task_options)
+    if config.task == "gsm8k" and "data_dir" not in options:
+        channel = env.channel("data")
+        if channel is not None:
+            options["data_dir"] = str(channel)
+    if config.task == "jsonl":
+        for split in ("train", "eval"):
+            key = f"{split}_path"
+            channel = env.channel(split)
+            if key not in options and channel is not None:
+                files = sorted(channel.glob("*.jsonl")) if channel.is_dir() else [channel]
+                if files:
+                    options[key] = str(files[0])
+    task: Task = get_task(config.task, **options)
+    return task
+
+
+def _score_fn(task: Task, examples: list[Example]) -> Any:
+    def score(completion: str, index: int) -> tuple[float, float]:
+        result = task.score(examples[index], completion)
+        return float(result.correct), float(result.credit)
+
+    return score
+
+
+def _eval(
+    loaded: LoadedModel, task: Task, examples: list[Example], config: TrainConfig, label: str, shots: list[Example]
+) -> EvalResult:
+    prompts = [task.prompt(ex, shots) for ex in examples]
+    return evaluate(
+        loaded.model,
+        loaded.tokenizer,
+        prompts,
+        _score_fn(task, examples),
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.eval_batch_size,
+        label=label,
+    )
+
+
+def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
+    """Run the job; return the metrics dict also written to ``output/data/metrics.json``.
+
+    Raises:
+        Any exception; :func:`stratos_train.entrypoint.main` turns it into ``output/failure``.
+    """
+    started = time.perf_counter()
+    env.prepare()
+    seed_everything(config.seed)
+    torch.set_num_threads(max(1, int(os.environ.get("STRATOS_THREADS", os.cpu_count() or 1))))
+    task = build_task(config, env)
+    train_examples = task.examples("train", config.train_size, config.seed)
+    eval_examples = task.examples("eval", config.eval_size, config.seed)
+    logger.info("task %s: %d train, %d eval examples", task.name, len(train_examples), len(eval_examples))
+
+    channels = {name: path for name in ("teacher", "student") if (path := env.channel(name)) is not None}
+    corpus = [task.target(ex) + " " + task.prompt(ex)[-1]["content"] for ex in train_examples[:200]]
+    teacher = load_model(config.teacher, channels, corpus=corpus)
+    student = load_model(config.student, channels, corpus=corpus, tokenizer=_shared_tiny_tokenizer(config, teacher))
+    compatible = teacher.tokenizer_family == student.tokenizer_family
+    shared_vocab = min(teacher.real_vocab_size, student.real_vocab_size) if compatible else None
+    logger.info(
+        "teacher %s (%.1fM params), student %s (%.1fM params), tokenizers %s",
+        config.teacher,
+        sum(p.numel() for p in teacher.model.parameters()) / 1e6,
+        config.student,
+        sum(p.numel() for p in student.model.parameters()) / 1e6,
+        "shared" if compatible else "differ",
+    )
+
+    shots = pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else []
+    metrics: dict[str, Any] = {"task": task.name, "teacher": config.teacher, "student": config.student}
+
+    def probe() -> tuple[float, float, float, int]:
+        sample = train_examples[: config.probe_size]
+        result = _eval(teacher, task, sample, config, "teacher probe", shots)
+        complexity = sum(task.complexity(ex) for ex in sample) / max(1, len(sample))
+        return result.accuracy, result.partial, complexity, len(sample)
+
+    decision: ModeDecision = decide_mode(
+        config.mode,
+        compatible=compatible,
+        threshold=config.coverage_threshold,
+        probe=probe if _is_main() else lambda: (0.0, 0.0, 0.0, 0),
+        complexity_unit=task.complexity_unit,
+    )
+    logger.info("mode %s: %s", decision.mode, decision.reason)
+
+    if _is_main() and config.evaluate_teacher:
+        teacher_eval = _eval(teacher, task, eval_examples, config, "teacher", shots)
+        metrics["teacher_accuracy"] = teacher_eval.accuracy
+        metrics["teacher_partial"] = teacher_eval.partial
+    if _is_main() and config.evaluate_before:
+        before = _eval(student, task, eval_examples, config, "student before", [])
+        metrics["student_before_accuracy"] = before.accuracy
+        metrics["student_before_partial"] = before.partial
+    _barrier()
+
+    if decision.mode == "injection":
+
+        def teacher_generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+            texts, _ = generate(
+                teacher.model,
+                teacher.tokenizer,
+                prompts,
+                max_new_tokens=config.max_new_tokens * 2,
+                batch_size=config.eval_batch_size,
+            )
+            return texts
+
+        pairs, inj_stats = build_injection_set(
+            task,
+            train_examples,
+            teacher_generate=teacher_generate if config.teacher_rationales else None,
+            rationale_samples=config.rationale_samples,
+            domain_notes=config.domain_notes,
+        )
+        metrics.update(inj_stats.as_metrics())
+        metrics["injection_rejection_reasons"] = inj_stats.rejection_reasons
+        kd = KDLossConfig(alpha=1.0, chunk_size=config.chunk_size)
+        teacher_for_training = None
+    else:
+        pairs = [(task.prompt(ex), task.target(ex)) for ex in train_examples]
+        kd = KDLossConfig(
+            divergence=config.divergence,
+            beta=config.beta,
+            temperature=config.temperature,
+            alpha=config.alpha,
+            chunk_size=config.chunk_size,
+        )
+        teacher_for_training = teacher.model
+
+    encoded, enc_stats = encode_all(student.tokenizer, pairs, config.max_seq_len)
+    if not encoded:
+        raise ValueError(
+            f"no training example kept a completion token within max_seq_len={config.max_seq_len} "
+            f"({enc_stats.dropped_no_completion} dropped)"
+        )
+    metrics.update(
+        train_examples=len(encoded),
+        train_rows_dropped_no_completion=enc_stats.dropped_no_completion,
+        train_rows_truncated=enc_stats.truncated,
+        train_tokens=enc_stats.completion_tokens,
+        train_total_tokens=enc_stats.total_tokens,
+    )
+
+    model = student.model
+    model.train()
+    if config.lora:
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, -(-len(encoded) // (config.per_device_batch_size * config.grad_accum * world)))
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, round(steps_per_epoch * config.epochs))
+    save_steps = config.derived_save_steps(total_steps)
+    tokens_per_step = enc_stats.total_tokens / max(1, len(encoded)) * config.per_device_batch_size * config.grad_accum
+    logger.info(
+        "training %s: %d rows, %d steps (~%.0f tokens/step), checkpoint every %d steps",
+        decision.mode,
+        len(encoded),
+        total_steps,
+        tokens_per_step * world,
+        save_steps,
+    )
+    args = training_arguments(
+        str(env.checkpoint_dir),
+        per_device_batch_size=config.per_device_batch_size,
+        grad_accum=config.grad_accum,
+        learning_rate=config.learning_rate,
+        epochs=config.epochs,
+        max_steps=total_steps,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        lr_scheduler=config.lr_scheduler,
+        bf16=config.bf16,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_steps=save_steps,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    ref: list[DistillationTrainer] = []
+    metric_lines = MetricLinesCallback(ref)
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        train_dataset=ListDataset(encoded),
+        data_collator=CompletionCollator(student.tokenizer.pad_token_id),
+        teacher=teacher_for_training,
+        kd_config=kd,
+        shared_vocab_size=shared_vocab,
+        shuffle=config.shuffle,
+        callbacks=[metric_lines],
+    )
+    trainer.remove_callback(PrinterCallback)
+    ref.append(trainer)
+    last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
+    if last:
+        logger.info("resuming from checkpoint %s", last)
+    train_start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    train_seconds = time.perf_counter() - train_start
+    metrics.update(
+        final_loss=output.training_loss,
+        train_steps=output.global_step,
+        train_seconds=round(train_seconds, 2),
+        resumed_from=last or "",
+        loss_history=[
+            {"step": h["step"], "train_loss": h["train_loss"]} for h in metric_lines.history if "train_loss" in h
+        ],
+    )
+    if not _is_main():
+        return metrics
+
+    final = merge_for_deployment(trainer.model, dtype=torch.float32)
+    final.eval()
+    deployed = LoadedModel(final, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family)
+    after = _eval(deployed, task, eval_examples, config, "student after", [])
+    metrics["student_after_accuracy"] = after.accuracy
+    metrics["student_after_partial"] = after.partial
+    metrics["student_after_stop_rate"] = after.stopped
+    metrics["eval_examples"] = len(eval_examples)
+    metrics["mode"] = decision.mode
+    metrics["mode_reason"] = decision.reason
+    metrics["mode_evidence"] = decision.evidence()
+    metrics["samples"] = [
+        {"problem": ex.problem, "reference": _answer_text(ex.answer), "completion": text}
+        for ex, text in list(zip(eval_examples, after.completions, strict=True))[:5]
+    ]
+    metrics["job_seconds"] = round(time.perf_counter() - started, 2)
+    card = {
+        "title": f"Stratos student for {task.name}",
+        "teacher": config.teacher,
+        "student": config.student,
+        "task": task.name,
+        "mode": decision.mode,
+        "mode_reason": decision.reason,
+        "train_examples": len(encoded),
+        "eval_examples": len(eval_examples),
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        "data_note": f"{len(encoded)} {task.name} examples",
+    }
+    save_deployable(
+        final.to(torch.bfloat16), student.tokenizer, env.model_dir, max_new_tokens=config.max_new_tokens, card=card
+    )
+    env.output_data_dir.mkdir(parents=True, exist_ok=True)
+    env.metrics_path.write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
+    (env.output_data_dir / "config.json").write_text(json.dumps(config.model_dump(), indent=2), encoding="utf-8")
+    summary = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    print(f"{MetricLinesCallback.PREFIX} {json.dumps(summary)}", flush=True)
+    return metrics
+
+
+def _answer_text(answer: Any) -> Any:
+    return list(answer) if isinstance(answer, tuple) else answer
+
+
+def _shared_tiny_tokenizer(config: TrainConfig, teacher: LoadedModel) -> Any:
+    """Tiny test models: the student reuses the teacher's freshly trained tokenizer (same vocabulary)."""
+    if config.student.split("@", 1)[0].startswith("tiny:") and config.teacher.startswith("tiny:"):
+        return teacher.tokenizer
+    return None

@@ -1,0 +1,217 @@
+"""Choosing and building the distillation mode.
+
+**Auto rule** (documented contract; the decision and its evidence go into metrics.json):
+
+1. If the teacher and student tokenizers differ (vocabulary fingerprints differ), logit-level alignment is
+   impossible: **injection**.
+2. Probe the teacher greedily on ``probe_size`` TRAINING problems (never the eval set). Coverage ``c`` is its
+   exact accuracy there; partial credit is recorded too.
+3. Task complexity ``k`` is the task's own measure (Mahjong: decompositions to check; GSM8K: reasoning
+   steps), averaged over the probe.
+4. **alignment** iff ``c >= threshold`` (default 0.5): the teacher's distributions carry the skill, so
+   matching them teaches it. Otherwise **injection**: distributions of a teacher that fails the task teach
+   its failure, so the student learns from verified data instead.
+
+The spec (``mode = alignment | injection``) overrides the rule; a forced alignment with incompatible
+tokenizers is an error, not a silent switch.
+
+**Knowledge Injection data** (:func:`build_injection_set`): (a) reverse-synthesised or loaded problems with
+a verified programmatic/reference reasoning trace; (b) optionally the teacher writes a rationale
+CONDITIONED on the known answer (and the spec's domain notes in its system prompt), kept only when the
+task's verifier accepts it; (c) each training target uses the teacher's accepted rationale when there is one,
+else the verified trace. Counts of each, and the rejection rate, are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from stratos_train.tasks.base import Example, Message, NoVerifierError, Task
+
+Mode = Literal["alignment", "injection"]
+
+
+class ModeError(ValueError):
+    """A forced mode cannot run (e.g. alignment between different tokenizers)."""
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    """The chosen mode and why.
+
+    Attributes:
+        mode: alignment or injection.
+        forced: True when the spec chose it.
+        reason: one sentence, for people.
+        coverage: teacher exact accuracy on the probe (None when not probed), 0..1.
+        coverage_partial: teacher partial credit on the probe, 0..1.
+        complexity: mean task complexity over the probe, in ``complexity_unit``.
+        tokenizers_compatible: teacher and student share a vocabulary.
+    """
+
+    mode: Mode
+    forced: bool
+    reason: str
+    coverage: float | None = None
+    coverage_partial: float | None = None
+    complexity: float | None = None
+    complexity_unit: str = ""
+    probe_size: int = 0
+    threshold: float = 0.5
+    tokenizers_compatible: bool = True
+
+    def evidence(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_mode(
+    requested: str,
+    *,
+    compatible: bool,
+    threshold: float,
+    probe: Callable[[], tuple[float, float, float, int]] | None,
+    complexity_unit: str = "",
+) -> ModeDecision:
+    """Apply the auto rule (module docstring) or honour a forced mode.
+
+    Args:
+        requested: ``auto``, ``alignment`` or ``injection``.
+        compatible: tokenizer fingerprints equal.
+        threshold: coverage needed for alignment, 0..1.
+        probe: runs the teacher probe, returning (coverage, partial, mean complexity, probe size); only called
+            in auto mode with compatible tokenizers.
+
+    Raises:
+        ModeError: ``alignment`` forced with incompatible tokenizers.
+    """
+    if requested == "injection":
+        return ModeDecision(
+            "injection", True, "forced by the spec", threshold=threshold, tokenizers_compatible=compatible
+        )
+    if requested == "alignment":
+        if not compatible:
+            raise ModeError(
+                "distillation.mode 'alignment' needs teacher and student with the same tokenizer; "
+                "these differ (use 'injection' or 'auto')"
+            )
+        return ModeDecision("alignment", True, "forced by the spec", threshold=threshold, tokenizers_compatible=True)
+    if not compatible:
+        return ModeDecision(
+            "injection",
+            False,
+            "teacher and student tokenizers differ: logit-level alignment is impossible",
+            threshold=threshold,
+            tokenizers_compatible=False,
+            complexity_unit=complexity_unit,
+        )
+    if probe is None:
+        raise ValueError("auto mode needs a probe")
+    coverage, partial, complexity, size = probe()
+    if coverage >= threshold:
+        mode: Mode = "alignment"
+        reason = f"teacher covers the task (coverage {coverage:.2f} >= {threshold:.2f}): match its distributions"
+    else:
+        mode = "injection"
+        reason = (
+            f"teacher does not cover the task (coverage {coverage:.2f} < {threshold:.2f}): "
+            "learn from verified, reverse-synthesised data instead"
+        )
+    return ModeDecision(mode, False, reason, coverage, partial, complexity, complexity_unit, size, threshold, True)
+
+
+@dataclass
+class InjectionStats:
+    """Provenance of the Knowledge Injection training set."""
+
+    examples: int = 0
+    teacher_asked: int = 0
+    teacher_accepted: int = 0
+    teacher_rejected: int = 0
+    programmatic_reasoning: int = 0
+    reference_reasoning: int = 0
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def teacher_rejection_rate(self) -> float:
+        return self.teacher_rejected / self.teacher_asked if self.teacher_asked else 0.0
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "injection_examples": self.examples,
+            "injection_teacher_asked": self.teacher_asked,
+            "injection_teacher_rationales": self.teacher_accepted,
+            "injection_teacher_rejected": self.teacher_rejected,
+            "injection_teacher_rejection_rate": round(self.teacher_rejection_rate, 4),
+            "injection_programmatic_reasoning": self.programmatic_reasoning,
+            "injection_reference_reasoning": self.reference_reasoning,
+        }
+
+
+def rationale_prompt(task: Task, example: Example, domain_notes: str) -> list[Message]:
+    """Ask the teacher to explain a KNOWN answer (answer-conditioned rationale), with the domain notes."""
+    system = "You are an expert tutor. Explain the solution step by step, briefly and precisely."
+    if domain_notes:
+        system += "\n\nDomain rules:\n" + domain_notes.strip()
+    answer = " ".join(example.answer) if isinstance(example.answer, tuple) else example.answer
+    question = task.prompt(example)[-1]["content"]
+    user = f"{question}\n\nThe correct answer is: {answer}\nExplain why, then end with a final line 'Answer: {answer}'."
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def build_injection_set(
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    teacher_generate: Callable[[list[list[Message]]], list[str]] | None,
+    rationale_samples: int,
+    domain_notes: str,
+) -> tuple[list[tuple[list[Message], str]], InjectionStats]:
+    """(prompt messages, target text) pairs for Knowledge Injection, and their provenance.
+
+    Every kept target is verified: programmatic traces come from the task's generator/verifier (or the
+    dataset's reference rationale); a teacher rationale is kept only if ``task.verify`` accepts the answer
+    it states together with its reasoning. Tasks without a verifier accept a teacher rationale only when its
+    extracted answer scores correct against the reference.
+    """
+    stats = InjectionStats()
+    accepted: dict[int, str] = {}
+    if teacher_generate is not None and rationale_samples > 0:
+        asked = list(range(min(rationale_samples, len(examples))))
+        prompts = [rationale_prompt(task, examples[i], domain_notes) for i in asked]
+        texts = teacher_generate(prompts)
+        stats.teacher_asked = len(asked)
+        for i, text in zip(asked, texts, strict=True):
+            example = examples[i]
+            answer = task.extract_answer(text)
+            reasoning = text.rsplit("Answer:", 1)[0].strip()
+            if answer is None:
+                ok, why = False, ("no final answer line",)
+            else:
+                try:
+                    verdict = task.verify(example, answer, reasoning)
+                    ok, why = verdict.ok, verdict.reasons
+                except NoVerifierError:
+                    ok = task.score(example, text).correct
+                    why = () if ok else ("answer differs from the reference",)
+            if ok and reasoning:
+                accepted[i] = f"{reasoning}\n{task.target(example).splitlines()[-1]}"
+                stats.teacher_accepted += 1
+            else:
+                stats.teacher_rejected += 1
+                for reason in why or ("empty reasoning",):
+                    stats.rejection_reasons[reason] = stats.rejection_reasons.get(reason, 0) + 1
+    pairs: list[tuple[list[Message], str]] = []
+    for i, example in enumerate(examples):
+        if i in accepted:
+            target = accepted[i]
+        else:
+            target = task.target(example)
+            if task.has_generator:
+                stats.programmatic_reasoning += 1
+            else:
+                stats.reference_reasoning += 1
+        pairs.append((task.prompt(example), target))
+    stats.examples = len(pairs)
+    return pairs, stats
