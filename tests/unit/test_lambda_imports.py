@@ -16,6 +16,7 @@ LAMBDA_MODULES = (
     "stratos.naming",
     "stratos.payloads",
     "stratos.errors",
+    "stratos.tasks_meta",
 )
 
 

@@ -1,0 +1,682 @@
+"""Mahjong winning tiles: given a 13-tile riichi hand one tile from complete, name every tile that completes it.
+
+Rules scored by (Japanese riichi mahjong, as the PyPI ``mahjong`` package's ``Agari.is_agari`` implements
+them; see also the European Mahjong Association's *Riichi Competition Rules*, "Yaku" and "Tenpai"):
+
+* 136 tiles: four copies each of 1-9 in three suits, man ``m``, pin ``p``, sou ``s``, and of seven honours
+  ``1z``-``7z`` (winds East, South, West, North; dragons White, Green, Red).
+* A **complete hand** is 14 closed tiles arranged as four melds (a *set*: three identical tiles; a *run*:
+  three consecutive numbers of one suit; honours never form runs) plus one pair, **or seven pairs**
+  (chiitoitsu: seven *distinct* pairs; four identical tiles are not two pairs). Both count here.
+* **Thirteen orphans (kokushi musou) does not count**: the generator never produces it and the brute-force
+  check excludes it too. No yaku is required (this is about shape, not scoring).
+* A **winning tile** (a *wait*) is a tile kind that, added to the 13 tiles, makes a complete hand. A kind
+  whose four copies are all already in the hand is **not** a wait: there is no fifth copy to draw (karaten).
+
+Notation: the package's one-line notation, suit letter after its numbers, tiles in order:
+``123m456p789s1122z``. An answer is the sorted list of tile names in tile order (m, p, s, z; then number):
+``["3m", "6m", "1z"]``. SmolLM2's tokenizer splits digits, so each tile costs one token plus one per suit.
+
+Reasoning trace (:func:`render_trace`): one line per winning tile, in tile order, showing one complete
+arrangement of the 14 tiles, groups in tile order (``1z: 123m 456p 789s 111z 22z``); a seven-pairs line
+has seven pairs. With ``trace="candidates"`` every other candidate tile (one within two numbers of a held
+tile of its suit, or a held honour) also gets a line ``4m: no``. The training target is the trace followed by
+``Answer: 1z 2z`` (``Answer: none`` for a hand with no wait).
+
+Reverse synthesis (:func:`generate_examples`): draw a complete 14-tile hand (four melds + pair), remove one
+tile, compute every wait with the verifier (:func:`winning_tiles`) and the trace with an independent
+decomposer (:func:`arrangements`, which must agree for every wait, else :class:`RuntimeError`). Examples are
+stratified by number of waits (1, 2, 3, 4+) and whether the hand holds an honour, eight equal strata;
+no 13-tile hand appears twice. The split is by a structural key (:func:`structural_key`) that ignores which
+suit is which, a suit's mirror image (n -> 10 - n) and which honour is which — all symmetries that preserve
+waits — hashed with a fixed salt, so *any* train set and *any* eval set are disjoint, whatever their seeds and
+sizes.
+
+Complexity (:func:`hand_complexity`): the number of complete arrangements over all winning tiles (a hand
+with waits 1z and 2z, one arrangement each, scores 2; each extra way to arrange the same 14 tiles adds 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import ClassVar, Literal
+
+from mahjong.agari import Agari
+from mahjong.tile import TilesConverter
+from stratos.spec import Metric
+
+from stratos_train.tasks.base import (
+    Answer,
+    Example,
+    Message,
+    Score,
+    Split,
+    TaskBase,
+    TaskDataError,
+    Verdict,
+)
+from stratos_train.tasks.scoring import answer_segment, set_f1
+
+NAME = "mahjong-winning-tiles"
+
+#: Tile kinds in the package's 34-index order: 0-8 = 1m-9m, 9-17 = 1p-9p, 18-26 = 1s-9s, 27-33 = 1z-7z.
+TILES: tuple[str, ...] = tuple(f"{n}{s}" for s in "mps" for n in range(1, 10)) + tuple(f"{n}z" for n in range(1, 8))
+TILE_INDEX: dict[str, int] = {name: i for i, name in enumerate(TILES)}
+N_KINDS = 34
+COPIES = 4
+HAND_SIZE = 13
+HONOURS = 27
+_SUIT_STARTS = (0, 9, 18)
+
+#: Share of structural classes reserved for eval. Fixed (not an option): train and eval are disjoint only
+#: if both sides split by the same share.
+EVAL_SHARE = 0.25
+_SPLIT_SALT = b"stratos-mj-split"  # 16 bytes: blake2b's "person" field
+
+#: Number-of-waits buckets; the last is open-ended ("4+").
+WAIT_BUCKETS: tuple[int, ...] = (1, 2, 3, 4)
+
+# Group shapes, in the order groups sort when starting on the same tile ("111m 11m 123m").
+SET, PAIR, RUN = 0, 1, 2
+Group = tuple[int, int]  # (34-index of the group's lowest tile, shape)
+Arrangement = tuple[Group, ...]
+
+PromptStyle = Literal["full", "compact"]
+TraceStyle = Literal["waits", "candidates"]
+
+RULES_TEXT = (
+    "Riichi mahjong. Tiles: 1-9m, 1-9p, 1-9s and honours 1-7z. A complete hand is 14 tiles: four melds "
+    "(three of a kind, or a run of three in one suit; honours never run) and a pair, or seven distinct pairs. "
+    "List every tile that completes the 13-tile hand, except one whose four copies are all in the hand. "
+    "For each, write 'tile: melds and pair'; end with 'Answer: ' and the tiles."
+)
+
+_HAND_RE = re.compile(r"^(?:[1-9]+[mps]|[1-7]+z)+$")
+_TILE_RUN_RE = re.compile(r"(\d+)\s?([mpsz])(?![a-z])", re.IGNORECASE)
+_TRACE_LINE_RE = re.compile(r"^\s*(\d[mpsz])\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_NO_WORDS = {"no", "-", "none", "x"}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Notation
+
+
+def parse_hand(notation: str, size: int | None = HAND_SIZE) -> list[int]:
+    """34 tile counts of a hand in one-line notation (``"123m456p789s1122z"``).
+
+    Args:
+        notation: numbers followed by their suit letter ``m``/``p``/``s`` (1-9) or ``z`` (1-7); no spaces,
+            no red fives.
+        size: required number of tiles (None: any).
+
+    Raises:
+        ValueError: bad characters, a number outside its suit's range, more than four copies of a tile, or
+            the wrong number of tiles.
+    """
+    text = notation.strip()
+    if not _HAND_RE.match(text):
+        raise ValueError(f"{notation!r} is not one-line tile notation like '123m456p789s1122z' (honours 1-7z)")
+    counts = TilesConverter.one_line_string_to_34_array(text)
+    over = [TILES[i] for i, c in enumerate(counts) if c > COPIES]
+    if over:
+        raise ValueError(f"{notation!r} holds more than {COPIES} copies of {', '.join(over)}")
+    if size is not None and sum(counts) != size:
+        raise ValueError(f"{notation!r} has {sum(counts)} tiles, expected {size}")
+    return list(counts)
+
+
+def format_hand(counts: Sequence[int]) -> str:
+    """One-line notation of 34 tile counts, as the ``mahjong`` package writes it (``123m456p789s1122z``)."""
+    return str(TilesConverter.to_one_line_string(TilesConverter.to_136_array(list(counts))))
+
+
+def format_group(group: Group) -> str:
+    """``(27, SET)`` -> ``"111z"``; ``(2, RUN)`` -> ``"345m"``; ``(9, PAIR)`` -> ``"11p"``."""
+    kind, shape = group
+    number, suit = TILES[kind][0], TILES[kind][1]
+    if shape == RUN:
+        start = int(number)
+        return f"{start}{start + 1}{start + 2}{suit}"
+    return number * (2 if shape == PAIR else 3) + suit
+
+
+def parse_tiles(text: str) -> tuple[str, ...]:
+    """Tile names mentioned in free text, distinct, in tile order; unknown names (``8z``, ``0m``) kept last.
+
+    Accepts one-line notation (``"123m"``), separate tiles in any order with any separators
+    (``"6m, 3m 3m"``), a space before the suit letter (``"3 m"``) and capitals. A number followed by a word
+    (``"5 minutes"``) is not a tile.
+    """
+    seen: dict[str, None] = {}
+    for digits, suit in _TILE_RUN_RE.findall(text):
+        for digit in digits:
+            seen.setdefault(f"{digit}{suit.lower()}", None)
+    return tuple(sorted(seen, key=lambda t: (TILE_INDEX.get(t, N_KINDS), t)))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The verifier: which tiles complete a hand (rules from the mahjong package's Agari).
+
+
+def _is_kokushi(counts: Sequence[int]) -> bool:
+    """Thirteen orphans: one of each terminal and honour, one of them twice, nothing else."""
+    orphans = (0, 8, 9, 17, 18, 26, *range(27, 34))
+    return sum(counts) == 14 and all(counts[i] >= 1 for i in orphans) and sum(counts[i] for i in orphans) == 14
+
+
+def candidate_tiles(counts: Sequence[int]) -> list[int]:
+    """Tile kinds that could complete the hand: fewer than four held, and within two numbers of a held tile
+    of the same suit (any run, set or pair holding the added tile needs such a neighbour), or a held honour.
+
+    Every wait is a candidate (the brute-force test checks this on random hands); most candidates are not
+    waits.
+    """
+    out: list[int] = []
+    for start in _SUIT_STARTS:
+        for n in range(9):
+            if counts[start + n] < COPIES and any(counts[start + m] for m in range(max(0, n - 2), min(8, n + 2) + 1)):
+                out.append(start + n)
+    out.extend(k for k in range(HONOURS, N_KINDS) if 0 < counts[k] < COPIES)
+    return out
+
+
+def winning_tiles(counts: Sequence[int]) -> tuple[int, ...]:
+    """Every tile kind (34-index, ascending) that completes a 13-tile hand under the module's rules.
+
+    Tries each :func:`candidate_tiles` kind with ``mahjong.agari.Agari.is_agari`` (standard form or seven
+    distinct pairs), rejecting thirteen orphans. About 15 Agari calls per hand (~75 µs).
+
+    Raises:
+        ValueError: not 34 counts, not 13 tiles, or a count outside 0..4.
+    """
+    _check_counts(counts, HAND_SIZE)
+    work = list(counts)
+    waits = []
+    for kind in candidate_tiles(counts):
+        work[kind] += 1
+        if Agari.is_agari(work) and not _is_kokushi(work):
+            waits.append(kind)
+        work[kind] -= 1
+    return tuple(waits)
+
+
+def _check_counts(counts: Sequence[int], size: int) -> None:
+    if len(counts) != N_KINDS:
+        raise ValueError(f"expected {N_KINDS} tile counts, got {len(counts)}")
+    if any(c < 0 or c > COPIES for c in counts):
+        raise ValueError(f"tile counts must be 0..{COPIES}, got {list(counts)}")
+    if sum(counts) != size:
+        raise ValueError(f"expected {size} tiles, got {sum(counts)}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The decomposer: every way to arrange 14 tiles (own implementation, independent of the package).
+
+
+@lru_cache(maxsize=1 << 17)
+def _block_arrangements(block: tuple[int, ...], runs: bool) -> tuple[tuple[Group, ...], ...]:
+    """Every way to split one suit's counts (or the honours' counts, ``runs=False``) into sets, runs and
+    one pair if the block holds 3k+2 tiles. Groups use block-local indices. Empty tuple when impossible."""
+    total = sum(block)
+    if total % 3 == 1:
+        return ()
+    found: set[tuple[Group, ...]] = set()
+    counts = list(block)
+    acc: list[Group] = []
+
+    def walk(i: int, pair_left: bool) -> None:
+        while i < len(counts) and counts[i] == 0:
+            i += 1
+        if i == len(counts):
+            if not pair_left:
+                found.add(tuple(sorted(acc)))
+            return
+        # The lowest remaining tile must start a group: a set, the pair, or a run upwards.
+        if counts[i] >= 3:
+            counts[i] -= 3
+            acc.append((i, SET))
+            walk(i, pair_left)
+            acc.pop()
+            counts[i] += 3
+        if pair_left and counts[i] >= 2:
+            counts[i] -= 2
+            acc.append((i, PAIR))
+            walk(i, False)
+            acc.pop()
+            counts[i] += 2
+        if runs and i + 2 < len(counts) and counts[i + 1] and counts[i + 2]:
+            for j in (i, i + 1, i + 2):
+                counts[j] -= 1
+            acc.append((i, RUN))
+            walk(i, pair_left)
+            acc.pop()
+            for j in (i, i + 1, i + 2):
+                counts[j] += 1
+
+    walk(0, total % 3 == 2)
+    return tuple(sorted(found))
+
+
+def arrangements(counts: Sequence[int]) -> tuple[Arrangement, ...]:
+    """Every complete arrangement of a 14-tile hand: four melds and a pair, then seven distinct pairs.
+
+    Each arrangement is a tuple of ``(lowest tile's 34-index, shape)`` groups in tile order; the standard
+    arrangements come first, sorted. Empty when the hand is not complete. Counts above four are allowed
+    (so a "fifth copy" can be examined), which the verifier never produces.
+
+    Raises:
+        ValueError: not 34 counts or not 14 tiles.
+    """
+    if len(counts) != N_KINDS or sum(counts) != 14:
+        raise ValueError(f"expected 34 counts summing to 14, got {len(counts)} counts summing to {sum(counts)}")
+    blocks = [(start, tuple(counts[start : start + 9]), True) for start in _SUIT_STARTS]
+    blocks.append((HONOURS, tuple(counts[HONOURS:]), False))
+    per_block: list[list[tuple[Group, ...]]] = []
+    pairs = 0
+    for start, block, runs in blocks:
+        options = _block_arrangements(block, runs)
+        if not options:
+            per_block = []
+            break
+        pairs += sum(block) % 3 == 2
+        per_block.append([tuple((start + i, shape) for i, shape in groups) for groups in options])
+    out: list[Arrangement] = []
+    if per_block and pairs == 1:
+        out = sorted(tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*per_block))
+    if sum(1 for c in counts if c == 2) == 7:
+        out.append(tuple((k, PAIR) for k in range(N_KINDS) if counts[k] == 2))
+    return tuple(out)
+
+
+def format_arrangement(arrangement: Arrangement) -> str:
+    """``"123m 456p 789s 111z 22z"``."""
+    return " ".join(format_group(g) for g in arrangement)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Traces
+
+
+def render_trace(counts: Sequence[int], waits: Sequence[int], style: TraceStyle = "waits") -> tuple[str, int]:
+    """The reasoning trace of a 13-tile hand (format in the module docstring) and its total number of
+    complete arrangements over all waits (the complexity measure).
+
+    Raises:
+        RuntimeError: a wait the verifier found has no arrangement (verifier and decomposer disagree).
+    """
+    lines: dict[int, str] = {}
+    total = 0
+    work = list(counts)
+    for kind in waits:
+        work[kind] += 1
+        found = arrangements(work)
+        work[kind] -= 1
+        if not found:
+            raise RuntimeError(f"verifier says {TILES[kind]} completes {format_hand(counts)} but no arrangement does")
+        total += len(found)
+        lines[kind] = f"{TILES[kind]}: {format_arrangement(found[0])}"
+    if style == "candidates":
+        for kind in candidate_tiles(counts):
+            lines.setdefault(kind, f"{TILES[kind]}: no")
+    return "\n".join(lines[k] for k in sorted(lines)), total
+
+
+def hand_complexity(counts: Sequence[int]) -> int:
+    """Complete arrangements summed over every wait of a 13-tile hand (0 for a hand with no wait)."""
+    return render_trace(counts, winning_tiles(counts))[1]
+
+
+def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[str] | None]:
+    """Check the trace lines in ``reasoning`` against a 13-tile hand.
+
+    Returns ``(problems, claimed)``: one sentence per false line, and the tiles the trace claims as waits
+    (None when the reasoning has no trace line at all). Other lines (prose, the answer line) are ignored.
+    """
+    waits = {TILES[k] for k in winning_tiles(counts)}
+    problems: list[str] = []
+    claimed: set[str] = set()
+    seen_any = False
+    for line in reasoning.splitlines():
+        match = _TRACE_LINE_RE.match(line)
+        if not match:
+            continue
+        seen_any = True
+        tile, body = match.group(1).lower(), match.group(2)
+        if tile not in TILE_INDEX:
+            problems.append(f"{tile} is not a tile")
+            continue
+        if body.lower() in _NO_WORDS:
+            if tile in waits:
+                problems.append(f"{tile} is a winning tile, the trace says no")
+            continue
+        claimed.add(tile)
+        problem = _check_arrangement_text(counts, tile, body)
+        if problem:
+            problems.append(f"{tile}: {problem}")
+        elif tile not in waits:
+            problems.append(f"{tile}: all {COPIES} copies are in the hand")
+    return problems, (claimed if seen_any else None)
+
+
+def _check_arrangement_text(counts: Sequence[int], tile: str, body: str) -> str | None:
+    """Why ``body`` (``"123m 456p 789s 111z 22z"``) is not a complete arrangement of hand + tile, or None."""
+    tokens = body.split()
+    if not tokens:
+        return "no groups"
+    used = [0] * N_KINDS
+    melds = pairs = 0
+    pair_kinds: list[int] = []
+    for token in tokens:
+        m = re.fullmatch(r"(\d{2,3})([mpsz])", token, re.IGNORECASE)
+        if not m:
+            return f"{token!r} is not a group"
+        digits, suit = m.group(1), m.group(2).lower()
+        names = [f"{d}{suit}" for d in digits]
+        if any(n not in TILE_INDEX for n in names):
+            return f"{token!r} holds a tile that does not exist"
+        kinds = [TILE_INDEX[n] for n in names]
+        same = len(set(kinds)) == 1
+        is_run = suit != "z" and len(kinds) == 3 and kinds == list(range(kinds[0], kinds[0] + 3))
+        if len(kinds) == 2 and same:
+            pairs += 1
+            pair_kinds.append(kinds[0])
+        elif len(kinds) == 3 and (same or is_run):
+            melds += 1
+        else:
+            return f"{token!r} is neither a set, a run nor a pair"
+        for k in kinds:
+            used[k] += 1
+    expected = list(counts)
+    expected[TILE_INDEX[tile]] += 1
+    if used != expected:
+        return f"the groups hold {format_hand(used)}, not the hand plus {tile}"
+    if (melds, pairs) == (4, 1):
+        return None
+    if (melds, pairs) == (0, 7):
+        return None if len(set(pair_kinds)) == 7 else "seven pairs must be seven different pairs"
+    return f"{melds} melds and {pairs} pairs is not four melds and a pair, nor seven pairs"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reverse synthesis
+
+
+def structural_key(counts: Sequence[int]) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """A key shared by every hand with the same structure: suits permuted (m/p/s), a suit mirrored
+    (n -> 10 - n) or honours permuted. Each preserves the number and shape of waits, so no structural twin of
+    an eval hand may be trained on."""
+    suits = []
+    for start in _SUIT_STARTS:
+        block = tuple(counts[start : start + 9])
+        suits.append(min(block, block[::-1]))
+    return tuple(sorted(suits)), tuple(sorted(counts[HONOURS:], reverse=True))
+
+
+def split_of(counts: Sequence[int]) -> Split:
+    """Which side a hand belongs to: a salted hash of :func:`structural_key`, ``eval`` for a fixed
+    :data:`EVAL_SHARE` of structures. Independent of any seed."""
+    digest = hashlib.blake2b(repr(structural_key(counts)).encode(), digest_size=8, person=_SPLIT_SALT).digest()
+    return "eval" if int.from_bytes(digest, "big") < EVAL_SHARE * 2**64 else "train"
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """A generation stratum: ``waits`` is the bucket's lower bound (the top bucket is open-ended)."""
+
+    waits: int
+    honours: bool
+
+    def label(self) -> str:
+        top = "+" if self.waits == WAIT_BUCKETS[-1] else ""
+        noun = "wait" if self.waits == 1 and not top else "waits"
+        return f"{self.waits}{top} {noun}, {'honours' if self.honours else 'no honours'}"
+
+
+STRATA: tuple[Stratum, ...] = tuple(Stratum(w, h) for w in WAIT_BUCKETS for h in (False, True))
+
+# Proposal distribution per waits bucket: (how many suits the melds use, probability a meld is a run).
+# Concentrating melds in one suit is what makes many waits; this only sets how fast a stratum fills, never
+# which hands are valid.
+_PROPOSALS: dict[int, tuple[tuple[int, ...], float]] = {
+    1: ((2, 3), 0.75),
+    2: ((2, 3), 0.5),
+    3: ((1, 2), 0.5),
+    4: ((1,), 0.5),
+}
+
+
+def _propose(rng: random.Random, stratum: Stratum) -> list[int]:
+    """A complete 14-tile hand (four melds + pair, at most four copies of a tile) aimed at ``stratum``."""
+    suit_options, p_run = _PROPOSALS[stratum.waits]
+    honour_groups = 0
+    if stratum.honours:
+        honour_groups = 1 if stratum.waits >= 3 else rng.choice((1, 2))
+    while True:
+        suits = rng.sample(_SUIT_STARTS, rng.choice(suit_options))
+        pair_slot = rng.randrange(5)
+        honour_slots = set(rng.sample(range(5), honour_groups))
+        counts = [0] * N_KINDS
+        for slot in range(5):
+            size = 2 if slot == pair_slot else 3
+            if slot in honour_slots:
+                counts[HONOURS + rng.randrange(7)] += size
+                continue
+            start = rng.choice(suits)
+            if size == 3 and rng.random() < p_run:
+                n = rng.randrange(7)
+                for k in (start + n, start + n + 1, start + n + 2):
+                    counts[k] += 1
+            else:
+                counts[start + rng.randrange(9)] += size
+        if max(counts) <= COPIES:
+            return counts
+
+
+@dataclass
+class GenerationReport:
+    """What :func:`generate_examples` did (counts of proposed 13-tile hands)."""
+
+    examples: list[Example]
+    proposals: int = 0
+    duplicates_skipped: int = 0
+    other_split_skipped: int = 0
+    full_stratum_skipped: int = 0
+    per_stratum: dict[str, int] = field(default_factory=dict)
+
+
+def generate_examples(
+    n: int, seed: int, split: Split, trace: TraceStyle = "waits", max_proposals: int | None = None
+) -> GenerationReport:
+    """``n`` reverse-synthesised examples of ``split``, stratified, deduplicated, deterministic in ``seed``.
+
+    Strata (:data:`STRATA`) get ``n // 8`` examples each, the first ``n % 8`` one more. Examples come out
+    shuffled (seeded). About 10k examples/s on one core.
+
+    Raises:
+        ValueError: ``n`` < 1.
+        TaskDataError: a stratum could not be filled within ``max_proposals`` proposals (default 1000 + 200 n).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    limit = max_proposals if max_proposals is not None else 1000 + 200 * n
+    rng = random.Random(seed)
+    quota = {s: n // len(STRATA) + (i < n % len(STRATA)) for i, s in enumerate(STRATA)}
+    need = dict(quota)
+    seen: set[tuple[int, ...]] = set()
+    report = GenerationReport(examples=[])
+    left = n
+    while left:
+        if report.proposals >= limit:
+            short = {s.label(): c for s, c in need.items() if c}
+            raise TaskDataError(f"mahjong generator: strata still short after {limit} proposals: {short}")
+        report.proposals += 1
+        target = max(STRATA, key=lambda s: need[s] / quota[s] if quota[s] else -1.0)
+        hand = _propose(rng, target)
+        tiles = [k for k in range(N_KINDS) for _ in range(hand[k])]
+        hand[rng.choice(tiles)] -= 1
+        key = tuple(hand)
+        if key in seen:
+            report.duplicates_skipped += 1
+            continue
+        if split_of(hand) != split:
+            report.other_split_skipped += 1
+            continue
+        waits = winning_tiles(hand)
+        honours = any(hand[HONOURS:])
+        stratum = Stratum(min(len(waits), WAIT_BUCKETS[-1]), honours)
+        if need.get(stratum, 0) == 0:
+            report.full_stratum_skipped += 1
+            continue
+        need[stratum] -= 1
+        left -= 1
+        seen.add(key)
+        report.examples.append(_make_example(hand, waits, stratum, trace))
+    rng.shuffle(report.examples)
+    report.per_stratum = {s.label(): quota[s] for s in STRATA}
+    return report
+
+
+def _make_example(hand: Sequence[int], waits: Sequence[int], stratum: Stratum, trace: TraceStyle) -> Example:
+    reasoning, total = render_trace(hand, waits, trace)
+    notation = format_hand(hand)
+    return Example(
+        id=f"mj-{notation}",
+        problem={"hand": notation},
+        answer=tuple(TILES[k] for k in waits),
+        reasoning=reasoning,
+        meta={
+            "n_waits": len(waits),
+            "honours": stratum.honours,
+            "stratum": stratum.label(),
+            "arrangements": total,
+        },
+    )
+
+
+def example_for_hand(notation: str, trace: TraceStyle = "waits") -> Example:
+    """An example for a given 13-tile hand (any hand, also one with no wait), solved by the verifier.
+
+    Raises:
+        ValueError: the notation is not a valid 13-tile hand (see :func:`parse_hand`).
+    """
+    hand = parse_hand(notation)
+    waits = winning_tiles(hand)
+    return _make_example(hand, waits, Stratum(min(len(waits), WAIT_BUCKETS[-1]), any(hand[HONOURS:])), trace)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The task
+
+
+class MahjongTask(TaskBase):
+    """Mahjong winning tiles (module docstring has the rules, notation, trace and generator).
+
+    Args:
+        prompt_style: ``compact`` (one short user line, for a student fine-tuned on the format: prompt and
+            target average ~140 tokens with SmolLM2's chat template) or ``full`` (a system message with the
+            rules and the output format, for teachers and zero-shot use; ~90 tokens more).
+        trace: ``waits`` (one line per winning tile) or ``candidates`` (also a ``no`` line per other
+            candidate tile).
+    """
+
+    name = NAME
+    metric = Metric.SET_MATCH
+    has_verifier = True
+    has_generator = True
+    complexity_unit = "complete arrangements over all winning tiles"
+
+    #: Default split sizes when ``n`` is None: the spec's ``train_size`` / ``eval_size`` defaults.
+    DEFAULT_SIZES: ClassVar[dict[str, int]] = {"train": 2000, "eval": 200}
+
+    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits") -> None:
+        if prompt_style not in ("full", "compact"):
+            raise ValueError(f"prompt_style must be 'full' or 'compact', got {prompt_style!r}")
+        if trace not in ("waits", "candidates"):
+            raise ValueError(f"trace must be 'waits' or 'candidates', got {trace!r}")
+        self.prompt_style: PromptStyle = prompt_style
+        self.trace: TraceStyle = trace
+
+    def examples(self, split: Split, n: int | None = None, seed: int = 0) -> list[Example]:
+        count = self.DEFAULT_SIZES[split] if n is None else n
+        return generate_examples(count, seed, split, self.trace).examples
+
+    def _instructions(self) -> str | None:
+        return RULES_TEXT if self.prompt_style == "full" else None
+
+    def _question(self, example: Example) -> list[Message]:
+        hand = example.problem["hand"]
+        text = f"Hand: {hand}" if self.prompt_style == "full" else f"Mahjong winning tiles of {hand}?"
+        return [{"role": "user", "content": text}]
+
+    def target(self, example: Example) -> str:
+        tiles = " ".join(example.answer) if example.answer else "none"
+        answer_line = f"{self.ANSWER_PREFIX}{tiles}"
+        return f"{example.reasoning}\n{answer_line}" if example.reasoning else answer_line
+
+    def extract_answer(self, completion: str) -> tuple[str, ...] | None:
+        """The tiles on the last answer line (``Answer: 3m 6m``; any order, separators, duplicates; ``none``
+        or no tile there = the empty set). Without an answer line, the tiles of the last line that has some
+        and is not a trace line (``3m: ...``); None when there is no such line."""
+        segment = answer_segment(completion)
+        if segment is not None:
+            return parse_tiles(segment)
+        for line in reversed(completion.splitlines()):
+            if _TRACE_LINE_RE.match(line):
+                continue
+            tiles = parse_tiles(line)
+            if tiles:
+                return tiles
+        return None
+
+    def score(self, example: Example, completion: str) -> Score:
+        """Exact set match of the extracted tiles; F1 of the two sets as partial credit."""
+        predicted = self.extract_answer(completion)
+        reference = _as_tiles(example.answer)
+        if predicted is None:
+            return Score(correct=False, credit=0.0, predicted=None)
+        return Score(correct=set(predicted) == set(reference), credit=set_f1(predicted, reference), predicted=predicted)
+
+    def verify(self, example: Example, answer: Answer, reasoning: str | None = None) -> Verdict:
+        """Solve the hand from first principles and compare: the answer must be exactly the winning tiles;
+        trace lines in ``reasoning`` (if any) must each be true, claim exactly the answer's tiles, and an
+        answer line in it must agree. The reference in ``example.answer`` is not consulted."""
+        hand = parse_hand(example.problem["hand"])
+        waits = tuple(TILES[k] for k in winning_tiles(hand))
+        given = _as_tiles(answer)
+        reasons: list[str] = []
+        if set(given) != set(waits):
+            reasons.append(f"answer {' '.join(given) or 'none'} is not the winning tiles {' '.join(waits) or 'none'}")
+        checked = False
+        if reasoning:
+            problems, claimed = check_trace(hand, reasoning)
+            reasons.extend(problems)
+            if claimed is not None:
+                checked = True
+                if claimed != set(given):
+                    reasons.append(
+                        f"the trace shows {' '.join(sorted(claimed, key=TILE_INDEX.__getitem__))}, the answer says "
+                        f"{' '.join(given) or 'none'}"
+                    )
+            segment = answer_segment(reasoning)
+            if segment is not None and set(parse_tiles(segment)) != set(given):
+                reasons.append("the reasoning's answer line differs from the answer")
+        return Verdict(ok=not reasons, reasons=tuple(reasons), reasoning_checked=checked)
+
+    def complexity(self, example: Example) -> float:
+        stored = example.meta.get("arrangements")
+        if isinstance(stored, int):
+            return float(stored)
+        return float(hand_complexity(parse_hand(example.problem["hand"])))
+
+
+def _as_tiles(answer: Answer | Iterable[str]) -> tuple[str, ...]:
+    """A canonical tile tuple from an answer given as a tuple/list of names or as text."""
+    if isinstance(answer, str):
+        return parse_tiles(answer)
+    return parse_tiles(" ".join(answer))
