@@ -122,13 +122,17 @@ def parse_hand(notation: str, size: int | None = HAND_SIZE) -> list[int]:
     text = notation.strip()
     if not _HAND_RE.match(text):
         raise ValueError(f"{notation!r} is not one-line tile notation like '123m456p789s1122z' (honours 1-7z)")
-    counts = TilesConverter.one_line_string_to_34_array(text)
+    # Counted here, not with TilesConverter: it turns a fifth copy into the next tile kind ("11111m" -> 1m x4 + 2m).
+    counts = [0] * N_KINDS
+    for digits, suit in re.findall(r"(\d+)([mpsz])", text):
+        for digit in digits:
+            counts[TILE_INDEX[f"{digit}{suit}"]] += 1
     over = [TILES[i] for i, c in enumerate(counts) if c > COPIES]
     if over:
         raise ValueError(f"{notation!r} holds more than {COPIES} copies of {', '.join(over)}")
     if size is not None and sum(counts) != size:
         raise ValueError(f"{notation!r} has {sum(counts)} tiles, expected {size}")
-    return list(counts)
+    return counts
 
 
 def format_hand(counts: Sequence[int]) -> str:
