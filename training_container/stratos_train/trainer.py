@@ -48,15 +48,21 @@ def decoder_and_head(model: Any) -> tuple[Any, torch.Tensor]:
 
 
 def final_hidden(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``(batch, seq, hidden)`` final hidden states (after the last norm) without computing logits."""
-    decoder, _ = decoder_and_head(model)
-    out = decoder(
+    """``(batch, seq, hidden)`` final hidden states (after the last norm), with logits for 1 position only.
+
+    The call goes through ``model``'s own forward (never an unwrapped submodule): under DDP that forward
+    prepares the gradient reducer, and bypassing it makes the all-reduce silently wrong.
+    ``logits_to_keep=1`` keeps the output projection to one position; the loss projects kept positions itself.
+    """
+    out = model(
         input_ids=inputs["input_ids"],
         attention_mask=inputs.get("attention_mask"),
         position_ids=inputs.get("position_ids"),
+        output_hidden_states=True,
+        logits_to_keep=1,
         use_cache=False,
     )
-    hidden: torch.Tensor = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    hidden: torch.Tensor = out.hidden_states[-1]
     return hidden
 
 
@@ -211,6 +217,7 @@ def training_arguments(
     logging_steps: int,
     save_steps: int,
     use_cpu: bool,
+    **overrides: Any,
 ) -> TrainingArguments:
     """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel),
     no external reporting, no evaluation inside the loop (the job evaluates with generation afterwards)."""
@@ -237,4 +244,5 @@ def training_arguments(
         use_cpu=use_cpu,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        **overrides,
     )

@@ -1,0 +1,102 @@
+"""A tiny, deterministic distillation run used by the trainer tests (in-process and under torchrun).
+
+Run as ``python -m tests.helpers.tiny_training OUT.json [--batch B --accum A --kd]``: trains a 2-layer Llama
+student on arithmetic prompts for a few steps (sequential order, SGD) and writes the loss trajectory and a
+parameter checksum to OUT.json (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from typing import Any
+
+import torch
+from transformers import PrinterCallback
+
+from stratos_train.data import CompletionCollator, ListDataset, encode_all
+from stratos_train.losses import KDLossConfig
+from stratos_train.models import build_tiny_model, train_tiny_tokenizer
+from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, training_arguments
+
+CORPUS = [f"What is {a} plus {b}? The sum is {a + b}." for a in range(30) for b in range(30)]
+
+
+def make_data(tokenizer: Any, rows: int = 32) -> list[Any]:
+    pairs = []
+    for i in range(rows):
+        a, b = (i * 7) % 23, (i * 5) % 19
+        # Completions of different lengths, so per-row vs per-token normalisation would differ.
+        completion = f"The sum is {a + b}." + (" Yes." * (i % 4))
+        pairs.append(([{"role": "user", "content": f"What is {a} plus {b}?"}], completion))
+    encoded, _ = encode_all(tokenizer, pairs, 96)
+    return encoded
+
+
+def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5) -> dict[str, Any]:
+    torch.manual_seed(0)
+    tokenizer = train_tiny_tokenizer(CORPUS, vocab_size=300)
+    student = build_tiny_model(tokenizer, seed=1)
+    teacher = build_tiny_model(tokenizer, seed=2) if kd else None
+    data = make_data(tokenizer)
+    with tempfile.TemporaryDirectory() as out:
+        args = training_arguments(
+            out,
+            per_device_batch_size=batch,
+            grad_accum=accum,
+            learning_rate=lr,
+            epochs=1,
+            max_steps=steps,
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            lr_scheduler="constant",
+            bf16=False,
+            seed=0,
+            logging_steps=1,
+            save_steps=10_000,
+            use_cpu=True,
+            optim="sgd",
+            max_grad_norm=0.0,
+        )
+        ref: list[DistillationTrainer] = []
+        callback = MetricLinesCallback(ref)
+        trainer = DistillationTrainer(
+            model=student,
+            args=args,
+            train_dataset=ListDataset(data),
+            data_collator=CompletionCollator(tokenizer.pad_token_id),
+            teacher=teacher,
+            kd_config=KDLossConfig(temperature=2.0, alpha=0.2) if kd else KDLossConfig(alpha=1.0),
+            shuffle=False,
+            callbacks=[callback],
+        )
+        trainer.remove_callback(PrinterCallback)
+        ref.append(trainer)
+        trainer.train()
+    params = torch.cat([p.detach().flatten() for p in student.parameters()])
+    return {
+        "losses": [h["train_loss"] for h in callback.history if "train_loss" in h and "train_runtime" not in h],
+        "param_sum": float(params.double().sum()),
+        "param_abs": float(params.double().abs().sum()),
+        "params": params.tolist()[:2000],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--accum", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--kd", action="store_true")
+    a = parser.parse_args()
+    result = run(a.batch, a.accum, a.steps, a.kd)
+    if int(os.environ.get("RANK", "0")) == 0:
+        with open(a.out, "w") as fh:
+            json.dump(result, fh)
+
+
+if __name__ == "__main__":
+    main()
