@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from stratos_train.losses import (
     KDLossConfig,
     chunked_kd_loss,

@@ -68,7 +68,7 @@ def build_task(config: TrainConfig, env: SageMakerEnv) -> Task:
             options["data_dir"] = str(channel)
     if config.task == "jsonl":
         for split in ("train", "eval"):
-            key = f"{split}_path"
+            key = split
             channel = env.channel(split)
             if key not in options and channel is not None:
                 files = sorted(channel.glob("*.jsonl")) if channel.is_dir() else [channel]
