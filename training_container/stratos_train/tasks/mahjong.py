@@ -1,17 +1,18 @@
 """Mahjong winning tiles: given a 13-tile riichi hand one tile from complete, name every tile that completes it.
 
-Rules scored by (Japanese riichi mahjong, as the PyPI ``mahjong`` package's ``Agari.is_agari`` implements
-them; see also the European Mahjong Association's *Riichi Competition Rules*, "Yaku" and "Tenpai"):
+Rules scored by (the hand shapes of Japanese riichi mahjong, as the PyPI ``mahjong`` package's
+``Agari.is_agari`` implements them, plus the two choices marked below):
 
 * 136 tiles: four copies each of 1-9 in three suits, man ``m``, pin ``p``, sou ``s``, and of seven honours
   ``1z``-``7z`` (winds East, South, West, North; dragons White, Green, Red).
 * A **complete hand** is 14 closed tiles arranged as four melds (a *set*: three identical tiles; a *run*:
   three consecutive numbers of one suit; honours never form runs) plus one pair, **or seven pairs**
   (chiitoitsu: seven *distinct* pairs; four identical tiles are not two pairs). Both count here.
-* **Thirteen orphans (kokushi musou) does not count**: the generator never produces it and the brute-force
-  check excludes it too. No yaku is required (this is about shape, not scoring).
-* A **winning tile** (a *wait*) is a tile kind that, added to the 13 tiles, makes a complete hand. A kind
-  whose four copies are all already in the hand is **not** a wait: there is no fifth copy to draw (karaten).
+* Choice 1: **thirteen orphans (kokushi musou) does not count** (``Agari`` accepts it): the generator never
+  produces it and the brute-force check excludes it too. No yaku is required (this is about shape, not scoring).
+* A **winning tile** (a *wait*) is a tile kind that, added to the 13 tiles, makes a complete hand. Choice 2:
+  a kind whose four copies are all already in the hand is **not** a wait, as there is no fifth copy to draw
+  (karaten; ``Agari`` does not know which copies exist).
 
 Notation: the package's one-line notation, suit letter after its numbers, tiles in order:
 ``123m456p789s1122z``. An answer is the sorted list of tile names in tile order (m, p, s, z; then number):
@@ -584,7 +585,7 @@ class MahjongTask(TaskBase):
     Args:
         prompt_style: ``compact`` (one short user line, for a student fine-tuned on the format: prompt and
             target average ~140 tokens with SmolLM2's chat template) or ``full`` (a system message with the
-            rules and the output format, for teachers and zero-shot use; ~90 tokens more).
+            rules and the output format, for teachers and zero-shot use; ~100 tokens more).
         trace: ``waits`` (one line per winning tile) or ``candidates`` (also a ``no`` line per other
             candidate tile).
     """
