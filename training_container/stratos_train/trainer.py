@@ -157,7 +157,7 @@ class MetricLinesCallback(TrainerCallback):
     PREFIX = "[stratos-metrics]"
 
     def __init__(self, trainer_ref: list[DistillationTrainer] | None = None, stream: Any = None) -> None:
-        self.trainer_ref = trainer_ref or []
+        self.trainer_ref = trainer_ref if trainer_ref is not None else []
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
         self.history: list[dict[str, float]] = []
@@ -221,7 +221,7 @@ def training_arguments(
 ) -> TrainingArguments:
     """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel),
     no external reporting, no evaluation inside the loop (the job evaluates with generation afterwards)."""
-    return TrainingArguments(
+    defaults: dict[str, Any] = dict(
         output_dir=output_dir,
         per_device_train_batch_size=per_device_batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -244,5 +244,5 @@ def training_arguments(
         use_cpu=use_cpu,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
-        **overrides,
     )
+    return TrainingArguments(**{**defaults, **overrides})
