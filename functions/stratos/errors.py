@@ -13,7 +13,7 @@ offending field or resource and the reason, so that a person reading a failed ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -99,7 +99,29 @@ class NoFeasiblePlanError(StratosError):
 
     The planner attaches which constraint removed how many candidates and the smallest single relaxation
     that would make a plan feasible (see the planner module).
+
+    Attributes:
+        rejected: candidates removed, by reason (e.g. ``{"budget": 1200, "latency": 310}``).
+        relaxations: single-constraint relaxations that would make a plan feasible, smallest first; each
+            ``{"constraint": <spec path>, "current": ..., "needed": ..., "relative_change": ...}``.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rejected: Mapping[str, int] | None = None,
+        relaxations: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.rejected: dict[str, int] = dict(rejected or {})
+        self.relaxations: list[dict[str, Any]] = [dict(r) for r in relaxations]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["rejected"] = self.rejected
+        out["relaxations"] = self.relaxations
+        return out
 
 
 class QuotaExceededError(StratosError):

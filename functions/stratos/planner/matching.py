@@ -1,0 +1,93 @@
+"""Teacher–student pair matching: which distillation modes a pair allows, and why not.
+
+Rules, in order (the first that fails names the reason):
+
+1. ``same-model`` — a model does not distill into itself.
+2. ``capacity-ratio`` — the teacher must have between :data:`~stratos.planner.estimators.MIN_CAPACITY_RATIO`
+   and :data:`~stratos.planner.estimators.MAX_CAPACITY_RATIO` times the student's parameters: a teacher not
+   clearly larger adds little over plain fine-tuning, and past a few hundred times the capacity gap makes
+   direct distillation ineffective (Mirzadeh et al. 2020, "Improved Knowledge Distillation via Teacher
+   Assistant").
+3. ``tokenizer-mismatch`` (alignment only) — logit-level alignment compares the teacher's and student's
+   distributions token id by token id, so both must use the same tokenizer family. Padded vocabularies are
+   fine: Qwen2.5-7B's 152,064 embedding rows and Qwen2.5-1.5B's 151,936 both cover the same 151,665 real
+   ids, and the trainer slices both logit tensors to the shared real vocabulary. Any other pair can still
+   use Knowledge Injection (teacher-written text, re-tokenised by the student).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stratos.planner.catalog import ModelSpec
+from stratos.planner.estimators import MAX_CAPACITY_RATIO, MIN_CAPACITY_RATIO, Mode, capacity_ratio
+from stratos.spec import DistillationMode
+
+SAME_MODEL = "same-model"
+CAPACITY_RATIO = "capacity-ratio"
+TOKENIZER_MISMATCH = "tokenizer-mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class PairVerdict:
+    """What a teacher–student pair allows.
+
+    Attributes:
+        teacher, student: model ids.
+        capacity_ratio: teacher parameters / student parameters.
+        alignment: ``None`` when logit-level alignment is allowed, else the reason key.
+        injection: ``None`` when Knowledge Injection is allowed, else the reason key.
+        shared_vocab: real token ids both models share (what the alignment loss is computed over), or
+            ``None`` when alignment is not allowed.
+        detail: the verdict in words.
+    """
+
+    teacher: str
+    student: str
+    capacity_ratio: float
+    alignment: str | None
+    injection: str | None
+    shared_vocab: int | None
+    detail: str
+
+    def reason(self, mode: Mode) -> str | None:
+        """The reason ``mode`` is rejected for this pair, or ``None`` if it is allowed."""
+        return self.alignment if mode == "alignment" else self.injection
+
+
+def match_pair(teacher: ModelSpec, student: ModelSpec) -> PairVerdict:
+    """Apply the matching rules (module docstring) to one pair."""
+    ratio = capacity_ratio(teacher, student)
+    if teacher.id == student.id:
+        return PairVerdict(
+            teacher.id, student.id, ratio, SAME_MODEL, SAME_MODEL, None, "teacher and student are one model"
+        )
+    if not MIN_CAPACITY_RATIO <= ratio <= MAX_CAPACITY_RATIO:
+        detail = (
+            f"teacher/student parameter ratio {ratio:.2f} is outside [{MIN_CAPACITY_RATIO:g}, {MAX_CAPACITY_RATIO:g}]"
+        )
+        return PairVerdict(teacher.id, student.id, ratio, CAPACITY_RATIO, CAPACITY_RATIO, None, detail)
+    if teacher.tokenizer_family != student.tokenizer_family:
+        detail = f"tokenizers differ ({teacher.tokenizer_family} vs {student.tokenizer_family}): injection only"
+        return PairVerdict(teacher.id, student.id, ratio, TOKENIZER_MISMATCH, None, None, detail)
+    shared = min(teacher.vocab_size, student.vocab_size)
+    detail = (
+        f"same tokenizer ({teacher.tokenizer_family}); alignment over the {shared} shared real ids "
+        f"(embedding rows {teacher.vocab_size_padded} / {student.vocab_size_padded})"
+    )
+    return PairVerdict(teacher.id, student.id, ratio, None, None, shared, detail)
+
+
+def candidate_modes(requested: DistillationMode, verdict: PairVerdict) -> list[Mode]:
+    """Modes that are candidates for this pair under the spec's ``distillation.mode``.
+
+    ``auto`` considers alignment only where the tokenizers match (other pairs are injection-only, not
+    rejected); an explicit ``alignment`` keeps the slot so that a mismatched pair is counted as rejected.
+    """
+    if requested is DistillationMode.ALIGNMENT:
+        return ["alignment"]
+    if requested is DistillationMode.INJECTION:
+        return ["injection"]
+    modes: list[Mode] = [] if verdict.alignment == TOKENIZER_MISMATCH else ["alignment"]
+    modes.append("injection")
+    return modes
