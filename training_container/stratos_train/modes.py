@@ -196,7 +196,7 @@ def build_injection_set(
                     ok = task.score(example, text).correct
                     why = () if ok else ("answer differs from the reference",)
             if ok and reasoning:
-                accepted[i] = f"{reasoning}\n{task.target(example).splitlines()[-1]}"
+                accepted[i] = text.strip()  # verified: its reasoning and its own final answer line
                 stats.teacher_accepted += 1
             else:
                 stats.teacher_rejected += 1
