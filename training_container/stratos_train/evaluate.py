@@ -26,6 +26,7 @@ class EvalResult:
         completions: the generated texts (same order as the prompts).
         stopped: fraction of completions that ended with a stop token before ``max_new_tokens``.
         seconds: wall time, s.
+        answered: fraction whose final answer could be parsed (answer-format compliance), set by the caller.
     """
 
     accuracy: float
@@ -33,6 +34,7 @@ class EvalResult:
     completions: list[str] = field(default_factory=list)
     stopped: float = 0.0
     seconds: float = 0.0
+    answered: float = 0.0
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "partial": self.partial, "stopped": self.stopped, "seconds": self.seconds}
@@ -120,3 +122,41 @@ def evaluate(
     )
     logger.info("%s: accuracy %.3f partial %.3f on %d examples", label, result.accuracy, result.partial, len(texts))
     return result
+
+
+@torch.no_grad()
+def heldout_kl(
+    teacher: Any,
+    student: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[Messages, str]],
+    *,
+    vocab_size: int,
+    max_seq_len: int = 512,
+    batch_size: int = 8,
+    chunk_rows: int = 256,
+) -> float:
+    """Mean per-token forward KL(p_teacher || p_student), nats, over the completion tokens of held-out
+    (prompt, reference) pairs — how close the student's distributions are to the teacher's where it matters.
+
+    Both models must share ``tokenizer``'s vocabulary; logits are compared on ``[:vocab_size]``.
+    """
+    from stratos_train.data import CompletionCollator, encode_all
+    from stratos_train.losses import IGNORE_INDEX, divergence_per_token
+    from stratos_train.trainer import decoder_and_head, final_hidden
+
+    encoded, _ = encode_all(tokenizer, pairs, max_seq_len)
+    collate = CompletionCollator(tokenizer.pad_token_id)
+    tw = decoder_and_head(teacher)[1][:vocab_size].float()
+    sw = decoder_and_head(student)[1][:vocab_size].float()
+    total, count = 0.0, 0
+    for start in range(0, len(encoded), batch_size):
+        batch = collate(encoded[start : start + batch_size])
+        keep = batch["labels"][:, 1:] != IGNORE_INDEX
+        th = final_hidden(teacher, batch)[:, :-1][keep].float()
+        sh = final_hidden(student, batch)[:, :-1][keep].float()
+        for row in range(0, th.shape[0], chunk_rows):
+            zt, zs = th[row : row + chunk_rows] @ tw.T, sh[row : row + chunk_rows] @ sw.T
+            total += float(divergence_per_token(zs, zt, "forward_kl").sum())
+        count += int(keep.sum())
+    return total / max(1, count)

@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from stratos_train.config import TrainConfig
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.env import SageMakerEnv
-from stratos_train.evaluate import EvalResult, evaluate, generate
+from stratos_train.evaluate import EvalResult, evaluate, generate, heldout_kl
 from stratos_train.export import save_deployable
 from stratos_train.lora import apply_lora, merge_for_deployment
 from stratos_train.losses import KDLossConfig
@@ -89,8 +89,9 @@ def _score_fn(task: Task, examples: list[Example]) -> Any:
 def _eval(
     loaded: LoadedModel, task: Task, examples: list[Example], config: TrainConfig, label: str, shots: list[Example]
 ) -> EvalResult:
+    """Greedy evaluation; ``answered`` (in ``extra``) is the fraction with a parseable final answer."""
     prompts = [task.prompt(ex, shots) for ex in examples]
-    return evaluate(
+    result = evaluate(
         loaded.model,
         loaded.tokenizer,
         prompts,
@@ -99,6 +100,9 @@ def _eval(
         batch_size=config.eval_batch_size,
         label=label,
     )
+    answered = [task.extract_answer(text) is not None for text in result.completions]
+    result.answered = sum(answered) / max(1, len(answered))
+    return result
 
 
 def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
@@ -153,10 +157,22 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         teacher_eval = _eval(teacher, task, eval_examples, config, "teacher", shots)
         metrics["teacher_accuracy"] = teacher_eval.accuracy
         metrics["teacher_partial"] = teacher_eval.partial
+        metrics["teacher_answered"] = teacher_eval.answered
     if _is_main() and config.evaluate_before:
         before = _eval(student, task, eval_examples, config, "student before", [])
         metrics["student_before_accuracy"] = before.accuracy
         metrics["student_before_partial"] = before.partial
+        metrics["student_before_answered"] = before.answered
+    heldout_pairs = [(task.prompt(ex), task.target(ex)) for ex in eval_examples[:64]]
+    if _is_main() and shared_vocab is not None:
+        metrics["heldout_kl_before"] = heldout_kl(
+            teacher.model,
+            student.model,
+            student.tokenizer,
+            heldout_pairs,
+            vocab_size=shared_vocab,
+            max_seq_len=config.max_seq_len,
+        )
     _barrier()
 
     if decision.mode == "injection":
@@ -280,6 +296,16 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     metrics["student_after_accuracy"] = after.accuracy
     metrics["student_after_partial"] = after.partial
     metrics["student_after_stop_rate"] = after.stopped
+    metrics["student_after_answered"] = after.answered
+    if shared_vocab is not None:
+        metrics["heldout_kl_after"] = heldout_kl(
+            teacher.model,
+            final,
+            student.tokenizer,
+            heldout_pairs,
+            vocab_size=shared_vocab,
+            max_seq_len=config.max_seq_len,
+        )
     metrics["eval_examples"] = len(eval_examples)
     metrics["mode"] = decision.mode
     metrics["mode_reason"] = decision.reason

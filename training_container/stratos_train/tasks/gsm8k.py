@@ -26,7 +26,6 @@ from fractions import Fraction
 from pathlib import Path
 
 from stratos.spec import Metric
-
 from stratos_train.tasks.base import (
     Answer,
     Example,

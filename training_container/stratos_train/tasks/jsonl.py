@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from stratos.spec import Metric, RecordFormat
-
 from stratos_train.tasks.base import (
     Answer,
     Example,

@@ -50,8 +50,8 @@ from typing import ClassVar, Literal
 
 from mahjong.agari import Agari
 from mahjong.tile import TilesConverter
-from stratos.spec import Metric
 
+from stratos.spec import Metric
 from stratos_train.tasks.base import (
     Answer,
     Example,
