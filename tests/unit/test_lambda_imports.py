@@ -17,6 +17,16 @@ LAMBDA_MODULES = (
     "stratos.payloads",
     "stratos.errors",
     "stratos.tasks_meta",
+    "stratos.planner",
+    "stratos.planner.catalog",
+    "stratos.planner.pricing",
+    "stratos.planner.estimators",
+    "stratos.planner.matching",
+    "stratos.planner.selection",
+    "stratos.planner.plan",
+    "stratos.planner.store",
+    "stratos.planner.reference",
+    "stratos.planner.cli",
 )
 
 

@@ -110,7 +110,8 @@ class Efficiency:
         decode_bandwidth: achieved over datasheet memory bandwidth while decoding.
         decode_step_overhead_ms: fixed time per decode step (kernel launches, scheduler, sampling), ms.
         training_mfu: model FLOPs utilisation of training (PaLM's MFU).
-        generation_batch: sequences generated together when the teacher writes rationales or the eval runs.
+        generation_batch: most sequences generated together when the teacher writes rationales or the eval
+            runs (fewer when their KV cache does not fit, see :func:`generation_batch`).
         memory_utilisation: fraction of device memory the serving/training process may use.
         memory_reserve_gib: memory per device the runtime keeps for itself, GiB.
     """
@@ -347,16 +348,32 @@ def training_flops(student: ModelSpec, teacher: ModelSpec, mode: Mode, workload:
     return workload.train_tokens(mode) * per_token
 
 
+def _batch_that_fits(weight_bytes_: float, kv_bytes_per_sequence: float, instance: InstanceSpec) -> int:
+    """Sequences whose KV cache fits beside the weights on ``instance``, capped at the tier's generation
+    batch; 0 when not even one fits."""
+    free = device_capacity_gib(instance) * GIB * instance.devices - weight_bytes_
+    if free < kv_bytes_per_sequence:
+        return 0
+    return min(_efficiency(instance).generation_batch, int(free // max(kv_bytes_per_sequence, 1.0)))
+
+
+def generation_batch(model: ModelSpec, instance: InstanceSpec, sequence_tokens: int) -> int:
+    """Sequences of ``sequence_tokens`` tokens ``model`` generates together on ``instance``: the tier's
+    generation batch, fewer when their KV cache would not fit beside the weights, 0 when one does not fit."""
+    return _batch_that_fits(weight_bytes(model), kv_cache_bytes(model, sequence_tokens), instance)
+
+
 def generation_seconds(
     model: ModelSpec, instance: InstanceSpec, sequences: float, prompt_tokens: int, new_tokens: int
 ) -> float:
     """Time for ``model`` to generate ``new_tokens`` after each of ``sequences`` prompts, seconds.
 
-    Batched at the tier's generation batch: per batch, the prefills then ``new_tokens`` decode steps.
+    Batched at :func:`generation_batch` (at least 1; whether even that fits is the memory check's job):
+    per batch, the prefills then ``new_tokens`` decode steps.
     """
     if sequences <= 0 or new_tokens <= 0:
         return 0.0
-    batch = _efficiency(instance).generation_batch
+    batch = max(1, generation_batch(model, instance, prompt_tokens + new_tokens))
     per_batch = batch * prefill_seconds(model, instance, prompt_tokens) + new_tokens * decode_step_seconds(
         model, instance, batch, prompt_tokens + new_tokens / 2.0
     )
@@ -472,7 +489,7 @@ def training_need_gib(terms: TrainingMemoryTerms, instance: InstanceSpec) -> flo
     devices = instance.devices
     need = terms.sharded_bytes / devices + terms.per_device_bytes
     if terms.mode == "injection":
-        batch = _efficiency(instance).generation_batch
+        batch = max(1, _batch_that_fits(terms.teacher_weight_bytes, terms.teacher_kv_bytes_per_sequence, instance))
         need = max(need, (terms.teacher_weight_bytes + batch * terms.teacher_kv_bytes_per_sequence) / devices)
     return need / GIB
 
@@ -486,7 +503,7 @@ def training_memory(
     inputs + one layer recomputed) and FP32 logits (student, teacher and gradient in alignment; logits and
     gradient in injection), per device. Alignment adds the BF16 teacher (sharded) and its forward
     activations; injection instead needs the larger of training and the teacher generating alone (BF16
-    weights + KV cache for a generation batch).
+    weights + KV cache for the generation batch that fits, at least one sequence).
     """
     terms = training_memory_terms(student, teacher, mode, workload)
     parts = {k: v / GIB for k, v in terms.parts_bytes.items()}

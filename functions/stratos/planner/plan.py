@@ -131,11 +131,13 @@ class PlanResult:
         selection: the chosen plan, frontier, baselines and rejection counts.
         context: inputs, for the frontier document.
         seconds: wall time of planning, s.
+        created_at: when the plan was made, UTC.
     """
 
     selection: Selection
     context: PlanContext
     seconds: float
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def chosen(self) -> Plan:
@@ -172,7 +174,7 @@ class PlanResult:
             "schema_version": FRONTIER_DOCUMENT_VERSION,
             "task_id": ctx.spec.task_id,
             "region": c.region,
-            "generated_at": datetime.now(UTC).isoformat(),
+            "generated_at": self.created_at.isoformat(),
             "prices": {"source": ctx.prices_source, "snapshot_date": ctx.snapshot_date},
             "constraints": {
                 "budget_usd": c.budget_usd,

@@ -255,8 +255,8 @@ def pareto_2d(points: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 def max_runtime_seconds(budget_usd: float, serving_cost_usd: float, usd_per_hour: float, max_hours: float) -> int:
     """Training job MaxRuntimeInSeconds that enforces the budget: the hours the budget left after serving
     buys at the training price, capped by ``max_hours`` and SageMaker's 28-day limit; at least 60 s."""
-    hours = min((budget_usd - serving_cost_usd) / usd_per_hour, max_hours)
-    return max(60, min(SAGEMAKER_MAX_RUNTIME_SECONDS, math.floor(hours * 3600.0)))
+    hours = min((budget_usd - serving_cost_usd) / usd_per_hour, max_hours, SAGEMAKER_MAX_RUNTIME_SECONDS / 3600.0)
+    return max(60, math.floor(hours * 3600.0))
 
 
 def _add(counter: dict[str, int], key: str, n: int) -> None:

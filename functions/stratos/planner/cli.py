@@ -1,0 +1,233 @@
+"""``stratos plan SPEC [--json] [--plot FILE.png]``: plan a task spec from the command line.
+
+Prints the chosen plan, the top of the Pareto frontier, the single-objective baselines and the rejection
+counts as a table (rich), or one JSON object with ``--json``; ``--plot`` draws the frontier (matplotlib:
+total cost vs p50 latency, colour = expected accuracy, the chosen plan and the baselines marked). Prices come
+from the catalog's dated snapshot unless ``--prices live`` asks the AWS Pricing API (credentials needed;
+unreachable -> snapshot). Exit codes: 0 planned, 1 invalid spec or no feasible plan, 2 usage.
+
+rich and matplotlib are imported inside the command, only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stratos.errors import InputValidationError, NoFeasiblePlanError
+
+DEFAULT_TOP = 10
+"""Frontier plans shown (and printed with --json)."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``plan`` subcommand to the ``stratos`` parser."""
+    parser = subparsers.add_parser(
+        "plan", help="pick teacher, student and instances for a spec (Pareto frontier, baselines, rejections)"
+    )
+    parser.add_argument("spec", metavar="SPEC", help="task spec JSON file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--plot", metavar="FILE.png", help="write the Pareto plot (cost vs p50 latency) here")
+    parser.add_argument(
+        "--prices",
+        choices=("snapshot", "live"),
+        default="snapshot",
+        help="snapshot = the catalog's dated figures (default, offline); live = AWS Pricing API",
+    )
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K", help="frontier plans to show")
+    parser.add_argument(
+        "--unavailable",
+        action="append",
+        default=[],
+        metavar="INSTANCE_TYPE",
+        help="instance type the account cannot get (repeatable): plan without it",
+    )
+    parser.set_defaults(func=_cmd_plan)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from stratos.planner.catalog import load_catalog
+    from stratos.planner.plan import plan
+    from stratos.planner.pricing import PricingApi, lookup_prices
+    from stratos.spec import parse_spec
+
+    try:
+        raw = Path(args.spec).read_bytes()
+    except OSError as exc:
+        print(f"{args.spec}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        spec = parse_spec(raw, source=str(args.spec))
+    except InputValidationError as exc:
+        print(f"{args.spec}: INVALID", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 1
+    catalog = load_catalog()
+    api = PricingApi() if args.prices == "live" else None
+    prices = lookup_prices(spec.constraints.region, catalog, api)
+    try:
+        result = plan(spec, prices, catalog=catalog, unavailable=args.unavailable)
+    except NoFeasiblePlanError as exc:
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        else:
+            print(f"{args.spec}: no feasible plan", file=sys.stderr)
+            print(f"  {exc}", file=sys.stderr)
+        return 1
+    document = result.frontier_document()
+    top = max(1, args.top)
+    if args.json:
+        out = {
+            "task_id": document["task_id"],
+            "region": document["region"],
+            "prices": document["prices"],
+            "candidates": document["candidates"],
+            "feasible": document["feasible"],
+            "plan": document["plan"],
+            "max_runtime_seconds": document["plan"]["max_runtime_seconds"],
+            "frontier": document["frontier"][:top],
+            "frontier_complete": document["frontier_complete"],
+            "baselines": document["baselines"],
+            "improvement": document["improvement"],
+            "rejected": document["rejected"],
+            "score": document["score"],
+            "warnings": document["warnings"],
+            "plan_seconds": document["plan_seconds"],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        _print_tables(document, top)
+    if args.plot:
+        plot_frontier(document, args.plot)
+        if not args.json:
+            print(f"Pareto plot written to {args.plot}")
+    return 0
+
+
+def _print_tables(doc: dict[str, Any], top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # Off a terminal rich assumes 80 columns and elides the instance names; the tables need ~150.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(
+        f"[bold]{doc['task_id']}[/bold] in {doc['region']}: {doc['candidates']:,} candidates, "
+        f"{doc['feasible']:,} feasible; prices: {doc['prices']['source']} (snapshot {doc['prices']['snapshot_date']})"
+    )
+    frontier = Table(title=f"Chosen plan (#1) and Pareto frontier, top {min(top, len(doc['frontier']))} by score")
+    for name, justify in (
+        ("#", "right"),
+        ("teacher", "left"),
+        ("student", "left"),
+        ("mode", "left"),
+        ("training", "left"),
+        ("serving", "left"),
+        ("accuracy", "right"),
+        ("p50 ms", "right"),
+        ("train h", "right"),
+        ("total USD", "right"),
+        ("score", "right"),
+    ):
+        frontier.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, p in enumerate(doc["frontier"][:top], start=1):
+        frontier.add_row(str(i), *_cells(p), style="bold green" if i == 1 else None)
+    console.print(frontier)
+
+    base = Table(title="Single-objective baselines (same feasible set, same score)")
+    for name in ("baseline", "teacher", "student", "mode", "training", "serving"):
+        base.add_column(name)
+    for name in ("accuracy", "p50 ms", "train h", "total USD", "score", "ours vs it"):
+        base.add_column(name, justify="right")
+    for name, p in doc["baselines"].items():
+        base.add_row(name, *_cells(p), f"{100 * doc['improvement'][name]:+.1f}%")
+    console.print(base)
+
+    rejected = Table(title="Rejected candidates by reason")
+    rejected.add_column("reason")
+    rejected.add_column("candidates", justify="right")
+    for reason, count in doc["rejected"].items():
+        rejected.add_row(reason, f"{count:,}")
+    console.print(rejected)
+    plan = doc["plan"]
+    console.print(
+        f"Training job MaxRuntimeInSeconds: {plan['max_runtime_seconds']:,} s "
+        f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour)"
+    )
+    for warning in doc["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _cells(p: dict[str, Any]) -> list[str]:
+    return [
+        p["teacher"],
+        p["student"],
+        p["mode"],
+        p["training_instance"],
+        p["serving_instance"],
+        f"{p['expected_accuracy']:.3f}",
+        f"{p['p50_latency_ms']:,.0f}",
+        f"{p['training_hours']:.2f}",
+        f"{p['total_cost_usd']:,.2f}",
+        f"{p['score']:.4f}",
+    ]
+
+
+def plot_frontier(doc: dict[str, Any], path: str) -> None:
+    """Draw the frontier document's plans: total cost (USD, x) vs p50 latency (ms, y), colour = expected
+    accuracy; the chosen plan is a star, each baseline its own marker. Writes a PNG to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frontier = doc["frontier"]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    xs = [p["total_cost_usd"] for p in frontier]
+    ys = [p["p50_latency_ms"] for p in frontier]
+    accs = [p["expected_accuracy"] for p in frontier]
+    marked = [doc["plan"], *doc["baselines"].values()]
+    lo = min([*accs, *(p["expected_accuracy"] for p in marked)])
+    hi = max([*accs, *(p["expected_accuracy"] for p in marked)])
+    scatter = ax.scatter(xs, ys, c=accs, cmap="viridis", vmin=lo, vmax=hi, s=28, label="Pareto frontier")
+    fig.colorbar(scatter, ax=ax, label="expected accuracy")
+    styles = {"accuracy_first": "^", "cost_first": "s", "latency_first": "D"}
+    for name, p in doc["baselines"].items():
+        ax.scatter(
+            [p["total_cost_usd"]],
+            [p["p50_latency_ms"]],
+            marker=styles[name],
+            s=110,
+            facecolors="none",
+            edgecolors="crimson",
+            linewidths=1.6,
+            label=f"{name} (score {p['score']:.3f})",
+        )
+    chosen = doc["plan"]
+    ax.scatter(
+        [chosen["total_cost_usd"]],
+        [chosen["p50_latency_ms"]],
+        marker="*",
+        s=320,
+        c=[chosen["expected_accuracy"]],
+        cmap="viridis",
+        vmin=lo,
+        vmax=hi,
+        edgecolors="black",
+        linewidths=1.2,
+        label=f"chosen (score {chosen['score']:.3f})",
+    )
+    all_x = [*xs, *(p["total_cost_usd"] for p in marked)]
+    if max(all_x) / max(min(all_x), 1e-9) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("total cost: training + serving, USD")
+    ax.set_ylabel("p50 latency, ms")
+    ax.set_title(f"{doc['task_id']}: Pareto frontier ({len(frontier)} plans) and baselines")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

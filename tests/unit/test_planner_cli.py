@@ -1,0 +1,86 @@
+"""``stratos plan``: table, JSON contract, plot, exit codes, and the < 1 s answer on the mahjong spec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from stratos.cli import main
+from tests.conftest import REPO, SPECS
+
+PLAN_KEYS = {
+    "teacher",
+    "student",
+    "training_instance",
+    "serving_instance",
+    "mode",
+    "expected_accuracy",
+    "p50_latency_ms",
+    "training_hours",
+    "total_cost_usd",
+    "score",
+}
+MAHJONG = str(SPECS / "mahjong-winning-tiles.json")
+
+
+def test_json_output_contract(capsys):
+    assert main(["plan", MAHJONG, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["plan"]) >= PLAN_KEYS
+    assert out["frontier"] and all(set(p) >= PLAN_KEYS for p in out["frontier"])
+    assert out["frontier"][0] == out["plan"]
+    assert set(out["baselines"]) == {"accuracy_first", "cost_first", "latency_first"}
+    assert all(set(b) >= PLAN_KEYS for b in out["baselines"].values())
+    assert all(isinstance(v, int) and v > 0 for v in out["rejected"].values())
+    assert out["plan"]["mode"] in ("alignment", "injection")
+    assert all(out["plan"]["score"] >= b["score"] for b in out["baselines"].values())
+    assert out["max_runtime_seconds"] == out["plan"]["max_runtime_seconds"] >= 60
+    assert out["prices"]["source"] == "snapshot"
+
+
+def test_mahjong_spec_answers_in_under_a_second():
+    command = [sys.executable, "-m", "stratos.cli", "plan", MAHJONG, "--json"]
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO / "functions", check=True)
+        best = min(best, time.perf_counter() - started)
+    assert json.loads(done.stdout)["plan"]["student"]
+    assert best < 1.0, f"stratos plan took {best:.2f} s"
+
+
+def test_table_output(capsys):
+    assert main(["plan", MAHJONG, "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto frontier" in out and "accuracy_first" in out and "Rejected candidates" in out
+    assert "MaxRuntimeInSeconds" in out
+
+
+def test_plot_is_a_png(tmp_path, capsys):
+    target = tmp_path / "frontier.png"
+    assert main(["plan", MAHJONG, "--json", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.loads(capsys.readouterr().out)  # --json output stays one object
+
+
+def test_infeasible_spec_exits_1_with_structured_error(tmp_path, capsys):
+    doc = json.loads((SPECS / "mahjong-winning-tiles.json").read_text())
+    doc["constraints"]["budget_usd"] = 20
+    path = tmp_path / "tight.json"
+    path.write_text(json.dumps(doc))
+    assert main(["plan", str(path), "--json"]) == 1
+    err = json.loads(capsys.readouterr().out)
+    assert err["error"] == "NoFeasiblePlanError"
+    assert err["rejected"]["budget"] > 0
+    assert err["relaxations"][0]["constraint"] == "constraints.budget_usd"
+    assert main(["plan", str(path)]) == 1
+    assert "smallest relaxation" in capsys.readouterr().err
+
+
+def test_invalid_spec_exits_1(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text("{}")
+    assert main(["plan", str(path)]) == 1
+    assert "task_id" in capsys.readouterr().err
