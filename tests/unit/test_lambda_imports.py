@@ -25,6 +25,7 @@ LAMBDA_MODULES = (
     "stratos.planner.selection",
     "stratos.planner.plan",
     "stratos.planner.store",
+    "stratos.planner.steps",
     "stratos.planner.reference",
     "stratos.planner.cli",
 )

@@ -23,6 +23,7 @@ from stratos.payloads import (
 from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import fallback_plan_ref, plan
 from stratos.planner.pricing import snapshot_price_table
+from stratos.planner.steps import look_up_prices, next_plan, select_plan
 from stratos.planner.store import PlannerStore, split_uri
 from stratos.spec import parse_spec
 from tests.conftest import SPECS
@@ -123,3 +124,19 @@ def test_client_is_created_lazily(monkeypatch):
     assert store._s3 is None
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert store.s3.meta.service_model.service_name == "s3"
+
+
+def test_steps_look_up_prices_then_select_plan_then_fall_back(s3):
+    spec = parse_spec((SPECS / "gsm8k.json").read_bytes())
+    store = PlannerStore(s3)
+    prices = look_up_prices("us-west-2", BUCKET, "runs/r3/prices.json", store=store, api=None)
+    assert prices.source == "snapshot" and prices.region == "us-west-2"
+    ref = select_plan(spec, prices, BUCKET, "runs/r3/plan/frontier.json", store=store)
+    assert ref.plan.mode == "alignment" and ref.attempt == 0
+    assert s3.head_object(Bucket=BUCKET, Key="runs/r3/plan/frontier.json")["ContentLength"] == ref.frontier.bytes
+    nxt = next_plan(ref, [ref.plan.serving_instance], store=store)
+    assert nxt.plan.serving_instance != ref.plan.serving_instance and nxt.attempt > 0
+    # The same spec against a price table for another region is refused, not silently mispriced.
+    other = look_up_prices("eu-west-1", BUCKET, "runs/r3/prices-eu.json", store=store, api=None)
+    with pytest.raises(PricingUnavailableError, match="eu-west-1"):
+        select_plan(spec, other, BUCKET, "runs/r3/plan/x.json", store=store)

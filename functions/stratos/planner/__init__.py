@@ -9,6 +9,7 @@ Lambda-safe (pure Python + pydantic + boto3). Modules:
 * :mod:`~stratos.planner.selection` — feasibility, deployment score, Pareto frontier, baselines;
 * :mod:`~stratos.planner.plan` — one spec end to end (:func:`plan`), infeasibility explained, fallback;
 * :mod:`~stratos.planner.store` — S3 adapter for price tables and frontier documents;
+* :mod:`~stratos.planner.steps` — the pipeline steps (LookUpPrices, SelectPlan, quota fallback), one call each;
 * :mod:`~stratos.planner.reference` — exhaustive reference selection (tests and benchmark);
 * :mod:`~stratos.planner.cli` — ``stratos plan``.
 """

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from stratos.errors import FieldError, NoFeasiblePlanError, SpecValidationError
+from stratos.errors import FieldError, NoFeasiblePlanError, PricingUnavailableError, SpecValidationError
 from stratos.payloads import FRONTIER_INLINE_K, PlanRef, PlanSummary, S3Pointer
 from stratos.planner import estimators as est
 from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec, load_catalog
@@ -530,11 +530,17 @@ def plan(
 
     Raises:
         SpecValidationError: a candidate model is not in the catalog.
+        PricingUnavailableError: the price table is for another region than ``constraints.region``.
         NoFeasiblePlanError: no candidate meets every hard constraint; carries ``rejected`` and the
             single-constraint ``relaxations`` that would help.
     """
     started = time.perf_counter()
     catalog = catalog or load_catalog()
+    if isinstance(prices, PriceTable) and prices.region != spec.constraints.region:
+        raise PricingUnavailableError(
+            f"price table is for {prices.region}, the spec plans in {spec.constraints.region} "
+            "(constraints.region): look prices up for the spec's region"
+        )
     problem, pairs, workload, warnings = build_problem(spec, prices, catalog, train_examples=train_examples)
     limits = limits_for(spec, problem.instance_types, unavailable)
     weights = weights_for(spec)
