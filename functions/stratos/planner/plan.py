@@ -418,6 +418,11 @@ def build_problem(
                 training.append(options_t)
 
     problem = PlanningProblem(tuple(i.instance_type for i in instances), pair_modes, training, serving)
+    if source == "jsonl" and train_examples is None:
+        warnings.append(
+            f"data.source jsonl: training time assumes {DEFAULT_JSONL_SPLITS[0]:,} training and "
+            f"{DEFAULT_JSONL_SPLITS[1]:,} eval examples (the files are not counted at plan time)"
+        )
     if c.instance_allowlist:
         unknown = sorted(set(c.instance_allowlist) - set(problem.instance_types))
         if unknown:
