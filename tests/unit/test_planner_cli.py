@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from stratos.cli import main
 from tests.conftest import REPO, SPECS
 
@@ -38,6 +40,10 @@ def test_json_output_contract(capsys):
     assert all(out["plan"]["score"] >= b["score"] for b in out["baselines"].values())
     assert out["max_runtime_seconds"] == out["plan"]["max_runtime_seconds"] >= 60
     assert out["prices"]["source"] == "snapshot"
+    chosen = out["plan"]  # mahjong: 64 output tokens at concurrency 4, one instance, one month
+    assert chosen["throughput_tokens_per_s"] == pytest.approx(4 * 64 / (chosen["p50_latency_ms"] / 1000))
+    assert chosen["serving_usd_per_month"] == pytest.approx(chosen["serving_cost_usd"])
+    assert chosen["serving_usd_per_month"] == pytest.approx(chosen["serving_usd_per_hour"] * 730)
 
 
 def test_mahjong_spec_answers_in_under_a_second():

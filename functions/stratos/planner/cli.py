@@ -155,7 +155,9 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
     plan = doc["plan"]
     console.print(
         f"Training job MaxRuntimeInSeconds: {plan['max_runtime_seconds']:,} s "
-        f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour)"
+        f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour). "
+        f"Endpoint: {plan['serving_usd_per_month']:,.2f} USD/month, "
+        f"{plan['throughput_tokens_per_s']:,.0f} generated tokens/s per instance at the spec's concurrency."
     )
     for warning in doc["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")

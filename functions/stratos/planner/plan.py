@@ -165,6 +165,18 @@ class PlanResult:
             attempt=attempt,
         )
 
+    def entry(self, plan: Plan) -> dict[str, Any]:
+        """A plan as the document and the CLI show it: :meth:`Plan.as_dict` plus the steady-state throughput
+        of one serving instance (tokens/s) and the endpoint's monthly cost (USD/month, all instances)."""
+        spec = self.context.spec
+        lat = spec.constraints.latency
+        out = plan.as_dict()
+        out["throughput_tokens_per_s"] = est.throughput_tokens_per_s(
+            plan.p50_latency_ms, lat.output_tokens, lat.concurrency
+        )
+        out["serving_usd_per_month"] = plan.serving_usd_per_hour * HOURS_PER_MONTH * spec.deployment.instance_count
+        return out
+
     def frontier_document(self) -> dict[str, Any]:
         """The JSON document written to S3: every returned frontier plan in fallback order, and more."""
         ctx, sel = self.context, self.selection
@@ -203,10 +215,10 @@ class PlanResult:
             "candidates": sel.candidates,
             "feasible": sel.feasible,
             "rejected": sel.rejected,
-            "plan": self.chosen.as_dict(),
-            "frontier": [p.as_dict() for p in sel.frontier],
+            "plan": self.entry(self.chosen),
+            "frontier": [self.entry(p) for p in sel.frontier],
             "frontier_complete": sel.frontier_complete,
-            "baselines": {name: p.as_dict() for name, p in sel.baselines.items()},
+            "baselines": {name: self.entry(p) for name, p in sel.baselines.items()},
             "improvement": self.improvements(),
             "pairs": [
                 {

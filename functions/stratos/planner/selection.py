@@ -163,6 +163,7 @@ class Plan:
         training_hours: hours.
         training_cost_usd, serving_cost_usd, total_cost_usd: USD.
         training_usd_per_hour: on-demand price of the training instance, USD/hour.
+        serving_usd_per_hour: on-demand hosting price of one serving instance, USD/hour.
         score: deployment score (module docstring).
         max_runtime_seconds: the training job's MaxRuntimeInSeconds: what the budget left after serving buys
             at the training price, capped by ``max_training_hours`` and SageMaker's 28 days.
@@ -180,6 +181,7 @@ class Plan:
     serving_cost_usd: float
     total_cost_usd: float
     training_usd_per_hour: float
+    serving_usd_per_hour: float
     score: float
     max_runtime_seconds: int
 
@@ -198,6 +200,7 @@ class Plan:
             "serving_cost_usd": self.serving_cost_usd,
             "total_cost_usd": self.total_cost_usd,
             "training_usd_per_hour": self.training_usd_per_hour,
+            "serving_usd_per_hour": self.serving_usd_per_hour,
             "score": self.score,
             "max_runtime_seconds": self.max_runtime_seconds,
         }
@@ -284,9 +287,9 @@ def _first_within_budget(neg_costs: list[float], costs: list[float], base: float
     return j
 
 
-# Record of a scored candidate in pass 2:
-# (score, acc, p50, hours, total, pair_mode_index, train_instance, serve_instance, train_cost, serve_cost, rate)
-_Rec = tuple[float, float, float, float, float, int, int, int, float, float, float]
+# Record of a scored candidate in pass 2: (score, acc, p50, hours, total, pair_mode_index, train_instance,
+# serve_instance, train_cost, serve_cost, train_rate, serve_rate)
+_Rec = tuple[float, float, float, float, float, int, int, int, float, float, float, float]
 
 
 def select(
@@ -421,33 +424,33 @@ def select(
                 m = _first_within_budget(sneg, scost, tc, budget)
                 evaluated += n_front - m
                 for j in range(m, n_front):
-                    p50, sc, _srate, sidx = front[j]
+                    p50, sc, srate, sidx = front[j]
                     total = tc + sc
                     score = base + lterms[j] + wc_cost / total
                     rec: _Rec | None = None
                     if chosen is None or score >= chosen[0]:
-                        rec = (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                        rec = (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                         if chosen is None or score > chosen[0] or names.key(rec) < names.key(chosen):
                             chosen = rec
                     if acc_first is None or acc >= acc_first[1]:
-                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                         if acc_first is None or names.acc_key(rec) < names.acc_key(acc_first):
                             acc_first = rec
                     if cost_first is None or total <= cost_first[4]:
-                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                         if cost_first is None or names.cost_key(rec) < names.cost_key(cost_first):
                             cost_first = rec
                     if lat_first is None or p50 <= lat_first[2]:
-                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                        rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                         if lat_first is None or names.lat_key(rec) < names.lat_key(lat_first):
                             lat_first = rec
                     if heap_size:
                         if len(top) < heap_size:
-                            rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                            rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                             seq += 1
                             heapq.heappush(top, (score, seq, rec))
                         elif score > top[0][0]:
-                            rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate)
+                            rec = rec or (score, acc, p50, hours, total, k, tidx, sidx, tc, sc, rate, srate)
                             seq += 1
                             heapq.heapreplace(top, (score, seq, rec))
         assert chosen is not None and acc_first is not None and cost_first is not None and lat_first is not None
@@ -472,6 +475,7 @@ def select(
             serving_cost_usd=rec[9],
             total_cost_usd=rec[4],
             training_usd_per_hour=rec[10],
+            serving_usd_per_hour=rec[11],
             score=rec[0],
             max_runtime_seconds=max_runtime_seconds(budget, rec[9], rec[10], hours_limit),
         )
