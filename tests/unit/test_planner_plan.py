@@ -18,6 +18,7 @@ from stratos.planner import estimators as est
 from stratos.planner.catalog import Component, load_catalog
 from stratos.planner.matching import match_pair
 from stratos.planner.plan import (
+    MAX_FALLBACK_ATTEMPT,
     build_problem,
     data_sizes,
     fallback_plan_ref,
@@ -333,6 +334,18 @@ def test_fallback_moves_to_the_next_frontier_plan_avoiding_the_unavailable_type(
         fallback_plan_ref(ref, doc, everything)
 
 
+def test_fallback_never_goes_past_the_attempt_bound_of_plan_ref(catalog):
+    spec = spec_of(load("gsm8k"))
+    result = plan(spec, snapshot(spec, catalog))
+    doc = result.frontier_document()
+    entry = doc["frontier"][1]
+    long_doc = {**doc, "frontier": [doc["frontier"][0]] * 120 + [entry]}  # usable plan only at index 120
+    ref = result.plan_ref(POINTER)
+    with pytest.raises(NoFeasiblePlanError, match="at most 99"):
+        fallback_plan_ref(ref, long_doc, [doc["frontier"][0]["serving_instance"]])
+    assert PlanRef.model_fields["attempt"].metadata[-1].le == MAX_FALLBACK_ATTEMPT
+
+
 def test_unavailable_instances_are_excluded_when_replanning(catalog):
     spec = spec_of(load("gsm8k"))
     first = plan(spec, snapshot(spec, catalog)).chosen
@@ -348,16 +361,29 @@ TEACHERS = ["qwen2.5-7b-instruct", "llama-3.1-8b-instruct", "gemma-3-4b-it", "sm
 STUDENTS = ["qwen2.5-0.5b-instruct", "llama-3.2-1b-instruct", "smollm2-135m-instruct", "gemma-3-270m"]
 
 
+TASKS = [
+    ({"kind": "symbolic-reasoning", "metric": "set-match"}, load("mahjong-winning-tiles")["data"]),
+    ({"kind": "math-word-problems", "metric": "numeric-match"}, load("gsm8k")["data"]),
+    (
+        {"kind": "classification", "metric": "exact-match"},
+        {"source": "jsonl", "format": "chat", "train_uri": "s3://b-1/t.jsonl", "eval_uri": "s3://b-1/e.jsonl"},
+    ),
+    (
+        {"kind": "extraction", "metric": "exact-match"},
+        {
+            "source": "jsonl",
+            "format": "prompt-completion",
+            "train_uri": "s3://b-1/t.jsonl",
+            "eval_uri": "s3://b-1/e.jsonl",
+        },
+    ),
+]
+
+
 @st.composite
 def specs(draw):
     doc = load("mahjong-winning-tiles")
-    doc["task"] = draw(
-        st.sampled_from(
-            [
-                {"kind": "symbolic-reasoning", "metric": "set-match"},
-            ]
-        )
-    )
+    doc["task"], doc["data"] = draw(st.sampled_from(TASKS))
     doc["constraints"] = {
         "budget_usd": draw(st.sampled_from([50, 200, 400, 1500, 5000, 50_000])),
         "serving_months": draw(st.sampled_from([0, 0.5, 1, 3])),

@@ -74,6 +74,8 @@ RELAXABLE = (
 
 Prices = PriceTable | Mapping[str, tuple[float | None, float | None]]
 BaselineName = Literal["accuracy_first", "cost_first", "latency_first"]
+#: Highest fallback index a PlanRef can carry (``PlanRef.attempt`` is bounded so the state stays small).
+MAX_FALLBACK_ATTEMPT = 99
 
 
 @dataclass(frozen=True)
@@ -600,7 +602,8 @@ def fallback_plan_ref(previous: PlanRef, document: Mapping[str, Any], unavailabl
     Args:
         previous: the PlanRef whose plan could not be started.
         document: the frontier document ``previous.frontier`` points to (:meth:`PlanResult.frontier_document`).
-        unavailable: instance types the account cannot get (e.g. the one a QuotaExceededError named).
+        unavailable: every instance type found unavailable so far in this run (e.g. the ones
+            QuotaExceededErrors named), so that a later fallback does not return to one of them.
 
     Returns:
         A PlanRef with the new plan, its max runtime, the plans after it inline, and ``attempt`` set to the
@@ -611,7 +614,7 @@ def fallback_plan_ref(previous: PlanRef, document: Mapping[str, Any], unavailabl
     """
     blocked = set(unavailable)
     frontier: list[dict[str, Any]] = list(document["frontier"])
-    for index in range(previous.attempt + 1, len(frontier)):
+    for index in range(previous.attempt + 1, min(len(frontier), MAX_FALLBACK_ATTEMPT + 1)):
         entry = frontier[index]
         if entry["serving_instance"] in blocked or entry["training_instance"] in blocked:
             continue
@@ -629,7 +632,7 @@ def fallback_plan_ref(previous: PlanRef, document: Mapping[str, Any], unavailabl
             }
         )
     raise NoFeasiblePlanError(
-        f"no frontier plan after attempt {previous.attempt} avoids the unavailable instance types "
-        f"{sorted(blocked)} ({len(frontier)} frontier plans)",
+        f"no frontier plan after attempt {previous.attempt} (of at most {MAX_FALLBACK_ATTEMPT}) avoids the "
+        f"unavailable instance types {sorted(blocked)} ({len(frontier)} frontier plans)",
         rejected={"instance-unavailable": len(frontier) - previous.attempt - 1},
     )

@@ -195,6 +195,9 @@ def price_filters(region: str, instance_type: str, component: Component) -> list
 class PricingApi:
     """Adapter over ``boto3.client("pricing")``: on-demand prices, cached.
 
+    Create one per Lambda container (at module level in the handler), so that the boto3 client and the
+    answer cache survive between invocations.
+
     Args:
         client: a boto3 Pricing client (tests pass one wrapped in botocore's Stubber); created lazily in
             :data:`PRICING_API_REGION` when omitted.
