@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "functions"), str(REPO / "training_container")]
 
 from mahjong.shanten import Shanten  # noqa: E402
+
 from stratos_train.tasks import get_task  # noqa: E402
 from stratos_train.tasks.mahjong import (  # noqa: E402
     COPIES,

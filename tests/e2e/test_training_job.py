@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from stratos_train.export import package_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from stratos_train.export import package_model
 from tests.conftest import REPO
 
 TINY = {

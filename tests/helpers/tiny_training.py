@@ -14,11 +14,12 @@ import tempfile
 from typing import Any
 
 import torch
+from transformers import PrinterCallback
+
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
 from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, training_arguments
-from transformers import PrinterCallback
 
 CORPUS = [f"What is {a} plus {b}? The sum is {a + b}." for a in range(30) for b in range(30)]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stratos.cli import main
 from stratos_train.tasks.mahjong import TILES, parse_hand, winning_tiles
-
 from tests.conftest import REPO
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from stratos.errors import EventShapeError
 from stratos.events import (
     RedistillSweepEvent,
@@ -12,7 +13,6 @@ from stratos.events import (
     identity_from_trigger,
     parse_sweep_event,
 )
-
 from tests.conftest import load_event
 
 

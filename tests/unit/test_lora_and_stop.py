@@ -6,13 +6,14 @@ import tempfile
 
 import pytest
 import torch
+from transformers import PrinterCallback
+
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.evaluate import generate
 from stratos_train.lora import apply_lora, merge_for_deployment, resolve_targets
 from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, keep_layer_indices, train_tiny_tokenizer
 from stratos_train.trainer import DistillationTrainer, training_arguments
-from transformers import PrinterCallback
 
 CORPUS = [f"What is {a} plus {b}? The sum is {a + b}." for a in range(30) for b in range(30)]
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from stratos_train.losses import (
     KDLossConfig,
     chunked_kd_loss,

@@ -8,6 +8,7 @@ import string
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from stratos.naming import (
     EXECUTION_NAME_RE,
     SAGEMAKER_NAME_RE,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import BaseModel, Field, ValidationError
+
 from stratos import payloads
 from stratos.errors import PayloadTooLargeError
 from stratos.naming import SpecIdentity, run_names

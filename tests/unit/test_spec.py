@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from stratos.cli import main as cli_main
 from stratos.errors import SpecValidationError
 from stratos.spec import (
@@ -23,7 +24,6 @@ from stratos.spec import (
     parse_spec,
     spec_json_schema,
 )
-
 from tests.conftest import REPO, SPECS
 
 INVALID = REPO / "tests" / "data" / "invalid_specs"

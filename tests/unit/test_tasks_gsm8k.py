@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
 from stratos.tasks_meta import task_meta
 from stratos_train.tasks import TaskDataError, get_task
 from stratos_train.tasks.base import Example

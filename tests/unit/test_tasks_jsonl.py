@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stratos_train.tasks import NoVerifierError, TaskDataError, TaskError, get_task
 from stratos_train.tasks.base import Example
 from stratos_train.tasks.jsonl import JsonlTask

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from mahjong.shanten import Shanten
+
 from stratos_train.tasks import TaskError, get_task
 from stratos_train.tasks.base import Example
 from stratos_train.tasks.mahjong import (

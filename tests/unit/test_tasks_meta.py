@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from stratos.spec import validate_spec_document
 from stratos.tasks_meta import TASK_NAMES, TASKS, task_meta, task_name
 from stratos_train.tasks import TASK_NAMES as IMPLEMENTED
@@ -12,7 +13,6 @@ from stratos_train.tasks import get_task
 from stratos_train.tasks.gsm8k import Gsm8kTask
 from stratos_train.tasks.jsonl import JsonlTask
 from stratos_train.tasks.mahjong import MahjongTask, generate_examples
-
 from tests.conftest import SPECS
 
 _CLASSES = {"mahjong-winning-tiles": MahjongTask, "gsm8k": Gsm8kTask, "jsonl": JsonlTask}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from stratos_train.config import HyperparameterError, decode_hyperparameter, parse_hyperparameters
 from stratos_train.env import FAILURE_REASON_MAX, SageMakerEnv
 

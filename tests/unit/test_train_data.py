@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from stratos_train.data import CompletionCollator, encode_all, encode_example, stop_token_ids
 from stratos_train.losses import IGNORE_INDEX, KDLossConfig, chunked_kd_loss
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
