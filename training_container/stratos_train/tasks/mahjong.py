@@ -89,7 +89,7 @@ Group = tuple[int, int]  # (34-index of the group's lowest tile, shape)
 Arrangement = tuple[Group, ...]
 
 PromptStyle = Literal["full", "compact"]
-TraceStyle = Literal["waits", "candidates"]
+TraceStyle = Literal["waits", "candidates", "decompose"]
 
 RULES_TEXT = (
     "Riichi mahjong. Tiles: 1-9m, 1-9p, 1-9s and honours 1-7z. A complete hand is 14 tiles: four melds "
@@ -102,6 +102,8 @@ _HAND_RE = re.compile(r"^(?:[1-9]+[mps]|[1-7]+z)+$")
 _TILE_RUN_RE = re.compile(r"(\d+)\s?([mpsz])(?![a-z])", re.IGNORECASE)
 _TRACE_LINE_RE = re.compile(r"^\s*(\d[mpsz])\s*:\s*(.*?)\s*$", re.IGNORECASE)
 _NO_WORDS = {"no", "-", "none", "x"}
+_DECOMPOSE_LINE_RE = re.compile(r"^\s*([^=+]*?)\s*\+\s*([^=+]*?)\s*=\s*(.*?)\s*$")
+_GROUP_RE = re.compile(r"^(\d{1,3})([mpsz])$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -326,10 +328,116 @@ def render_trace(counts: Sequence[int], waits: Sequence[int], style: TraceStyle 
             raise RuntimeError(f"verifier says {TILES[kind]} completes {format_hand(counts)} but no arrangement does")
         total += len(found)
         lines[kind] = f"{TILES[kind]}: {format_arrangement(found[0])}"
+    if style == "decompose":
+        return "\n".join(decompose_lines(counts, waits)), total
     if style == "candidates":
         for kind in candidate_tiles(counts):
             lines.setdefault(kind, f"{TILES[kind]}: no")
     return "\n".join(lines[k] for k in sorted(lines)), total
+
+
+def _group_kinds(group: Group) -> list[int]:
+    kind, shape = group
+    return [kind, kind + 1, kind + 2] if shape == RUN else [kind] * (2 if shape == PAIR else 3)
+
+
+def _shape_waits(counts: Sequence[int], leftover: Sequence[int]) -> list[int]:
+    """Tiles that complete a leftover shape (34-indices, ascending), minus those whose 4 copies are held.
+
+    ``leftover`` (sorted 34-indices) is one tile (single wait), two pairs (either pair becomes a set) or a pair
+    plus two tiles of one suit one or two apart (the run they start)."""
+    out: set[int] = set()
+    if len(leftover) == 1:
+        out.add(leftover[0])
+    elif len(leftover) == 4:
+        kinds = sorted(set(leftover))
+        pairs = [k for k in kinds if leftover.count(k) >= 2]
+        if len(kinds) == 2 and all(leftover.count(k) == 2 for k in kinds):
+            out.update(kinds)
+        elif pairs:
+            rest = list(leftover)
+            rest.remove(pairs[0])
+            rest.remove(pairs[0])
+            a, b = sorted(rest)
+            suit_start = next((st for st in _SUIT_STARTS if st <= a < st + 9), None)
+            if suit_start is not None and suit_start <= b < suit_start + 9:
+                if b - a == 1:
+                    out.update(k for k in (a - 1, b + 1) if suit_start <= k < suit_start + 9)
+                elif b - a == 2:
+                    out.add(a + 1)
+    return sorted(k for k in out if counts[k] < COPIES)
+
+
+def _format_tiles_group(kinds: Sequence[int]) -> str:
+    """Tiles of one suit as one group token: ``[0, 2]`` -> ``"13m"``, ``[30]`` -> ``"4z"``."""
+    return "".join(TILES[k][0] for k in sorted(kinds)) + TILES[kinds[0]][1]
+
+
+def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
+    """Forward reasoning for a 13-tile hand: every way to split it into complete groups plus a leftover
+    shape, and the tiles that complete that shape (``trace="decompose"``).
+
+    Line format ``<complete groups> + <leftover> = <tiles>``: four melds + one tile (``123m 456p 789s 111z +
+    2z = 2z``); three melds + two pairs (``... + 11z 22z = 1z 2z``); three melds + a pair + two tiles of a suit
+    (``... + 99s 78s = 6s 9s``); six pairs + one tile (seven pairs). Each line names only tiles not already
+    held four times. The union of the lines' tiles is the answer; the generator checks that it equals
+    :func:`winning_tiles`.
+
+    Raises:
+        RuntimeError: the lines' union differs from ``waits`` (decomposer and verifier disagree).
+    """
+    found: dict[tuple[tuple[Group, ...], tuple[int, ...]], list[int]] = {}
+    work = list(counts)
+    for wait in waits:
+        work[wait] += 1
+        for arrangement in arrangements(work):
+            seven_pairs = all(shape == PAIR for _, shape in arrangement)
+            for index, group in enumerate(arrangement):
+                tiles = _group_kinds(group)
+                if wait not in tiles:
+                    continue
+                tiles.remove(wait)
+                others = arrangement[:index] + arrangement[index + 1 :]
+                if group[1] == PAIR or seven_pairs:  # single wait: everything else is complete
+                    complete, leftover = tuple(others), tuple(tiles)
+                else:
+                    complete = tuple(g for g in others if g[1] != PAIR)
+                    pair = [k for g in others if g[1] == PAIR for k in _group_kinds(g)]
+                    leftover = tuple(sorted(pair + tiles))
+                key = (tuple(sorted(complete)), leftover)
+                if key not in found:
+                    found[key] = _shape_waits(counts, leftover)
+        work[wait] -= 1
+    lines: list[tuple[tuple[int, ...], str]] = []
+    union: set[int] = set()
+    for (complete, leftover), shape_waits in found.items():
+        if not shape_waits:
+            continue
+        union.update(shape_waits)
+        lines.append(
+            (
+                tuple(shape_waits),
+                f"{format_arrangement(complete)} + {_format_leftover(leftover)} = "
+                + " ".join(TILES[k] for k in shape_waits),
+            )
+        )
+    if union != set(waits):
+        raise RuntimeError(f"decomposition of {format_hand(counts)} gives {sorted(union)}, verifier {list(waits)}")
+    return [text for _, text in sorted(lines)]
+
+
+def _format_leftover(leftover: Sequence[int]) -> str:
+    """``(5,)`` -> ``"6m"``; two pairs -> ``"11z 22z"``; pair + two tiles -> ``"99s 78s"`` (pair first)."""
+    if len(leftover) == 1:
+        return TILES[leftover[0]]
+    kinds = sorted(set(leftover))
+    pairs = [k for k in kinds if leftover.count(k) >= 2]
+    if len(kinds) == 2 and all(leftover.count(k) == 2 for k in kinds):
+        return " ".join(_format_tiles_group([k, k]) for k in kinds)
+    rest = list(leftover)
+    rest.remove(pairs[0])
+    rest.remove(pairs[0])
+    return f"{_format_tiles_group([pairs[0], pairs[0]])} {_format_tiles_group(rest)}"
 
 
 def hand_complexity(counts: Sequence[int]) -> int:
@@ -348,6 +456,14 @@ def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[s
     claimed: set[str] = set()
     seen_any = False
     for line in reasoning.splitlines():
+        decomposed = _DECOMPOSE_LINE_RE.match(line)
+        if decomposed and not line.lower().lstrip().startswith("answer"):
+            seen_any = True
+            problem, stated = _check_decompose_line(counts, *decomposed.groups())
+            claimed.update(stated)
+            if problem:
+                problems.append(f"{line.strip()!r}: {problem}")
+            continue
         match = _TRACE_LINE_RE.match(line)
         if not match:
             continue
@@ -367,6 +483,65 @@ def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[s
         elif tile not in waits:
             problems.append(f"{tile}: all {COPIES} copies are in the hand")
     return problems, (claimed if seen_any else None)
+
+
+def _parse_group_token(token: str) -> list[int] | None:
+    m = _GROUP_RE.match(token)
+    if not m:
+        return None
+    names = [f"{d}{m.group(2).lower()}" for d in m.group(1)]
+    if any(n not in TILE_INDEX for n in names):
+        return None
+    return [TILE_INDEX[n] for n in names]
+
+
+def _group_shape(kinds: Sequence[int]) -> int | None:
+    """SET, RUN or PAIR for a complete group's tile kinds, else None."""
+    if len(kinds) == 2 and kinds[0] == kinds[1]:
+        return PAIR
+    if len(kinds) == 3 and len(set(kinds)) == 1:
+        return SET
+    if len(kinds) == 3 and kinds[0] < HONOURS and list(kinds) == list(range(kinds[0], kinds[0] + 3)):
+        same_suit = any(st <= kinds[0] and kinds[2] < st + 9 for st in _SUIT_STARTS)
+        return RUN if same_suit else None
+    return None
+
+
+def _check_decompose_line(
+    counts: Sequence[int], complete: str, leftover: str, waits: str
+) -> tuple[str | None, set[str]]:
+    """Check one ``decompose`` line against a 13-tile hand: ``(why it is false or None, tiles it states)``."""
+    stated = set(parse_tiles(waits))
+    groups = [_parse_group_token(t) for t in complete.split()]
+    rest_tokens = [_parse_group_token(t) for t in leftover.split()]
+    if any(g is None for g in groups) or any(g is None for g in rest_tokens) or not rest_tokens:
+        return "not tile groups", stated
+    shapes = [_group_shape(g) for g in groups if g is not None]
+    if any(shape is None for shape in shapes):
+        return "a complete group is neither a set, a run nor a pair", stated
+    used = [0] * N_KINDS
+    for g in [*groups, *rest_tokens]:
+        for k in g or ():
+            used[k] += 1
+    if used != list(counts):
+        return f"the groups hold {format_hand(used)}, not the hand", stated
+    left = sorted(k for g in rest_tokens for k in (g or ()))
+    melds = sum(1 for shape in shapes if shape in (SET, RUN))
+    pairs = [g[0] for g, shape in zip(groups, shapes, strict=True) if g is not None and shape == PAIR]
+    valid = (
+        (melds == 4 and not pairs and len(left) == 1)
+        or (melds == 0 and len(pairs) == 6 and len(set(pairs)) == 6 and len(left) == 1 and left[0] not in pairs)
+        or (melds == 3 and not pairs and len(left) == 4)
+    )
+    if not valid:
+        return "not four melds + one tile, six pairs + one tile, or three melds + four tiles", stated
+    expected = {TILES[k] for k in _shape_waits(counts, left)}
+    if stated != expected:
+        return (
+            f"that shape is completed by {' '.join(sorted(expected, key=TILE_INDEX.__getitem__)) or 'nothing'}",
+            stated,
+        )
+    return None, stated
 
 
 def _check_arrangement_text(counts: Sequence[int], tile: str, body: str) -> str | None:
@@ -602,8 +777,8 @@ class MahjongTask(TaskBase):
     def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits") -> None:
         if prompt_style not in ("full", "compact"):
             raise ValueError(f"prompt_style must be 'full' or 'compact', got {prompt_style!r}")
-        if trace not in ("waits", "candidates"):
-            raise ValueError(f"trace must be 'waits' or 'candidates', got {trace!r}")
+        if trace not in ("waits", "candidates", "decompose"):
+            raise ValueError(f"trace must be 'waits', 'candidates' or 'decompose', got {trace!r}")
         self.prompt_style: PromptStyle = prompt_style
         self.trace: TraceStyle = trace
 
