@@ -156,6 +156,18 @@ class DeploymentError(StratosError):
     """The endpoint could not be created or updated (and was rolled back or left untouched)."""
 
 
+class DuplicateRunError(StratosError):
+    """Another execution already owns the run of this spec version (a duplicate or re-delivered event).
+
+    Not a failure of the run: the state machine ends the duplicate execution quietly, without touching the
+    run record or starting anything, while the owning execution carries on.
+    """
+
+
+class ConfigurationError(StratosError):
+    """A required setting (environment variable of a Lambda) is missing or malformed: a deployment bug."""
+
+
 #: Error names the state machine retries (with backoff). Everything else is terminal.
 RETRYABLE_ERRORS: tuple[str, ...] = tuple(sorted(cls.__name__ for cls in (ThrottlingError, ResourceBusyError)))
 
@@ -175,6 +187,8 @@ TERMINAL_ERRORS: tuple[str, ...] = tuple(
             TrainingStoppedError,
             EvaluationRejectedError,
             DeploymentError,
+            DuplicateRunError,
+            ConfigurationError,
         )
     )
 )

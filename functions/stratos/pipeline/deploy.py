@@ -1,0 +1,326 @@
+"""Deploy and FinishDeployment: put the passed student behind the task's SageMaker endpoint, blue/green.
+
+Deploy always describes the endpoint first (:func:`decide`):
+
+=========================================== ====================================================
+endpoint                                    action
+=========================================== ====================================================
+absent                                      create it with this run's (new, uniquely named) config
+InService on another config                 UpdateEndpoint to this run's config: blue/green, traffic
+                                            shifted after the green fleet is healthy, automatic
+                                            rollback on the endpoint's CloudWatch alarms
+InService / Creating / Updating on ours     nothing: an earlier attempt of this step did it
+Creating / Updating / RollingBack / ...     :class:`~stratos.errors.ResourceBusyError` (another run's
+(another run's change)                      change in flight): the state machine waits and retries
+Failed                                      delete (waiter), then create it again ("recreated")
+=========================================== ====================================================
+
+Model and endpoint config are created first and are idempotent by name ("already exists" = success).
+FinishDeployment runs once the endpoint is InService on this run's config and only then deletes the
+previous config and its model. A rejected or failed run never reaches this module; :func:`deploy` also
+refuses a document whose evaluation did not pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from stratos.errors import DeploymentError, EvaluationRejectedError, ResourceBusyError
+from stratos.naming import RunNames
+from stratos.payloads import DeploymentRef, EvaluationResult, PlanRef, TrainingJobRef
+from stratos.pipeline.models import EndpointPoll
+from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.state import load_spec, names_for, need, parse_step_event, run_of, utcnow
+from stratos.spec import TaskSpec
+
+Action = Literal["create", "update", "already", "busy", "recreate"]
+VARIANT = "AllTraffic"
+#: Endpoint states in which another change is in flight: act later, never now.
+BUSY_STATES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting", "OutOfService"})
+#: SageMaker's bounds for ModelDataDownloadTimeoutInSeconds and ContainerStartupHealthCheckTimeoutInSeconds, s.
+TIMEOUT_MIN_S, TIMEOUT_MAX_S = 60, 3600
+#: Assumed S3 -> instance download rate for sizing the download timeout, bytes/s (conservative; large
+#: instances see several times this).
+DOWNLOAD_BYTES_PER_S = 50e6
+#: Assumed weight-loading rate into accelerator or host memory for the startup timeout, bytes/s.
+LOAD_BYTES_PER_S = 100e6
+#: How long the green fleet bakes with the rollback alarms armed before the blue one is terminated, s.
+BAKE_SECONDS = 300
+
+
+def decide(endpoint: dict[str, Any] | None, our_config: str) -> Action:
+    """What Deploy does with the endpoint it described (see the module table)."""
+    if endpoint is None:
+        return "create"
+    status = str(endpoint.get("EndpointStatus", ""))
+    current = str(endpoint.get("EndpointConfigName", ""))
+    pending = str((endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName", ""))
+    if current == our_config and status in ("InService", "Creating", "Updating"):
+        return "already"
+    if pending == our_config and status == "Updating":
+        return "already"
+    if status == "InService" or status == "UpdateRollbackFailed":
+        return "update"
+    if status == "Failed":
+        return "recreate"
+    if status in BUSY_STATES:
+        return "busy"
+    raise DeploymentError(f"endpoint {endpoint.get('EndpointName')} is in an unknown state {status!r}")
+
+
+def serving_timeouts(student_params: int) -> tuple[int, int]:
+    """``(model download timeout, container startup health-check timeout)``, seconds, sized to the model.
+
+    The deployable model is bf16 safetensors, 2 bytes/parameter. Download: 60 s + twice the time at
+    :data:`DOWNLOAD_BYTES_PER_S`; startup: 120 s + twice the load time at :data:`LOAD_BYTES_PER_S`; both
+    clamped to SageMaker's 60..3600 s. A 135M student gets (65 s, 125 s); a 7B one (620 s, 400 s).
+    """
+    size = 2 * student_params
+    download = 60 + 2 * size / DOWNLOAD_BYTES_PER_S
+    startup = 120 + 2 * size / LOAD_BYTES_PER_S
+    return _clamp_timeout(download), _clamp_timeout(startup)
+
+
+def _clamp_timeout(seconds: float) -> int:
+    return int(min(TIMEOUT_MAX_S, max(TIMEOUT_MIN_S, math.ceil(seconds))))
+
+
+def container_env(spec: TaskSpec, accelerators: int) -> dict[str, str]:
+    """Serving container environment (Hugging Face LLM / inference-toolkit DLC conventions)."""
+    lat = spec.constraints.latency
+    return {
+        "HF_MODEL_ID": "/opt/ml/model",
+        "HF_TASK": "text-generation",
+        "SM_NUM_GPUS": str(accelerators),
+        "MAX_INPUT_TOKENS": str(lat.prompt_tokens),
+        "MAX_TOTAL_TOKENS": str(lat.prompt_tokens + lat.output_tokens),
+        "MAX_CONCURRENT_REQUESTS": str(max(8, 2 * lat.concurrency)),
+    }
+
+
+def alarm_names(endpoint: str) -> tuple[str, str]:
+    """The endpoint's rollback alarms: 5xx errors and p50 model latency."""
+    return f"stratos-{endpoint}-5xx", f"stratos-{endpoint}-p50-latency"
+
+
+def rollback_alarms(endpoint: str, p50_ms: float) -> list[dict[str, Any]]:
+    """PutMetricAlarm requests for the alarms blue/green rolls back on: any 5xx in two of three minutes, or
+    p50 ``ModelLatency`` (microseconds) above twice the spec's p50 limit for three minutes."""
+    errors, latency = alarm_names(endpoint)
+    dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": VARIANT}]
+    common = {"Namespace": "AWS/SageMaker", "Dimensions": dims, "Period": 60, "TreatMissingData": "notBreaching"}
+    return [
+        {
+            "AlarmName": errors,
+            "AlarmDescription": f"Stratos rollback: 5xx errors on {endpoint}",
+            "MetricName": "Invocation5XXErrors",
+            "Statistic": "Sum",
+            "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 2,
+            "Threshold": 0.0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+        {
+            "AlarmName": latency,
+            "AlarmDescription": f"Stratos rollback: p50 latency on {endpoint} above 2x the spec's {p50_ms} ms",
+            "MetricName": "ModelLatency",
+            "ExtendedStatistic": "p50",
+            "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 3,
+            "Threshold": 2 * p50_ms * 1000.0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+    ]
+
+
+def deployment_config(endpoint: str, instance_count: int) -> dict[str, Any]:
+    """UpdateEndpoint's DeploymentConfig: blue/green with automatic rollback on :func:`rollback_alarms`.
+
+    One instance: all traffic at once after the green fleet passes health checks, then :data:`BAKE_SECONDS`
+    of baking with the alarms armed. Two or more: a one-instance canary first, baking as long, then the rest.
+    """
+    if instance_count >= 2:
+        routing: dict[str, Any] = {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            "WaitIntervalInSeconds": BAKE_SECONDS,
+        }
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": BAKE_SECONDS,
+            "MaximumExecutionTimeoutInSeconds": 3 * 3600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarm_names(endpoint)]},
+    }
+
+
+def _tags(run_id: str, task_id: str) -> list[dict[str, str]]:
+    return [{"Key": "stratos:run-id", "Value": run_id}, {"Key": "stratos:task-id", "Value": task_id}]
+
+
+def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
+    """Create or update the task's endpoint with this run's student (see the module table).
+
+    Raises:
+        EvaluationRejectedError: the document's evaluation did not pass (never deploy a rejected student).
+        ResourceBusyError: the endpoint is changing state for another run; retry later.
+        QuotaExceededError: the serving instance type is over quota (the state machine falls back).
+        DeploymentError: SageMaker refused the model, config or endpoint.
+        ConfigurationError: the SageMaker role or inference image is not configured.
+    """
+    from stratos.planner.catalog import load_catalog
+
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    run = run_of(doc)
+    plan: PlanRef = need(doc, "plan")
+    training: TrainingJobRef = need(doc, "training")
+    evaluation: EvaluationResult = need(doc, "evaluation")
+    if not evaluation.passed or training.status != "Completed":
+        raise EvaluationRejectedError(
+            f"refusing to deploy run {run.names.run_id}: evaluation passed={evaluation.passed}, "
+            f"training {training.status}"
+        )
+    spec = load_spec(svc, run)
+    names: RunNames = names_for(run, spec, plan.attempt)
+    catalog = load_catalog()
+    student = catalog.model(plan.plan.student)
+    serving = catalog.instance(plan.plan.serving_instance)
+    if student is None or serving is None:
+        raise DeploymentError(f"{plan.plan.student} or {plan.plan.serving_instance} is no longer in the catalog")
+    sm = svc.sagemaker
+    description = sm.describe_training_job(training.job_name)
+    model_data = description.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+    if not model_data:
+        raise DeploymentError(f"training job {training.job_name} has no model artifacts")
+    image = svc.settings.require("inference_image_uri" if serving.accelerator_count else "cpu_inference_image_uri")
+    tags = _tags(run.names.run_id, run.task_id)
+    sm.create_model(
+        names.model_name,
+        svc.settings.require("sagemaker_role_arn"),
+        image,
+        model_data,
+        container_env(spec, serving.accelerator_count),
+        tags,
+    )
+    download_s, startup_s = serving_timeouts(student.params)
+    variant = {
+        "VariantName": VARIANT,
+        "ModelName": names.model_name,
+        "InstanceType": plan.plan.serving_instance,
+        "InitialInstanceCount": spec.deployment.instance_count,
+        "InitialVariantWeight": 1.0,
+        "ModelDataDownloadTimeoutInSeconds": download_s,
+        "ContainerStartupHealthCheckTimeoutInSeconds": startup_s,
+    }
+    sm.create_endpoint_config(names.endpoint_config_name, [variant], tags)
+    endpoint = sm.describe_endpoint(names.endpoint_name)
+    action = decide(endpoint, names.endpoint_config_name)
+    previous: str | None = None
+    status = "Creating"
+    result: Literal["created", "updated", "recreated"] = "created"
+    if action == "busy":
+        assert endpoint is not None
+        raise ResourceBusyError(
+            f"endpoint {names.endpoint_name} is {endpoint.get('EndpointStatus')} on config "
+            f"{endpoint.get('EndpointConfigName')} (another deployment in flight); retrying later"
+        )
+    if action == "already":
+        assert endpoint is not None
+        record = svc.records.get(run.names.run_id) or {}
+        earlier = record.get("deployment") or {}
+        previous = earlier.get("previous_config_name")
+        result = earlier.get("action") or "created"
+        status = str(endpoint["EndpointStatus"])
+    elif action == "create":
+        sm.create_endpoint(names.endpoint_name, names.endpoint_config_name, plan.plan.serving_instance, tags)
+    elif action == "recreate":
+        if not sm.delete_endpoint_and_wait(names.endpoint_name):
+            raise ResourceBusyError(f"endpoint {names.endpoint_name} was Failed and is still being deleted")
+        sm.create_endpoint(names.endpoint_name, names.endpoint_config_name, plan.plan.serving_instance, tags)
+        result = "recreated"
+    else:
+        assert endpoint is not None
+        previous = str(endpoint.get("EndpointConfigName") or "") or None
+        for alarm in rollback_alarms(names.endpoint_name, spec.constraints.latency.p50_ms):
+            sm.put_alarm(alarm)
+        sm.update_endpoint(
+            names.endpoint_name,
+            names.endpoint_config_name,
+            plan.plan.serving_instance,
+            deployment_config(names.endpoint_name, spec.deployment.instance_count),
+        )
+        result, status = "updated", "Updating"
+    ref = DeploymentRef(
+        endpoint_name=names.endpoint_name,
+        endpoint_config_name=names.endpoint_config_name,
+        model_name=names.model_name,
+        action=result,
+        status=status,
+        previous_config_name=previous,
+        serving_instance=plan.plan.serving_instance,
+    )
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {"stage": "deploying", "deployment": ref.model_dump(mode="json"), "updated_at": utcnow().isoformat()},
+    )
+    return ref
+
+
+def finish(event: Any, services: Services | None = None) -> DeploymentRef:
+    """The endpoint is InService on this run's config: delete the previous config and its model, and this
+    run's abandoned attempts' (quota fallbacks), now that nothing serves from them.
+
+    Raises:
+        DeploymentError: the endpoint is not InService on this run's config (the ASL only calls this when it is).
+    """
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    run = run_of(doc)
+    ref: DeploymentRef = need(doc, "deployment")
+    poll: EndpointPoll = need(doc, "endpoint")
+    if poll.status != "InService" or poll.config != ref.endpoint_config_name:
+        raise DeploymentError(
+            f"endpoint {ref.endpoint_name} is {poll.status} on {poll.config}, "
+            f"not InService on {ref.endpoint_config_name}"
+        )
+    sm = svc.sagemaker
+    stale: list[str] = []
+    if ref.previous_config_name and ref.previous_config_name != ref.endpoint_config_name:
+        stale.append(ref.previous_config_name)
+    plan: PlanRef = need(doc, "plan")
+    spec = load_spec(svc, run)
+    for attempt in range(plan.attempt):
+        older = names_for(run, spec, attempt)
+        if older.endpoint_config_name != ref.endpoint_config_name:
+            stale.append(older.endpoint_config_name)
+    deleted: list[str] = []
+    for config_name in stale:
+        config = sm.describe_endpoint_config(config_name)
+        if config is None:
+            continue
+        models = {v.get("ModelName") for v in config.get("ProductionVariants", [])} - {ref.model_name}
+        sm.delete_endpoint_config(config_name)
+        deleted.append(config_name)
+        for model in sorted(m for m in models if m):
+            sm.delete_model(model)
+    done = ref.model_copy(update={"status": "InService"})
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "stage": "deployed",
+            "deployment": done.model_dump(mode="json") | {"deleted_configs": deleted},
+            "updated_at": utcnow().isoformat(),
+        },
+    )
+    return done

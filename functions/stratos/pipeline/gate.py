@@ -1,0 +1,213 @@
+"""EvaluationGate: read the metrics the training container wrote, decide whether the student may deploy.
+
+SageMaker packs the container's ``output/data/`` into ``<S3OutputPath>/<job>/output/output.tar.gz``; the
+gate streams ``metrics.json`` out of it (:meth:`~stratos.aws.artifacts.ArtifactStore.read_archive_member`),
+maps it onto :class:`~stratos.payloads.TrainingMetrics` (:func:`training_metrics`) and applies
+:func:`verdict`:
+
+1. at least one eval example was scored;
+2. ``student_after_accuracy >= constraints.min_accuracy``;
+3. not worse than the student serving the task's endpoint now, by more than ``STRATOS_REGRESSION_TOLERANCE``
+   (absolute accuracy): a re-distillation must not replace a better model.
+
+A rejection is a normal result (``passed = false``), so the metrics stay in the state and the run record;
+the state machine then fails the run with ``EvaluationRejectedError`` without touching the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from stratos.errors import TrainingFailedError
+from stratos.payloads import EvaluationResult, PlanRef, TrainingJobRef, TrainingMetrics
+from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, utcnow
+
+#: metrics.json keys that map onto TrainingMetrics fields directly.
+CORE_FIELDS = (
+    "mode",
+    "mode_reason",
+    "teacher_accuracy",
+    "student_before_accuracy",
+    "student_after_accuracy",
+    "eval_examples",
+    "train_examples",
+    "train_tokens",
+    "final_loss",
+)
+#: Scalars kept in TrainingMetrics.extra first (it holds at most 32), in this order; other numeric scalars
+#: follow alphabetically while room remains.
+EXTRA_FIRST = (
+    "teacher_partial",
+    "student_before_partial",
+    "student_after_partial",
+    "student_after_stop_rate",
+    "train_steps",
+    "train_seconds",
+    "job_seconds",
+    "train_total_tokens",
+    "mode_evidence.coverage",
+    "mode_evidence.coverage_partial",
+    "mode_evidence.complexity",
+    "mode_evidence.threshold",
+    "mode_evidence.probe_size",
+)
+MAX_EXTRA = 32
+#: Largest mode-evidence document stored in the run record, bytes of JSON.
+MAX_EVIDENCE_BYTES = 8 * 1024
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def training_metrics(raw: dict[str, Any], source: str = "metrics.json") -> TrainingMetrics:
+    """Map the container's metrics.json onto :class:`~stratos.payloads.TrainingMetrics`.
+
+    Core fields are copied; ``mode_reason`` is cut to 512 characters; numeric scalars (and the numeric parts
+    of ``mode_evidence``) go to ``extra``, at most 32, :data:`EXTRA_FIRST` first.
+
+    Raises:
+        TrainingFailedError: a required figure (mode, student_after_accuracy, eval_examples, train_examples,
+            train_tokens) is missing or of the wrong type: the container broke its contract.
+    """
+    missing = [k for k in ("mode", "student_after_accuracy", "eval_examples", "train_examples") if k not in raw]
+    if missing:
+        raise TrainingFailedError(
+            f"{source} lacks {', '.join(missing)}: the training job did not finish its evaluation"
+        )
+    scalars: dict[str, float] = {}
+    for key, value in raw.items():
+        number = _number(value)
+        if number is not None and key not in CORE_FIELDS:
+            scalars[key] = number
+    evidence = raw.get("mode_evidence")
+    if isinstance(evidence, dict):
+        for key, value in evidence.items():
+            number = _number(value)
+            if number is not None:
+                scalars[f"mode_evidence.{key}"] = number
+    ordered = [k for k in EXTRA_FIRST if k in scalars] + sorted(k for k in scalars if k not in EXTRA_FIRST)
+    extra = {k[:128]: scalars[k] for k in ordered[:MAX_EXTRA]}
+    try:
+        return TrainingMetrics(
+            mode=raw["mode"],
+            mode_reason=str(raw.get("mode_reason", ""))[:512],
+            teacher_accuracy=raw.get("teacher_accuracy"),
+            student_before_accuracy=raw.get("student_before_accuracy"),
+            student_after_accuracy=raw["student_after_accuracy"],
+            eval_examples=raw["eval_examples"],
+            train_examples=raw["train_examples"],
+            train_tokens=raw.get("train_tokens", 0),
+            final_loss=_number(raw.get("final_loss")),
+            extra=extra,
+        )
+    except ValueError as exc:
+        raise TrainingFailedError(f"{source} does not match the metrics contract: {exc}") from exc
+
+
+def verdict(
+    metrics: TrainingMetrics, min_accuracy: float, serving: tuple[str, float] | None, tolerance: float
+) -> tuple[bool, str]:
+    """Whether the student may deploy, and why (one sentence).
+
+    Args:
+        metrics: the job's metrics.
+        min_accuracy: the spec's ``constraints.min_accuracy``, 0..1.
+        serving: ``(run id, accuracy)`` of the student serving the endpoint now, if any.
+        tolerance: largest accepted drop below ``serving``'s accuracy, absolute (0.01 = one point).
+    """
+    acc = metrics.student_after_accuracy
+    if metrics.eval_examples <= 0:
+        return False, "no evaluation example was scored"
+    if acc < min_accuracy:
+        return False, f"student_after_accuracy {acc:.4f} is below constraints.min_accuracy {min_accuracy:.4f}"
+    if serving is not None and acc < serving[1] - tolerance:
+        return False, (
+            f"student_after_accuracy {acc:.4f} is worse than the serving model's {serving[1]:.4f} "
+            f"(run {serving[0]}) by more than {tolerance:.4f}"
+        )
+    reason = f"student_after_accuracy {acc:.4f} >= constraints.min_accuracy {min_accuracy:.4f}"
+    if serving is not None:
+        reason += f" and within {tolerance:.4f} of the serving model's {serving[1]:.4f}"
+    return True, reason
+
+
+def output_archive_uri(description: dict[str, Any]) -> str:
+    """``output.tar.gz`` of a described training job (beside ``model.tar.gz``)."""
+    prefix = str(description["OutputDataConfig"]["S3OutputPath"]).rstrip("/")
+    return f"{prefix}/{description['TrainingJobName']}/output/output.tar.gz"
+
+
+def actual_training(description: dict[str, Any], plan: PlanRef) -> dict[str, Any]:
+    """Actual training time and cost from DescribeTrainingJob, priced at the plan's training rate."""
+    billable = int(description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds") or 0)
+    seconds = int(description.get("TrainingTimeInSeconds") or billable)
+    p = plan.plan
+    rate = p.training_cost_usd / p.training_hours if p.training_hours > 0 else 0.0
+    return {
+        "training_seconds": seconds,
+        "billable_seconds": billable,
+        "training_hours": round(seconds / 3600, 6),
+        "training_cost_usd": round(billable / 3600 * rate, 4),
+        "training_usd_per_hour": round(rate, 6),
+    }
+
+
+def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
+    """Read the job's metrics, apply :func:`verdict`, record metrics, mode decision and evidence.
+
+    Raises:
+        TrainingFailedError: the job's output lacks a readable metrics.json in the contract's shape.
+    """
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    run = run_of(doc)
+    training: TrainingJobRef = need(doc, "training")
+    plan: PlanRef = need(doc, "plan")
+    spec = load_spec(svc, run)
+    description = svc.sagemaker.describe_training_job(training.job_name)
+    archive = output_archive_uri(description)
+    body = svc.artifacts.read_archive_member(archive, "metrics.json")
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise TrainingFailedError(f"metrics.json in {archive} is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TrainingFailedError(f"metrics.json in {archive} is not a JSON object")
+    metrics = training_metrics(raw, f"metrics.json in {archive}")
+    task = svc.records.get_task(run.task_id) or {}
+    last = task.get("last_success") or {}
+    serving = None
+    if last.get("endpoint_name") == run.names.endpoint_name and last.get("student_after_accuracy") is not None:
+        serving = (str(last.get("run_id")), float(last["student_after_accuracy"]))
+    passed, reason = verdict(metrics, spec.constraints.min_accuracy, serving, svc.settings.regression_tolerance)
+    found = raw.get("mode_evidence")
+    evidence: dict[str, Any] = found if isinstance(found, dict) else {}
+    if len(json.dumps(evidence, default=str)) > MAX_EVIDENCE_BYTES:
+        evidence = {k: v for k, v in evidence.items() if _number(v) is not None or isinstance(v, bool | str)}
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "stage": "evaluated",
+            "metrics": metrics.model_dump(mode="json"),
+            "mode": {
+                "requested": spec.distillation.mode.value,
+                "planned": plan.plan.mode.value,
+                "actual": metrics.mode.value,
+                "reason": metrics.mode_reason,
+                "evidence": evidence,
+            },
+            "gate": {"passed": passed, "reason": reason},
+            "actual": actual_training(description, plan),
+            "model_artifacts": description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            "updated_at": utcnow().isoformat(),
+        },
+    )
+    return EvaluationResult(passed=passed, reason=reason[:512], metrics=metrics)

@@ -1,0 +1,305 @@
+"""The state document the state machine carries, and the payloads its steps add (see
+``statemachine/distillation.asl.json``).
+
+Every Lambda task receives ``{"state": <the whole document>, "execution_arn": <$$.Execution.Id>}``
+(:class:`StepEvent`) and returns one payload that the ASL puts under its own key (``ResultPath``). The keys,
+in the order a run adds them:
+
+================ ============================================ =========================================
+key              model                                        written by
+================ ============================================ =========================================
+``trigger``      the raw starting event (dropped after it)    ``ReadTrigger`` (Pass)
+``timing``       :class:`Timing`                              ``ReadTrigger`` (DefinitionSubstitutions)
+``run``          :class:`~stratos.payloads.RunContext`        ``ValidateSpec``
+``prices``       :class:`~stratos.payloads.PriceTableRef`     ``LookUpPrices``
+``plan``         :class:`~stratos.payloads.PlanRef`           ``SelectPlan`` / ``FallBackToNextPlan``
+``fallback``     :class:`FallbackInfo`                        ``FallBackToNextPlan``
+``job``          :class:`TrainingRequest`                     ``PrepareTrainingJob``
+``training``     :class:`~stratos.payloads.TrainingJobRef`    ``DescribeTrainingJob`` (ResultSelector)
+``evaluation``   :class:`~stratos.payloads.EvaluationResult`  ``EvaluationGate``
+``deployment``   :class:`~stratos.payloads.DeploymentRef`     ``Deploy`` / ``FinishDeployment``
+``endpoint``     :class:`EndpointPoll`                        ``DescribeEndpoint`` (ResultSelector)
+``waits``        :class:`WaitCounter`                         ``CountEndpointWait`` (Pass)
+``quota``        :class:`QuotaHit`                            ``*QuotaExceeded`` (Pass)
+``busy``         :class:`StateError`                          ``Deploy`` (Catch ResourceBusyError)
+``error``        :class:`StateError`                          any ``Catch``
+``record``       :class:`RunSummary`                          ``RecordSuccess`` / ``RecordFailure``
+================ ============================================ =========================================
+
+Each model is bounded (:func:`stratos.payloads.size_upper_bound`); the document without ``trigger`` stays far
+below Step Functions' 256 KiB limit, and the raw trigger is capped by :data:`MAX_TRIGGER_BYTES`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field
+
+from stratos.errors import PayloadTooLargeError
+from stratos.payloads import (
+    DeploymentRef,
+    EvaluationResult,
+    Payload,
+    PlanRef,
+    PriceTableRef,
+    RunContext,
+    TrainingJobRef,
+)
+from stratos.types import OwnUri, SafeAscii, Short
+
+#: Largest starting event accepted, bytes (an S3 EventBridge event is ~1.5 KB; a RunRequest less).
+MAX_TRIGGER_BYTES = 16 * 1024
+#: Characters of an error cause kept in payloads (a Lambda's cause carries its stack trace; the head says why).
+MAX_CAUSE_CHARS = 4096
+
+
+def _truncate_cause(value: object) -> object:
+    if isinstance(value, str) and len(value) > MAX_CAUSE_CHARS:
+        return value[: MAX_CAUSE_CHARS - 3] + "..."
+    return value
+
+
+Long = Annotated[str, Field(max_length=1024)]
+#: An execution ARN (Step Functions: at most 2048 characters; ours are ~150).
+ExecutionArn = Annotated[str, Field(max_length=2048, pattern=r"^arn:aws[a-z-]*:states:"), SafeAscii()]
+
+
+class Timing(Payload):
+    """Poll intervals, from the template's parameters through DefinitionSubstitutions (tests set them to 0)."""
+
+    MAX_BYTES: ClassVar[int] = 256
+
+    training_poll_seconds: int = Field(ge=0, le=86_400, description="Wait between DescribeTrainingJob calls, s.")
+    endpoint_poll_seconds: int = Field(ge=0, le=86_400, description="Wait between DescribeEndpoint calls, s.")
+    max_endpoint_waits: int = Field(
+        ge=1, le=100_000, description="Endpoint polls (ours or another run's update) before giving up, count."
+    )
+
+
+class StateError(Payload):
+    """What a ``Catch`` puts at ``$.error`` (Step Functions' own field names)."""
+
+    MAX_BYTES: ClassVar[int] = 26 * 1024
+
+    Error: Short = Field(description="Error name: a Stratos error class, States.*, Lambda.*, SageMaker.*.")
+    Cause: Annotated[str, BeforeValidator(_truncate_cause), Field(max_length=MAX_CAUSE_CHARS)] = Field(
+        default="", description="The cause (a Lambda's is a JSON document), cut to MAX_CAUSE_CHARS."
+    )
+
+
+class QuotaHit(Payload):
+    """Which instance type a quota refused, written by the ASL at the catch site."""
+
+    MAX_BYTES: ClassVar[int] = 27 * 1024
+
+    component: Literal["training", "serving"]
+    instance_type: Short
+    error: StateError
+
+
+class FallbackInfo(Payload):
+    """Why and how the run moved to a later frontier plan."""
+
+    MAX_BYTES: ClassVar[int] = 4 * 1024
+
+    blocked: list[Short] = Field(max_length=6, description="Instance types refused so far, in order.")
+    retrain: bool = Field(description="The new plan needs a new training job (else: redeploy the trained model).")
+    reason: str = Field(max_length=512, description="What was refused and which plan replaces it.")
+
+
+class S3DataSource(Payload):
+    """CreateTrainingJob's ``S3DataSource`` (API field names, so the ASL passes it through unchanged)."""
+
+    MAX_BYTES: ClassVar[int] = 2 * 1024
+
+    S3DataType: Literal["S3Prefix"] = "S3Prefix"
+    S3Uri: Annotated[str, Field(max_length=1024, pattern=r"^s3://"), SafeAscii()]
+    S3DataDistributionType: Literal["FullyReplicated"] = "FullyReplicated"
+
+
+class DataSource(Payload):
+    """CreateTrainingJob's ``DataSource``."""
+
+    MAX_BYTES: ClassVar[int] = 2 * 1024
+
+    S3DataSource: S3DataSource
+
+
+class Channel(Payload):
+    """One training input channel (``InputDataConfig`` entry): an S3 prefix copied to
+    ``/opt/ml/input/data/<ChannelName>`` before the container starts."""
+
+    MAX_BYTES: ClassVar[int] = 2 * 1024
+
+    ChannelName: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9\.\-_]+$"), SafeAscii()]
+    DataSource: DataSource
+    InputMode: Literal["File"] = "File"
+
+    @classmethod
+    def s3_prefix(cls, name: str, uri: str) -> Channel:
+        """A File-mode channel copying every object under ``uri``."""
+        return cls(ChannelName=name, DataSource=DataSource(S3DataSource=S3DataSource(S3Uri=uri)))
+
+
+class Tag(Payload):
+    """A SageMaker resource tag."""
+
+    MAX_BYTES: ClassVar[int] = 512
+
+    Key: Short
+    Value: Short
+
+
+#: SageMaker's limit on one hyperparameter value, characters.
+HYPERPARAMETER_VALUE_MAX = 2500
+_Numeral = Annotated[str, Field(max_length=24, pattern=r"^-?[0-9][0-9.e+-]*$"), SafeAscii()]
+_Flag = Literal["true", "false"]
+
+
+class Hyperparameters(Payload):
+    """The training container's hyperparameters (``stratos_train.config.TrainConfig`` field names), every
+    value a string as SageMaker delivers them; ``None`` fields are left to the container's defaults."""
+
+    MAX_BYTES: ClassVar[int] = 22 * 1024
+
+    task: Short
+    task_options: Annotated[str, Field(max_length=1024)] = Field(default="{}", description="JSON object.")
+    train_size: _Numeral | None = None
+    eval_size: _Numeral | None = None
+    seed: _Numeral
+    teacher: Short = Field(description="Model source, e.g. channel:teacher.")
+    student: Short
+    mode: Literal["auto", "alignment", "injection"]
+    max_new_tokens: _Numeral
+    bf16: _Flag
+    lora: _Flag
+    teacher_rationales: _Flag
+    domain_notes: Annotated[str, Field(max_length=HYPERPARAMETER_VALUE_MAX)] = ""
+
+    def to_api(self) -> dict[str, str]:
+        """The ``HyperParameters`` map (unset fields omitted)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+
+
+class TrainingRequest(Payload):
+    """Everything CreateTrainingJob needs that is not in DefinitionSubstitutions, already in API shapes."""
+
+    MAX_BYTES: ClassVar[int] = 36 * 1024
+
+    job_name: Short
+    attempt: int = Field(ge=0, le=99, description="Plan attempt (fallback index) this job trains.")
+    instance_type: Short
+    instance_count: int = Field(ge=1, le=64)
+    volume_size_gb: int = Field(ge=1, le=16_384, description="EBS volume per instance, GB.")
+    max_runtime_seconds: int = Field(ge=60, le=28 * 24 * 3600, description="StoppingCondition, s.")
+    hyperparameters: Hyperparameters = Field(description="Every value a string (SageMaker's contract).")
+    input_data_config: list[Channel] = Field(min_length=1, max_length=8, description="InputDataConfig.")
+    tags: list[Tag] = Field(max_length=8)
+
+
+class EndpointPoll(Payload):
+    """What the ASL keeps of DescribeEndpoint (ResultSelector)."""
+
+    MAX_BYTES: ClassVar[int] = 512
+
+    status: Literal[
+        "Creating",
+        "Updating",
+        "InService",
+        "RollingBack",
+        "Failed",
+        "OutOfService",
+        "SystemUpdating",
+        "Deleting",
+        "UpdateRollbackFailed",
+    ]
+    config: Short
+
+
+class WaitCounter(Payload):
+    """Endpoint polls so far (bounded by :attr:`Timing.max_endpoint_waits`)."""
+
+    MAX_BYTES: ClassVar[int] = 128
+
+    count: int = Field(ge=0, le=1_000_000)
+
+
+class RunSummary(Payload):
+    """What RecordSuccess / RecordFailure return: the detail of the EventBridge event the ASL publishes."""
+
+    MAX_BYTES: ClassVar[int] = 24 * 1024
+
+    run_id: Short | None = Field(description="None when the trigger could not be parsed at all.")
+    task_id: Short | None = None
+    status: Literal["SUCCEEDED", "FAILED"]
+    spec_uri: Annotated[str, Field(max_length=1100)] | None = None
+    spec_version: Short | None = None
+    execution_arn: ExecutionArn
+    error: Short | None = Field(default=None, description="Error name when FAILED.")
+    reason: str = Field(default="", max_length=2048, description="Why it failed, in words (FAILED only).")
+    endpoint_name: Short | None = None
+    student: Short | None = None
+    student_after_accuracy: float | None = None
+    estimated_training_cost_usd: float | None = None
+    actual_training_cost_usd: float | None = None
+    finished_at: datetime
+
+
+class StateDocument(Payload):
+    """The whole document the state machine carries (see the module docstring for who writes each key)."""
+
+    MAX_BYTES: ClassVar[int] = 200 * 1024
+
+    trigger: dict[str, Any] | None = None
+    timing: Timing
+    run: RunContext | None = None
+    prices: PriceTableRef | None = None
+    plan: PlanRef | None = None
+    fallback: FallbackInfo | None = None
+    job: TrainingRequest | None = None
+    training: TrainingJobRef | None = None
+    evaluation: EvaluationResult | None = None
+    deployment: DeploymentRef | None = None
+    endpoint: EndpointPoll | None = None
+    waits: WaitCounter | None = None
+    quota: QuotaHit | None = None
+    busy: StateError | None = None
+    error: StateError | None = None
+    record: RunSummary | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe dict without the keys that are unset (FallBackToNextPlan returns the whole document)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        size = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        if size > self.MAX_BYTES:
+            raise PayloadTooLargeError(f"StateDocument is {size} bytes; budget {self.MAX_BYTES}")
+        return data
+
+
+class StepEvent(Payload):
+    """What every Lambda task receives: the document and the execution that runs it."""
+
+    MAX_BYTES: ClassVar[int] = 220 * 1024
+
+    state: StateDocument
+    execution_arn: ExecutionArn
+
+
+class RunStarted(Payload):
+    """ValidateSpec's result (the ASL makes it the new document: the raw trigger is dropped)."""
+
+    MAX_BYTES: ClassVar[int] = 20 * 1024
+
+    run: RunContext
+    timing: Timing
+
+
+class ArtifactsPrefix(Payload):
+    """Where a run's artifacts live (``s3://<artifacts>/runs/<run_id>/``)."""
+
+    MAX_BYTES: ClassVar[int] = 1024
+
+    uri: OwnUri

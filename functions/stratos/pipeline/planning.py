@@ -1,0 +1,173 @@
+"""LookUpPrices, SelectPlan and FallBackToNextPlan: the planner wired to S3, the run record and the state.
+
+Large results never ride in the state: the price table (one row per instance type and component) and the
+frontier document (every frontier plan, baselines, rejection counts, pair verdicts; ~70 KB for a 46-type x
+24-model catalog and growing with it) go to ``runs/<run_id>/`` and the state carries pointers plus the
+chosen plan and a handful of runners-up (:class:`~stratos.payloads.PlanRef`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratos.errors import NoFeasiblePlanError, QuotaExceededError
+from stratos.payloads import PlanRef, PlanSummary, PriceTableRef
+from stratos.pipeline.models import FallbackInfo, QuotaHit, StateDocument
+from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, run_prefix, utcnow
+
+#: Quota refusals one run tolerates before failing (each may cost a training job).
+MAX_FALLBACKS = 6
+
+
+def look_up_prices(event: Any, services: Services | None = None) -> PriceTableRef:
+    """Price every catalog instance type in the run's region (live Pricing API, snapshot fallback) and store
+    the table at ``runs/<run_id>/prices.json``.
+
+    Raises:
+        ThrottlingError: S3 throttled (the Pricing API's own failures fall back to the snapshot).
+    """
+    from stratos.planner.catalog import load_catalog
+    from stratos.planner.pricing import PricingApi, lookup_prices
+
+    svc = services or get_services()
+    run = run_of(parse_step_event(event).state)
+    api = PricingApi() if svc.settings.price_source == "live" else None
+    table = lookup_prices(run.region, load_catalog(), api)
+    ref: PriceTableRef = svc.planner_store.put_price_table(table, svc.artifacts.bucket, f"{run_prefix(run)}prices.json")
+    return ref
+
+
+def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:
+    """Catalog instance types outside the stack's allow-list (none when the allow-list is empty)."""
+    if not allowlist:
+        return []
+    from stratos.planner.catalog import load_catalog
+
+    allowed = set(allowlist)
+    return [i.instance_type for i in load_catalog().instances if i.instance_type not in allowed]
+
+
+def plan_fields(ref: PlanRef, prices: dict[str, float | None]) -> dict[str, Any]:
+    """The run record's plan, estimate and predicted mode for ``ref``."""
+    p = ref.plan
+    return {
+        "plan": p.model_dump(mode="json") | {"attempt": ref.attempt, "frontier": ref.frontier.uri},
+        "estimate": {
+            "training_hours": p.training_hours,
+            "training_cost_usd": p.training_cost_usd,
+            "serving_cost_usd": p.serving_cost_usd,
+            "total_cost_usd": p.total_cost_usd,
+            "max_runtime_seconds": ref.max_runtime_seconds,
+        },
+        "prices_used": prices,
+    }
+
+
+def _prices_used(svc: Services, prices: PriceTableRef, plan: PlanSummary) -> dict[str, float | None]:
+    from stratos.planner.catalog import Component
+
+    table = svc.planner_store.get_price_table(prices)
+    out: dict[str, float | None] = {}
+    for instance_type, component in (
+        (plan.training_instance, Component.TRAINING),
+        (plan.serving_instance, Component.HOSTING),
+    ):
+        usd = table.usd_per_hour(instance_type, component)
+        out[f"{instance_type}/{component.value}"] = None if usd is None else float(usd)
+    return out
+
+
+def select_plan(event: Any, services: Services | None = None) -> PlanRef:
+    """Plan the spec on the stored price table; store the frontier document; record the plan.
+
+    Raises:
+        NoFeasiblePlanError: no candidate meets the spec's constraints (with the smallest relaxation).
+        SpecValidationError: a candidate model is not in the catalog.
+        PricingUnavailableError: the price table is missing or changed.
+    """
+    from stratos.planner.plan import plan
+
+    svc = services or get_services()
+    step = parse_step_event(event)
+    run = run_of(step.state)
+    prices: PriceTableRef = need(step.state, "prices")
+    spec = load_spec(svc, run)
+    table = svc.planner_store.get_price_table(prices)
+    result = plan(spec, table, unavailable=unavailable_types(svc.settings.instance_allowlist))
+    ref: PlanRef = svc.planner_store.put_plan(result, svc.artifacts.bucket, f"{run_prefix(run)}plan/frontier.json")
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "stage": "planned",
+            **plan_fields(ref, _prices_used(svc, prices, ref.plan)),
+            "mode": {"requested": spec.distillation.mode.value, "planned": ref.plan.mode.value},
+            "updated_at": utcnow().isoformat(),
+        },
+    )
+    return ref
+
+
+def fall_back(event: Any, services: Services | None = None) -> StateDocument:
+    """Move the run to the next frontier plan that avoids every instance type a quota refused.
+
+    Returns:
+        The whole new document (the ASL replaces ``$`` with it): ``plan`` is the next plan, ``fallback`` says
+        what was refused and whether the new plan needs a new training job; the error is cleared.
+
+    Raises:
+        QuotaExceededError: no later frontier plan avoids the refused types; the message names them.
+    """
+    from stratos.planner.plan import fallback_plan_ref
+
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    run = run_of(doc)
+    quota: QuotaHit = need(doc, "quota")
+    previous: PlanRef = need(doc, "plan")
+    prices: PriceTableRef = need(doc, "prices")
+    blocked = [*(doc.fallback.blocked if doc.fallback else []), quota.instance_type]
+    if len(blocked) > MAX_FALLBACKS:
+        raise QuotaExceededError(
+            f"{quota.instance_type} ({quota.component}) refused; {len(blocked)} instance types refused so far "
+            f"({', '.join(blocked)}): giving up after {MAX_FALLBACKS} fallbacks"
+        )
+    document = svc.planner_store.get_json(previous.frontier, NoFeasiblePlanError)
+    try:
+        ref = fallback_plan_ref(previous, document, blocked)
+    except NoFeasiblePlanError as exc:
+        raise QuotaExceededError(
+            f"{quota.instance_type} ({quota.component}) is over the account's quota and no later frontier plan "
+            f"avoids {', '.join(blocked)}; request a quota increase or allow other instance types"
+        ) from exc
+    old, new = previous.plan, ref.plan
+    trained = doc.training is not None and doc.training.status == "Completed"
+    same_model = (old.teacher, old.student, old.mode) == (new.teacher, new.student, new.mode)
+    retrain = not (trained and same_model and quota.component == "serving")
+    what = "retrain" if retrain else "redeploy the trained student"
+    info = FallbackInfo(
+        blocked=blocked,
+        retrain=retrain,
+        reason=(
+            f"{quota.instance_type} refused for {quota.component}; plan {ref.attempt} "
+            f"({new.teacher} -> {new.student}, training {new.training_instance}, "
+            f"serving {new.serving_instance}): {what}"
+        )[:512],
+    )
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "stage": "replanned",
+            **plan_fields(ref, _prices_used(svc, prices, new)),
+            "fallback": info.model_dump(mode="json"),
+            "updated_at": utcnow().isoformat(),
+        },
+    )
+    cleared: dict[str, Any] = {"plan": ref, "fallback": info, "quota": None, "error": None, "endpoint": None}
+    cleared.update(deployment=None, waits=None)
+    if retrain:
+        cleared.update(job=None, training=None, evaluation=None)
+    return doc.model_copy(update=cleared)

@@ -1,0 +1,173 @@
+"""RecordSuccess and RecordFailure: close the run record, update the task record, summarise the run.
+
+The summary (:class:`~stratos.pipeline.models.RunSummary`) is what the state machine then publishes to
+EventBridge (``Stratos Run Succeeded`` / ``Stratos Run Failed``). RecordFailure works from any point of
+the run, including before the run had an id (an unparseable trigger) or a record (then it writes nothing).
+It never touches an endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stratos.errors import DuplicateRunError, StratosError
+from stratos.events import identity_from_trigger
+from stratos.naming import run_names
+from stratos.payloads import DeploymentRef, EvaluationResult, PlanRef
+from stratos.pipeline.models import RunSummary, StateDocument, StateError
+from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.state import need, parse_step_event, run_of, utcnow
+
+
+def error_reason(error: StateError) -> str:
+    """A sentence from a caught error: a Lambda's cause is ``{"errorMessage": ...}`` JSON, others are text."""
+    cause = error.Cause.strip()
+    if cause.startswith("{"):
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            return cause[:2048]
+        if isinstance(parsed, dict) and parsed.get("errorMessage"):
+            return str(parsed["errorMessage"])[:2048]
+    return (cause or error.Error)[:2048]
+
+
+def _run_id(doc: StateDocument) -> str | None:
+    if doc.run is not None:
+        return doc.run.names.run_id
+    if doc.trigger is not None:
+        try:
+            return run_names(identity_from_trigger(doc.trigger), "pending").run_id
+        except StratosError:
+            return None
+    return None
+
+
+def _actual_training(svc: Services, doc: StateDocument) -> dict[str, Any] | None:
+    """Billable time and cost of the run's training job, whatever its outcome (a failed job is billed too)."""
+    if doc.training is None or doc.plan is None:
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stratos.pipeline.gate import actual_training
+
+    try:
+        return actual_training(svc.sagemaker.describe_training_job(doc.training.job_name), doc.plan)
+    except (ClientError, BotoCoreError, StratosError):  # the record must close even if SageMaker cannot answer
+        return None
+
+
+def record_success(event: Any, services: Services | None = None) -> RunSummary:
+    """Mark the run SUCCEEDED; the task record's ``last_success`` becomes this run (the sweep reads it)."""
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    run = run_of(doc)
+    deployment: DeploymentRef = need(doc, "deployment")
+    evaluation: EvaluationResult = need(doc, "evaluation")
+    plan: PlanRef = need(doc, "plan")
+    metrics = evaluation.metrics
+    now = utcnow()
+    actual = _actual_training(svc, doc)
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "status": "SUCCEEDED",
+            "stage": "done",
+            "finished_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+            "endpoint": {"name": deployment.endpoint_name, "config": deployment.endpoint_config_name},
+            **({"actual": actual} if actual else {}),
+        },
+    )
+    record = svc.records.get(run.names.run_id) or {}
+    svc.records.put_task(
+        run.task_id,
+        {
+            "last_run_id": run.names.run_id,
+            "last_run_status": "SUCCEEDED",
+            "updated_at": now.isoformat(),
+            "last_success": {
+                "run_id": run.names.run_id,
+                "finished_at": now.isoformat(),
+                "spec": run.spec.model_dump(mode="json"),
+                "endpoint_name": deployment.endpoint_name,
+                "student": plan.plan.student,
+                "student_after_accuracy": metrics.student_after_accuracy,
+                "prices_used": record.get("prices_used") or {},
+                "data_versions": record.get("data_versions") or {},
+                "redistill": record.get("redistill"),
+            },
+        },
+    )
+    return RunSummary(
+        run_id=run.names.run_id,
+        task_id=run.task_id,
+        status="SUCCEEDED",
+        spec_uri=run.spec.uri,
+        spec_version=run.spec.version_id or run.spec.etag or None,
+        execution_arn=step.execution_arn,
+        endpoint_name=deployment.endpoint_name,
+        student=plan.plan.student,
+        student_after_accuracy=metrics.student_after_accuracy,
+        estimated_training_cost_usd=plan.plan.training_cost_usd,
+        actual_training_cost_usd=(actual or {}).get("training_cost_usd"),
+        finished_at=now,
+    )
+
+
+def record_failure(event: Any, services: Services | None = None) -> RunSummary:
+    """Mark the run FAILED with the error's name and reason (when the run has a record this execution owns).
+
+    Never raises for a record it cannot write (no run id yet, or another execution's record): the failure
+    is still summarised and published.
+    """
+    svc = services or get_services()
+    step = parse_step_event(event)
+    doc = step.state
+    error = doc.error or StateError(Error="UnknownError", Cause="the run failed without an error document")
+    reason = error_reason(error)
+    now = utcnow()
+    run_id = _run_id(doc)
+    actual = _actual_training(svc, doc)
+    if run_id is not None:
+        fields: dict[str, Any] = {
+            "status": "FAILED",
+            "stage": "failed",
+            "error": {"name": error.Error, "reason": reason},
+            "finished_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+        }
+        if actual:
+            fields["actual"] = actual
+        if doc.evaluation is not None:
+            fields["gate"] = {"passed": doc.evaluation.passed, "reason": doc.evaluation.reason}
+        try:
+            svc.records.update(run_id, step.execution_arn, fields)
+        except DuplicateRunError:
+            pass  # no record of ours (failed before the claim): nothing to close
+        else:
+            if doc.run is not None:
+                svc.records.put_task(
+                    doc.run.task_id,
+                    {"last_run_id": run_id, "last_run_status": "FAILED", "updated_at": now.isoformat()},
+                )
+    run = doc.run
+    return RunSummary(
+        run_id=run_id,
+        task_id=run.task_id if run else None,
+        status="FAILED",
+        spec_uri=run.spec.uri if run else None,
+        spec_version=(run.spec.version_id or run.spec.etag or None) if run else None,
+        execution_arn=step.execution_arn,
+        error=error.Error,
+        reason=reason,
+        endpoint_name=run.names.endpoint_name if run else None,
+        student=doc.plan.plan.student if doc.plan else None,
+        student_after_accuracy=doc.evaluation.metrics.student_after_accuracy if doc.evaluation else None,
+        estimated_training_cost_usd=doc.plan.plan.training_cost_usd if doc.plan else None,
+        actual_training_cost_usd=(actual or {}).get("training_cost_usd"),
+        finished_at=now,
+    )

@@ -1,0 +1,70 @@
+"""Helpers every step shares: parse the step event, require the keys a step needs, reload the spec."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from stratos.errors import EventShapeError, FieldError
+from stratos.naming import RunNames, run_names
+from stratos.payloads import RunContext
+from stratos.pipeline.models import StateDocument, StepEvent
+from stratos.pipeline.services import Services
+from stratos.spec import TaskSpec, field_errors, parse_spec
+
+T = TypeVar("T")
+
+#: Where a run writes, under the artifacts bucket.
+RUNS_PREFIX = "runs/"
+
+
+def utcnow() -> datetime:
+    """The current time, UTC (one place, so tests could pin it)."""
+    return datetime.now(UTC)
+
+
+def parse_step_event(event: Any) -> StepEvent:
+    """Validate what a Lambda task received (``{"state": ..., "execution_arn": ...}``).
+
+    Raises:
+        EventShapeError: the ASL passed something else, naming each wrong field (an ASL wiring bug).
+    """
+    try:
+        return StepEvent.model_validate(event)
+    except ValidationError as exc:
+        raise EventShapeError(field_errors(exc, event, StepEvent), "step input") from exc
+
+
+def need(doc: StateDocument, key: str) -> Any:
+    """``doc.<key>``, which this step cannot run without.
+
+    Raises:
+        EventShapeError: the key is absent (the state machine reached this step out of order).
+    """
+    value = getattr(doc, key)
+    if value is None:
+        raise EventShapeError([FieldError(f"state.{key}", "<missing>", "required by this step")], "step input")
+    return value
+
+
+def run_of(doc: StateDocument) -> RunContext:
+    """The document's run context (see :func:`need`)."""
+    run: RunContext = need(doc, "run")
+    return run
+
+
+def run_prefix(run: RunContext) -> str:
+    """``runs/<run_id>/``: every artifact of the run lives below it."""
+    return f"{RUNS_PREFIX}{run.names.run_id}/"
+
+
+def load_spec(services: Services, run: RunContext) -> TaskSpec:
+    """The validated spec from the run's immutable copy (checked against its SHA-256)."""
+    return parse_spec(services.artifacts.get(run.spec_copy), source=run.spec.uri)
+
+
+def names_for(run: RunContext, spec: TaskSpec, attempt: int) -> RunNames:
+    """The run's names for plan ``attempt`` (0 = first plan; fallbacks get fresh job/model/config names)."""
+    return run_names(run.spec, run.task_id, spec.deployment.endpoint_name, attempt)

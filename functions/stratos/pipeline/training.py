@@ -1,0 +1,166 @@
+"""PrepareTrainingJob: turn (spec, chosen plan) into the CreateTrainingJob request the ASL sends.
+
+The training job runs the Stratos container (``training_container/``): its hyperparameters are
+``stratos_train.config.TrainConfig`` fields as strings; teacher and student arrive as input channels
+(``channel:teacher`` / ``channel:student``: Hugging Face model directories staged under the
+``STRATOS_MODELS_S3_URI`` prefix, one folder per catalog id); GSM8K's official files arrive as channel
+``data`` and user JSONL files as ``train`` / ``eval``. Image, role and output bucket come from the template
+through DefinitionSubstitutions; everything here is per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from stratos.errors import SpecValidationError
+from stratos.naming import RunNames
+from stratos.payloads import PlanRef, PlanSummary, RunContext
+from stratos.pipeline.models import Channel, Hyperparameters, Tag, TrainingRequest
+from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.state import load_spec, names_for, need, parse_step_event, run_of, utcnow
+from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
+
+#: Students above this many parameters train LoRA adapters (merged for deployment) instead of all weights:
+#: full fine-tuning needs ~16 bytes/parameter (fp32 master weights, gradients, Adam moments).
+LORA_ABOVE_PARAMS = 3_000_000_000
+#: Volume floor, GB: the model cache, checkpoints and data of even the smallest pair fit, with headroom.
+MIN_VOLUME_GB = 30
+#: SageMaker's largest training volume, GB.
+MAX_VOLUME_GB = 16_384
+
+
+def volume_size_gb(teacher_params: int, student_params: int, lora: bool) -> int:
+    """EBS volume for one training instance, GB (10^9 bytes).
+
+    Downloads of both models (up to 4 bytes/parameter when a repository ships fp32), the container's bf16
+    conversion cache (2 bytes/parameter each), and two student checkpoints (full fine-tuning: weights +
+    Adam moments, 12 bytes/parameter; LoRA: the merged copy, 4 bytes/parameter), plus 20 % headroom and the
+    :data:`MIN_VOLUME_GB` floor.
+    """
+    both = teacher_params + student_params
+    checkpoint = (4 if lora else 12) * student_params
+    need_bytes = 4 * both + 2 * both + 2 * checkpoint
+    return max(MIN_VOLUME_GB, min(MAX_VOLUME_GB, math.ceil(1.2 * need_bytes / 1e9) + MIN_VOLUME_GB // 2))
+
+
+def hyperparameters(spec: TaskSpec, plan: PlanSummary, student_params: int, accelerated: bool) -> Hyperparameters:
+    """The container's hyperparameters for ``spec`` trained with ``plan``.
+
+    ``mode`` is the spec's: ``auto`` lets the container probe the teacher and decide (its decision and
+    evidence come back in metrics.json); the planner's predicted mode only sizes the job.
+    """
+    data = spec.data
+    options: dict[str, Any] = {}
+    task: str
+    train_size: int | None
+    eval_size: int | None
+    if isinstance(data, GeneratorData):
+        task, train_size, eval_size, seed = data.generator, data.train_size, data.eval_size, data.seed
+    elif isinstance(data, BuiltinDatasetData):
+        task, train_size, eval_size, seed = data.name, data.train_size, data.eval_size, data.seed
+    else:
+        task, train_size, eval_size, seed = "jsonl", None, None, 0
+        options = {"format": data.format.value, "metric": spec.task.metric.value}
+        if spec.task.answer_regex:
+            options["answer_regex"] = spec.task.answer_regex
+    lora = student_params > LORA_ABOVE_PARAMS
+    return Hyperparameters(
+        task=task,
+        task_options=json.dumps(options, separators=(",", ":")),
+        train_size=None if train_size is None else str(train_size),
+        eval_size=None if eval_size is None else str(eval_size),
+        seed=str(seed),
+        teacher="channel:teacher",
+        student="channel:student",
+        mode=spec.distillation.mode.value,
+        max_new_tokens=str(spec.constraints.latency.output_tokens),
+        bf16="true" if accelerated else "false",
+        lora="true" if lora else "false",
+        teacher_rationales="true" if plan.mode is DistillationMode.INJECTION else "false",
+        domain_notes=spec.distillation.domain_notes or "",
+    )
+
+
+def channels(spec: TaskSpec, plan: PlanSummary, models_s3_uri: str) -> list[Channel]:
+    """Input channels: the two models, and the data files the task reads."""
+    out = [
+        Channel.s3_prefix("teacher", f"{models_s3_uri}{plan.teacher}/"),
+        Channel.s3_prefix("student", f"{models_s3_uri}{plan.student}/"),
+    ]
+    data = spec.data
+    if isinstance(data, BuiltinDatasetData):
+        out.append(Channel.s3_prefix("data", data.uri if data.uri.endswith("/") else f"{data.uri}/"))
+    elif isinstance(data, JsonlData):
+        out.append(Channel.s3_prefix("train", data.train_uri))
+        out.append(Channel.s3_prefix("eval", data.eval_uri))
+    return out
+
+
+def training_request(
+    run: RunContext, spec: TaskSpec, plan: PlanRef, names: RunNames, models_s3_uri: str
+) -> TrainingRequest:
+    """The CreateTrainingJob fields for ``plan`` (pure: no AWS call).
+
+    Raises:
+        SpecValidationError: a planned model or instance type is not in the catalog (catalog drift).
+    """
+    from stratos.errors import FieldError
+    from stratos.planner.catalog import load_catalog
+
+    catalog = load_catalog()
+    chosen = plan.plan
+    teacher, student = catalog.model(chosen.teacher), catalog.model(chosen.student)
+    instance = catalog.instance(chosen.training_instance)
+    if teacher is None or student is None or instance is None:
+        missing = [n for n, v in ((chosen.teacher, teacher), (chosen.student, student)) if v is None]
+        missing += [chosen.training_instance] if instance is None else []
+        raise SpecValidationError(
+            [FieldError("plan", ", ".join(missing), "no longer in the catalog")], f"run {run.names.run_id}"
+        )
+    hp = hyperparameters(spec, chosen, student.params, accelerated=instance.accelerator_count > 0)
+    return TrainingRequest(
+        job_name=names.training_job_name,
+        attempt=plan.attempt,
+        instance_type=chosen.training_instance,
+        instance_count=1,
+        volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
+        max_runtime_seconds=plan.max_runtime_seconds,
+        hyperparameters=hp,
+        input_data_config=channels(spec, chosen, models_s3_uri),
+        tags=[
+            Tag(Key="stratos:run-id", Value=run.names.run_id),
+            Tag(Key="stratos:task-id", Value=run.task_id),
+            Tag(Key="stratos:attempt", Value=str(plan.attempt)),
+        ],
+    )
+
+
+def prepare_training(event: Any, services: Services | None = None) -> TrainingRequest:
+    """The training job request for the document's plan; the run record notes the job name.
+
+    Raises:
+        ConfigurationError: ``STRATOS_MODELS_S3_URI`` is not set.
+        SpecValidationError: see :func:`training_request`.
+    """
+    svc = services or get_services()
+    step = parse_step_event(event)
+    run = run_of(step.state)
+    plan: PlanRef = need(step.state, "plan")
+    spec = load_spec(svc, run)
+    request = training_request(
+        run, spec, plan, names_for(run, spec, plan.attempt), svc.settings.require("models_s3_uri")
+    )
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        {
+            "stage": "training",
+            "training_job_name": request.job_name,
+            "attempt": request.attempt,
+            "training_instance": request.instance_type,
+            "updated_at": utcnow().isoformat(),
+        },
+    )
+    return request
