@@ -24,4 +24,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @logger.inject_lambda_context
 @metrics.log_metrics
 def finish_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return finish(event).to_state()
+    ref = finish(event)
+    metrics.add_metric(name="DeploymentsFinished", unit=MetricUnit.Count, value=1)
+    return ref.to_state()

@@ -12,7 +12,7 @@ from typing import Any
 
 from stratos.errors import NoFeasiblePlanError, QuotaExceededError
 from stratos.payloads import PlanRef, PlanSummary, PriceTableRef
-from stratos.pipeline.models import FallbackInfo, QuotaHit, StateDocument
+from stratos.pipeline.models import FallbackInfo, QuotaHit, StateDocument, WaitCounter
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, run_prefix, utcnow
 
@@ -131,8 +131,8 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
     blocked = [*(doc.fallback.blocked if doc.fallback else []), quota.instance_type]
     if len(blocked) > MAX_FALLBACKS:
         raise QuotaExceededError(
-            f"{quota.instance_type} ({quota.component}) refused; {len(blocked)} instance types refused so far "
-            f"({', '.join(blocked)}): giving up after {MAX_FALLBACKS} fallbacks"
+            f"{quota.instance_type} ({quota.component}) is over the account's quota; {len(blocked)} instance types "
+            f"refused so far ({', '.join(blocked)}): giving up after {MAX_FALLBACKS} fallbacks"
         )
     document = svc.planner_store.get_json(previous.frontier, NoFeasiblePlanError)
     try:
@@ -167,7 +167,7 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
         },
     )
     cleared: dict[str, Any] = {"plan": ref, "fallback": info, "quota": None, "error": None, "endpoint": None}
-    cleared.update(deployment=None, waits=None)
+    cleared.update(deployment=None, busy=None, waits=WaitCounter(count=0))
     if retrain:
         cleared.update(job=None, training=None, evaluation=None)
     return doc.model_copy(update=cleared)

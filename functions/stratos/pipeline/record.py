@@ -44,18 +44,26 @@ def _run_id(doc: StateDocument) -> str | None:
     return None
 
 
-def _actual_training(svc: Services, doc: StateDocument) -> dict[str, Any] | None:
-    """Billable time and cost of the run's training job, whatever its outcome (a failed job is billed too)."""
-    if doc.training is None or doc.plan is None:
+def _training_job(svc: Services, doc: StateDocument) -> dict[str, Any] | None:
+    """DescribeTrainingJob of the run's job, if it has one (``None`` when SageMaker cannot answer now: the
+    record must still close)."""
+    if doc.training is None:
         return None
     from botocore.exceptions import BotoCoreError, ClientError
 
+    try:
+        return svc.sagemaker.describe_training_job(doc.training.job_name)
+    except (ClientError, BotoCoreError, StratosError):
+        return None
+
+
+def _actual_training(description: dict[str, Any] | None, doc: StateDocument) -> dict[str, Any] | None:
+    """Billable time and cost of the run's training job, whatever its outcome (a failed job is billed too)."""
+    if description is None or doc.plan is None:
+        return None
     from stratos.pipeline.gate import actual_training
 
-    try:
-        return actual_training(svc.sagemaker.describe_training_job(doc.training.job_name), doc.plan)
-    except (ClientError, BotoCoreError, StratosError):  # the record must close even if SageMaker cannot answer
-        return None
+    return actual_training(description, doc.plan)
 
 
 def record_success(event: Any, services: Services | None = None) -> RunSummary:
@@ -69,7 +77,7 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
     plan: PlanRef = need(doc, "plan")
     metrics = evaluation.metrics
     now = utcnow()
-    actual = _actual_training(svc, doc)
+    actual = _actual_training(_training_job(svc, doc), doc)
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
@@ -131,7 +139,11 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
     reason = error_reason(error)
     now = utcnow()
     run_id = _run_id(doc)
-    actual = _actual_training(svc, doc)
+    description = _training_job(svc, doc)
+    actual = _actual_training(description, doc)
+    failure = str((description or {}).get("FailureReason") or "")
+    if failure and error.Error in ("TrainingFailedError", "TrainingStoppedError") and failure not in reason:
+        reason = f"{reason}: {failure}"[:2048]
     if run_id is not None:
         fields: dict[str, Any] = {
             "status": "FAILED",

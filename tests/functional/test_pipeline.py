@@ -1,0 +1,389 @@
+"""The distillation state machine, executed end to end (moto runs the ASL; the real handlers run in-process;
+a scripted training runner stands in for the training container; SageMaker endpoints change state over polls).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stratos.local.moto_hooks import EndpointScript, Quotas
+from stratos.local.training import Script, sample_metrics
+from stratos.naming import SpecIdentity, run_names
+from stratos.planner.catalog import load_catalog
+from stratos.planner.plan import plan
+from stratos.planner.pricing import snapshot_price_table
+from stratos.spec import validate_spec_document
+from tests.functional.conftest import SFN_LIMIT, Run, mahjong_spec
+
+ENDPOINT = "stratos-mahjong-winning-tiles"
+
+
+def planned(spec_doc: dict[str, Any], unavailable: tuple[str, ...] = ()) -> Any:
+    """The frontier the SelectPlan step will compute for ``spec_doc`` (same planner, same snapshot prices)."""
+    spec = validate_spec_document(spec_doc)
+    return plan(spec, snapshot_price_table(spec.constraints.region, load_catalog()), unavailable=unavailable)
+
+
+def assert_states_small_and_identity_kept(run: Run, execution_arn: str, key: str, version: str | None) -> int:
+    """Every state's output < 256 KB; from ValidateSpec on, each carries the same run id and spec identity."""
+    largest = 0
+    run_ids, identities = set(), set()
+    for name, output, size in run.outputs(execution_arn):
+        assert size < SFN_LIMIT, f"{name} output is {size} bytes"
+        largest = max(largest, size)
+        if name == "ReadTrigger":
+            continue
+        assert "run" in output, f"{name} lost the run context"
+        run_ids.add(output["run"]["names"]["run_id"])
+        identities.add(json.dumps(output["run"]["spec"], sort_keys=True))
+    assert len(run_ids) == 1 and len(identities) == 1
+    spec = json.loads(identities.pop())
+    assert (spec["key"], spec["version_id"]) == (key, version)
+    return largest
+
+
+def test_success_path_end_to_end(make_stack):
+    run = make_stack()
+    stack = run.stack
+    described = run.upload_and_wait(mahjong_spec())
+    assert described["status"] == "SUCCEEDED", described
+    arn = described["executionArn"]
+    assert stack.visited(arn) == [
+        "ReadTrigger", "ValidateSpec", "LookUpPrices", "SelectPlan", "PrepareTrainingJob", "StartTrainingJob",
+        "WaitForTraining", "DescribeTrainingJob", "TrainingStatus",  # InProgress
+        "WaitForTraining", "DescribeTrainingJob", "TrainingStatus",  # Completed
+        "EvaluationGate", "GatePassed", "Deploy",
+        "WaitForEndpoint", "DescribeEndpoint", "EndpointStatus", "CountEndpointPoll", "PollsLeft",  # Creating
+        "WaitForEndpoint", "DescribeEndpoint", "EndpointStatus",  # InService
+        "FinishDeployment", "RecordSuccess", "PublishRunSucceeded", "RunSucceeded",
+    ]  # fmt: skip
+
+    # One training job, created by the ASL with the template's image, role and bucket.
+    [request] = run.sagemaker.training_requests
+    [version] = [v["VersionId"] for v in stack.client("s3").list_object_versions(Bucket=stack.specs_bucket)["Versions"]]
+    identity = SpecIdentity(bucket=stack.specs_bucket, key="specs/mahjong.json", version_id=version)
+    names = run_names(identity, "mahjong-winning-tiles")
+    assert request["TrainingJobName"] == names.training_job_name
+    assert request["AlgorithmSpecification"]["TrainingImage"] == stack.parameters["TrainingImageUri"]
+    assert request["RoleArn"] == stack.attributes["SageMakerExecutionRole.Arn"]
+    assert request["OutputDataConfig"]["S3OutputPath"] == f"s3://{stack.artifacts_bucket}/runs/{names.run_id}/training"
+    choice = planned(mahjong_spec()).chosen
+    assert request["ResourceConfig"]["InstanceType"] == choice.training_instance
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == choice.max_runtime_seconds
+    assert request["HyperParameters"]["task"] == "mahjong-winning-tiles"
+    assert {c["ChannelName"] for c in request["InputDataConfig"]} == {"teacher", "student"}
+
+    # The endpoint serves this run's config; the run record and the task record say so.
+    [endpoint] = run.endpoints()
+    assert (endpoint["EndpointName"], endpoint["EndpointStatus"]) == (ENDPOINT, "InService")
+    assert endpoint["EndpointConfigName"] == names.endpoint_config_name
+    record = stack.run_record(names.run_id)
+    assert record is not None
+    assert record["status"] == "SUCCEEDED" and record["execution_arn"] == arn
+    assert record["spec"]["version_id"] == version and record["task_id"] == "mahjong-winning-tiles"
+    assert record["plan"]["student"] == choice.student and record["plan"]["serving_instance"] == choice.serving_instance
+    assert record["estimate"]["training_cost_usd"] == pytest.approx(choice.training_cost_usd, abs=1e-3)
+    assert record["actual"]["billable_seconds"] == 600 and record["actual"]["training_cost_usd"] > 0
+    assert record["mode"]["actual"] == "injection" and record["mode"]["evidence"]["coverage"] == pytest.approx(0.31)
+    assert record["metrics"]["student_after_accuracy"] == pytest.approx(0.42)
+    assert record["gate"]["passed"] is True
+    assert record["endpoint"] == {"name": ENDPOINT, "config": names.endpoint_config_name}
+    task = stack.task_record("mahjong-winning-tiles")
+    assert task is not None and task["last_success"]["run_id"] == names.run_id
+
+    # One EventBridge event, Stratos Run Succeeded, with the summary.
+    [event] = run.run_events()
+    assert event["detail-type"] == "Stratos Run Succeeded"
+    assert event["detail"]["run_id"] == names.run_id and event["detail"]["endpoint_name"] == ENDPOINT
+
+    # Nothing was written under the watched prefix, so nothing started a second execution.
+    keys = [o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=stack.specs_bucket)["Contents"]]
+    assert keys == ["specs/mahjong.json"]
+    assert len(stack.executions()) == 1
+    written = [o["Key"] for o in stack.client("s3").list_objects_v2(Bucket=stack.artifacts_bucket)["Contents"]]
+    assert written and all(k.startswith(f"runs/{names.run_id}/") for k in written)
+
+    largest = assert_states_small_and_identity_kept(run, arn, "specs/mahjong.json", version)
+    assert largest < 32 * 1024
+
+
+def test_training_failed(make_stack):
+    reason = "AlgorithmError: CUDA out of memory (at trainer.py:120)"
+    run = make_stack(script=Script(statuses=("InProgress", "Failed"), failure_reason=reason))
+    described = run.upload_and_wait(mahjong_spec())
+    assert (described["status"], described["error"]) == ("FAILED", "TrainingFailedError")
+    visited = run.stack.visited(described["executionArn"])
+    assert visited[-5:] == ["TrainingStatus", "TrainingFailed", "RecordFailure", "PublishRunFailed", "RunFailed"]
+    assert "EvaluationGate" not in visited and run.endpoints() == []
+    [record] = [
+        run.stack.run_record(i.result["run"]["names"]["run_id"])
+        for i in run.lambdas.of("validate_spec.app.lambda_handler")
+    ]
+    assert record["status"] == "FAILED" and record["error"]["name"] == "TrainingFailedError"
+    assert reason in record["error"]["reason"]  # SageMaker's FailureReason, added by RecordFailure
+    assert record["actual"]["billable_seconds"] == 600  # a failed job is billed too
+    [event] = run.run_events()
+    assert event["detail-type"] == "Stratos Run Failed" and event["detail"]["error"] == "TrainingFailedError"
+
+
+def test_training_stopped_at_max_runtime(make_stack):
+    run = make_stack(script=Script(statuses=("InProgress", "InProgress", "Stopped")))
+    described = run.upload_and_wait(mahjong_spec())
+    assert (described["status"], described["error"]) == ("FAILED", "TrainingStoppedError")
+    assert "MaxRuntimeExceeded" in described["cause"]
+    assert run.stack.visited(described["executionArn"]).count("DescribeTrainingJob") == 3
+    assert run.endpoints() == []
+
+
+def test_gate_rejection_never_touches_the_live_endpoint(make_stack):
+    run = make_stack()
+    first = run.upload_and_wait(mahjong_spec())
+    assert first["status"] == "SUCCEEDED"
+    [live] = run.endpoints()
+
+    run.stack.runner.default = Script(metrics=sample_metrics(accuracy=0.20))  # below min_accuracy 0.25
+    second = run.upload_and_wait(mahjong_spec(description="v2"))  # a new version of the same key
+    assert (second["status"], second["error"]) == ("FAILED", "EvaluationRejectedError")
+    assert "below constraints.min_accuracy" in second["cause"]
+    visited = run.stack.visited(second["executionArn"])
+    assert "Deploy" not in visited and visited[-4:] == [
+        "GateRejected",
+        "RecordFailure",
+        "PublishRunFailed",
+        "RunFailed",
+    ]
+    [after] = run.endpoints()
+    assert after["EndpointConfigName"] == live["EndpointConfigName"] and run.sagemaker.update_requests == []
+    assert len(run.sagemaker.training_requests) == 2
+
+    # A student worse than the one serving is rejected too (min_accuracy met, regression > tolerance).
+    run.stack.runner.default = Script(metrics=sample_metrics(accuracy=0.30))
+    third = run.upload_and_wait(mahjong_spec(description="v3"))
+    assert third["error"] == "EvaluationRejectedError" and "worse than the serving model" in third["cause"]
+    assert run.sagemaker.update_requests == []
+
+
+def test_deploy_updates_an_existing_endpoint_blue_green(make_stack):
+    run = make_stack(endpoint_script=EndpointScript(updating_polls=2))
+    first = run.upload_and_wait(mahjong_spec())
+    [old] = run.endpoints()
+    second = run.upload_and_wait(mahjong_spec(description="new version"))
+    assert second["status"] == "SUCCEEDED"
+    [update] = run.sagemaker.update_requests
+    config = update["DeploymentConfig"]
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert [a["AlarmName"] for a in config["AutoRollbackConfiguration"]["Alarms"]] == [
+        f"stratos-{ENDPOINT}-5xx",
+        f"stratos-{ENDPOINT}-p50-latency",
+    ]
+    alarms = run.stack.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"stratos-{ENDPOINT}")["MetricAlarms"]
+    assert len(alarms) == 2
+    [new] = run.endpoints()
+    assert new["EndpointConfigName"] == update["EndpointConfigName"] != old["EndpointConfigName"]
+    # The old config and its model were deleted only after InService on the new one.
+    sm = run.stack.client("sagemaker")
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [new["EndpointConfigName"]]
+    assert len(sm.list_models()["Models"]) == 1
+    visited = run.stack.visited(second["executionArn"])
+    assert visited.index("FinishDeployment") > max(i for i, s in enumerate(visited) if s == "DescribeEndpoint") - 3
+    deploy_results = [i.result for i in run.lambdas.of("deploy.app.lambda_handler") if i.result]
+    assert [d["action"] for d in deploy_results] == ["created", "updated"]
+    assert deploy_results[1]["previous_config_name"] == old["EndpointConfigName"]
+    assert first["status"] == "SUCCEEDED"
+
+
+def test_rolled_back_update_fails_the_run_and_keeps_the_old_model(make_stack):
+    run = make_stack(endpoint_script=EndpointScript(update_outcome="RolledBack"))
+    assert run.upload_and_wait(mahjong_spec())["status"] == "SUCCEEDED"
+    [old] = run.endpoints()
+    second = run.upload_and_wait(mahjong_spec(description="v2"))
+    assert (second["status"], second["error"]) == ("FAILED", "DeploymentError")
+    assert "rolled back" in second["cause"]
+    [after] = run.endpoints()
+    assert after["EndpointConfigName"] == old["EndpointConfigName"] and after["EndpointStatus"] == "InService"
+    sm = run.stack.client("sagemaker")
+    assert old["EndpointConfigName"] in [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+
+
+def test_training_quota_falls_back_to_the_next_frontier_plan(make_stack):
+    frontier = planned(mahjong_spec()).selection.frontier
+    first = frontier[0].training_instance
+    run = make_stack(quotas=Quotas(training={first}))
+    described = run.upload_and_wait(mahjong_spec())
+    assert described["status"] == "SUCCEEDED", described
+    visited = run.stack.visited(described["executionArn"])
+    assert visited[5:9] == ["StartTrainingJob", "TrainingQuotaExceeded", "FallBackToNextPlan", "RetrainOrRedeploy"]
+    [request] = run.sagemaker.training_requests  # the refused create made no job
+    assert request["ResourceConfig"]["InstanceType"] != first
+    assert request["TrainingJobName"].endswith(f"-a{_attempt_avoiding(frontier, {first})}")
+    record = run.stack.run_record(request["TrainingJobName"].rsplit("-", 1)[0])
+    assert record["fallback"]["blocked"] == [first] and record["fallback"]["retrain"] is True
+    assert record["status"] == "SUCCEEDED"
+
+
+def _attempt_avoiding(frontier: list[Any], blocked: set[str]) -> int:
+    return next(i for i, p in enumerate(frontier) if i > 0 and not {p.training_instance, p.serving_instance} & blocked)
+
+
+def test_serving_quota_falls_back_and_reuses_the_trained_student_when_it_can(make_stack):
+    spec = mahjong_spec(**{"constraints.budget_usd": 1200})  # room for GPU serving too
+    result = planned(spec)
+    chosen = result.chosen
+    run = make_stack(quotas=Quotas(endpoint={chosen.serving_instance}))
+    described = run.upload_and_wait(spec)
+    assert described["status"] == "SUCCEEDED", described
+    visited = run.stack.visited(described["executionArn"])
+    assert "ServingQuotaExceeded" in visited and "FallBackToNextPlan" in visited
+    blocked = {chosen.serving_instance}
+    next_plan = result.selection.frontier[_attempt_avoiding(result.selection.frontier, blocked)]
+    same_student = (next_plan.teacher, next_plan.student, next_plan.mode) == (
+        chosen.teacher,
+        chosen.student,
+        chosen.mode,
+    )
+    assert len(run.sagemaker.training_requests) == (1 if same_student else 2)
+    assert visited.count("EvaluationGate") == (1 if same_student else 2)
+    [endpoint] = run.endpoints()
+    sm = run.stack.client("sagemaker")
+    variant = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])["ProductionVariants"][0]
+    assert variant["InstanceType"] == next_plan.serving_instance != chosen.serving_instance
+
+
+def test_serving_quota_with_no_other_serving_type_fails_naming_it(make_stack):
+    chosen = planned(mahjong_spec()).chosen  # every frontier plan of this budget serves on the same CPU type
+    run = make_stack(quotas=Quotas(endpoint={chosen.serving_instance}))
+    described = run.upload_and_wait(mahjong_spec())
+    assert (described["status"], described["error"]) == ("FAILED", "QuotaExceededError")
+    assert f"{chosen.serving_instance} (serving) is over the account's quota" in described["cause"]
+    assert run.endpoints() == []
+
+
+def test_quota_with_no_plan_left_fails_naming_the_instance_type(make_stack):
+    frontier = planned(mahjong_spec()).selection.frontier
+    every = {p.training_instance for p in frontier}
+    run = make_stack(quotas=Quotas(training=every))
+    described = run.upload_and_wait(mahjong_spec(), timeout=120)
+    assert (described["status"], described["error"]) == ("FAILED", "QuotaExceededError")
+    assert any(t in described["cause"] for t in every) and "quota" in described["cause"]
+    assert run.sagemaker.training_requests == [] and run.endpoints() == []
+
+
+def test_duplicate_event_starts_exactly_one_training_job(make_stack):
+    run = make_stack()
+    stack = run.stack
+    first = run.upload_and_wait(mahjong_spec())
+    assert first["status"] == "SUCCEEDED"
+    [(_, event, _)] = stack.hooks.rules.deliveries
+    stack.deliver(event)  # at-least-once delivery: the same S3 event again, after the run finished
+    stack.deliver(event)  # ...and again
+    executions = stack.wait_for_executions(3)
+    for arn in executions[1:]:
+        described = stack.wait(arn)
+        assert described["status"] == "SUCCEEDED"
+        assert stack.visited(arn) == ["ReadTrigger", "ValidateSpec", "IgnoreDuplicateEvent"]
+    assert len(run.sagemaker.training_requests) == 1
+    run_id = run.lambdas.of("validate_spec.app.lambda_handler")[0].result["run"]["names"]["run_id"]
+    assert stack.run_record(run_id)["execution_arn"] == first["executionArn"]
+
+
+def test_duplicate_events_racing_start_one_training_job(make_stack):
+    run = make_stack()
+    stack = run.stack
+    version = stack.upload_spec(mahjong_spec(), key="specs/mahjong.json")
+    [(_, event, _)] = stack.hooks.rules.deliveries
+    for _ in range(3):  # three more copies while the first is still running
+        stack.deliver(event)
+    arns = stack.wait_for_executions(4)
+    statuses = [stack.wait(a)["status"] for a in arns]
+    assert statuses == ["SUCCEEDED"] * 4
+    ignored = [a for a in arns if stack.visited(a)[-1] == "IgnoreDuplicateEvent"]
+    assert len(ignored) == 3
+    assert len(run.sagemaker.training_requests) == 1
+    assert {r["ResourceConfig"]["InstanceType"] for r in run.sagemaker.training_requests}
+    assert version
+
+
+def test_invalid_spec_fails_naming_the_field_and_starts_nothing(make_stack):
+    run = make_stack()
+    described = run.upload_and_wait(mahjong_spec(**{"constraints.budget_usd": "400"}))
+    assert (described["status"], described["error"]) == ("FAILED", "SpecValidationError")
+    assert "constraints.budget_usd" in described["cause"]
+    assert run.sagemaker.training_requests == []
+    [record_event] = run.run_events()
+    assert record_event["detail"]["error"] == "SpecValidationError"
+    assert "constraints.budget_usd" in record_event["detail"]["reason"]
+
+
+def test_object_outside_specs_prefix_starts_nothing(make_stack):
+    run = make_stack()
+    run.stack.upload_spec(mahjong_spec(), key="runs/not-a-spec.json")
+    run.stack.upload_spec(b"{}", key="notes/readme.json")
+    assert run.stack.executions() == []
+
+
+def test_transient_throttling_is_retried(make_stack, monkeypatch):
+    import look_up_prices.app as app
+
+    from stratos.errors import ThrottlingError
+
+    real = app.look_up_prices
+    calls = {"n": 0}
+
+    def flaky(event: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ThrottlingError("s3:PutObject: throttled by AWS (SlowDown)")
+        return real(event)
+
+    monkeypatch.setattr(app, "look_up_prices", flaky)
+    run = make_stack()
+    described = run.upload_and_wait(mahjong_spec())
+    assert described["status"] == "SUCCEEDED"
+    assert calls["n"] == 2
+    assert run.stack.visited(described["executionArn"]).count("LookUpPrices") == 1  # retried inside the state
+
+
+def test_scheduled_redistill_waits_while_the_previous_update_is_still_updating(make_stack):
+    run = make_stack()
+    stack = run.stack
+    first = run.upload_and_wait(mahjong_spec())
+    assert first["status"] == "SUCCEEDED"
+    schedule = stack.client("scheduler").get_schedule(Name=stack.output("RedistillSchedule"))
+    assert schedule["State"] == "DISABLED"  # off unless the parameter turns it on
+
+    # Another deployment (say, a manual one) is still updating the endpoint when the re-distilled run deploys.
+    stack.hooks.sagemaker.hold(ENDPOINT, "Updating", polls=3)
+    at = datetime.now(UTC) + timedelta(days=31)  # past max_age_days (30)
+    report = stack.fire_schedule(at)
+    assert report["started"] == 1, report
+    [entry] = report["entries"]
+    assert entry["reasons"][0].startswith("max_age_days")
+    again = stack.fire_schedule(at)  # Scheduler retried the same invocation: no second run
+    assert again["entries"][0]["started"] is True
+
+    arns = stack.wait_for_executions(2)
+    assert len(stack.executions()) == 2
+    described = stack.wait(arns[1])
+    assert described["status"] == "SUCCEEDED", described
+    visited = stack.visited(arns[1])
+    assert visited.count("WaitForBusyEndpoint") >= 2
+    busy = [i for i in run.lambdas.of("deploy.app.lambda_handler") if i.error_type == "ResourceBusyError"]
+    assert len(busy) >= 2
+    [endpoint] = run.endpoints()
+    assert endpoint["EndpointConfigName"] == json.loads(described["output"])["deployment"]["endpoint_config_name"]
+    trigger = json.loads(stack.history(arns[1])[0]["executionStartedEventDetails"]["input"])
+    assert trigger["kind"] == "stratos.run-request" and trigger["spec"]["revision"].startswith("redistill-")
+    assert stack.run_record(json.loads(described["output"])["run"]["names"]["run_id"])["trigger"] == "schedule"
+
+
+def test_schedule_not_yet_due_starts_nothing(make_stack):
+    run = make_stack()
+    assert run.upload_and_wait(mahjong_spec())["status"] == "SUCCEEDED"
+    report = run.stack.fire_schedule(datetime.now(UTC) + timedelta(days=1))
+    assert report["started"] == 0 and report["entries"][0]["due"] is False
+    assert len(run.stack.executions()) == 1
