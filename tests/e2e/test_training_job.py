@@ -120,3 +120,15 @@ def test_alignment_forced_runs_kd(tmp_path):
     metrics = json.loads((tmp_path / "output" / "data" / "metrics.json").read_text())
     assert metrics["mode"] == "alignment" and metrics["mode_evidence"]["forced"]
     assert torch.isfinite(torch.tensor(metrics["final_loss"]))
+    assert metrics["heldout_kl_before"] > 0 and "heldout_kl_after" in metrics
+
+
+def test_alignment_with_offline_teacher_topk_cache(tmp_path):
+    hp = {**TINY, "mode": "alignment", "max_steps": "2", "evaluate_teacher": "false", "teacher_topk": "8"}
+    result = run_train(tmp_path, hp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "output" / "data" / "metrics.json").read_text())
+    assert metrics["teacher_topk_cache_seconds"] >= 0
+    assert torch.isfinite(torch.tensor(metrics["final_loss"]))
+    bad = run_train(tmp_path / "bad", {**hp, "divergence": "reverse_kl"}, timeout=120)
+    assert bad.returncode == 1 and "teacher_topk" in (tmp_path / "bad" / "output" / "failure").read_text()

@@ -68,6 +68,13 @@ class TrainConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0, le=20, description="Softmax temperature T (loss x T^2).")
     alpha: float = Field(default=0.1, ge=0, le=1, description="Weight of hard-label cross-entropy.")
     chunk_size: int = Field(default=256, ge=1, le=65_536, description="Kept positions per loss chunk.")
+    teacher_topk: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="Alignment: cache the teacher's top-k logits per completion token once before training "
+        "(forward KL only; drops the teacher's tail mass) instead of running the teacher every step; 0 = live.",
+    )
 
     # --- Knowledge Injection
     teacher_rationales: bool = Field(
@@ -118,6 +125,12 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainConfig:
+        if self.teacher_topk and not (
+            self.divergence == "forward_kl" or (self.divergence == "jsd" and self.beta == 0.0)
+        ):
+            raise ValueError(
+                "teacher_topk needs divergence 'forward_kl': the cache has no tail mass for reverse KL/JSD"
+            )
         if self.probe_size > self.eval_size:
             object.__setattr__(self, "probe_size", self.eval_size)
         return self

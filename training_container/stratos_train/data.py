@@ -35,11 +35,13 @@ class EncodedExample:
     Attributes:
         input_ids: prompt + completion token ids.
         labels: same length; ``-100`` on prompt tokens.
+        index: position in the training set (keys the offline teacher top-k cache); -1 when unset.
         completion_tokens: labels that count (>= 1).
     """
 
     input_ids: list[int]
     labels: list[int]
+    index: int = -1
 
     @property
     def completion_tokens(self) -> int:
@@ -132,7 +134,7 @@ def encode_all(
         if example is None:
             stats.dropped_no_completion += 1
             continue
-        out.append(example)
+        out.append(EncodedExample(example.input_ids, example.labels, len(out)))
         stats.encoded += 1
         stats.completion_tokens += example.completion_tokens
         stats.total_tokens += len(example.input_ids)
@@ -170,7 +172,11 @@ class CompletionCollator:
             labels[i, sl] = torch.tensor(labs, dtype=torch.long)
             mask[i, sl] = 1
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids, "labels": labels}
+        batch_out = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids, "labels": labels}
+        indices = [f.index if isinstance(f, EncodedExample) else int(f.get("index", -1)) for f in features]
+        if all(i >= 0 for i in indices):
+            batch_out["example_index"] = torch.tensor(indices, dtype=torch.long)
+        return batch_out
 
 
 class ListDataset(torch.utils.data.Dataset[EncodedExample]):

@@ -36,7 +36,12 @@ from stratos_train.models import LoadedModel, load_model
 from stratos_train.modes import ModeDecision, build_injection_set, decide_mode
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Example, Task, pick_few_shot
-from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, training_arguments
+from stratos_train.trainer import (
+    DistillationTrainer,
+    MetricLinesCallback,
+    build_teacher_topk_cache,
+    training_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +169,8 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         metrics["student_before_partial"] = before.partial
         metrics["student_before_answered"] = before.answered
     heldout_pairs = [(task.prompt(ex), task.target(ex)) for ex in eval_examples[:64]]
-    if _is_main() and shared_vocab is not None:
+    measure_kl = shared_vocab is not None and decision.mode == "alignment"  # KL to the teacher is what alignment moves
+    if _is_main() and measure_kl:
         metrics["heldout_kl_before"] = heldout_kl(
             teacher.model,
             student.model,
@@ -256,17 +262,27 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         save_steps=save_steps,
         use_cpu=not torch.cuda.is_available(),
     )
+    topk_cache = None
+    collator = CompletionCollator(student.tokenizer.pad_token_id)
+    if teacher_for_training is not None and config.teacher_topk > 0:
+        cache_start = time.perf_counter()
+        topk_cache = build_teacher_topk_cache(
+            teacher_for_training, ListDataset(encoded), collator, config.teacher_topk, shared_vocab
+        )
+        metrics["teacher_topk_cache_seconds"] = round(time.perf_counter() - cache_start, 2)
+        teacher_for_training = None  # the cache replaces the live teacher
     ref: list[DistillationTrainer] = []
     metric_lines = MetricLinesCallback(ref)
     trainer = DistillationTrainer(
         model=model,
         args=args,
         train_dataset=ListDataset(encoded),
-        data_collator=CompletionCollator(student.tokenizer.pad_token_id),
+        data_collator=collator,
         teacher=teacher_for_training,
         kd_config=kd,
         shared_vocab_size=shared_vocab,
         shuffle=config.shuffle,
+        teacher_topk_cache=topk_cache,
         callbacks=[metric_lines],
     )
     trainer.remove_callback(PrinterCallback)
@@ -297,7 +313,7 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     metrics["student_after_partial"] = after.partial
     metrics["student_after_stop_rate"] = after.stopped
     metrics["student_after_answered"] = after.answered
-    if shared_vocab is not None:
+    if measure_kl and shared_vocab is not None:
         metrics["heldout_kl_after"] = heldout_kl(
             teacher.model,
             final,

@@ -145,13 +145,27 @@ def kd_loss_reference(
 
 
 def _chunk_loss_and_grad(
-    zs: torch.Tensor, zt: torch.Tensor | None, y: torch.Tensor, config: KDLossConfig
+    zs: torch.Tensor,
+    zt: torch.Tensor | None,
+    y: torch.Tensor,
+    config: KDLossConfig,
+    topk: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss (summed over rows) and d loss / d zs for one chunk; all fp32. ``zs``, ``zt``: (rows, vocab)."""
+    """Loss (summed over rows) and d loss / d zs for one chunk; all fp32. ``zs``, ``zt``: (rows, vocab);
+    ``topk``: cached teacher (values, indices), each (rows, k), instead of ``zt`` (forward KL only)."""
     T = config.temperature
     loss = zs.new_zeros(())
     grad = torch.zeros_like(zs)
-    if config.alpha < 1.0 and zt is not None:
+    if config.alpha < 1.0 and topk is not None:
+        values, indices = topk
+        t = F.log_softmax(values.float() / T, dim=-1)  # renormalised over the cached top-k (see topk bias note)
+        pt = t.exp()
+        s = F.log_softmax(zs / T, dim=-1)
+        scale = (1 - config.alpha) * T * T
+        loss = loss + scale * (pt * (t - s.gather(-1, indices))).sum()
+        grad += (scale / T) * s.exp()
+        grad.scatter_add_(-1, indices, -(scale / T) * pt)
+    elif config.alpha < 1.0 and zt is not None:
         kind, beta = config.effective
         s = F.log_softmax(zs / T, dim=-1)
         t = F.log_softmax(zt / T, dim=-1)
@@ -193,6 +207,8 @@ class _ChunkedKD(torch.autograd.Function):
         labels: torch.Tensor,
         vocab_size: int,
         config: KDLossConfig,
+        topk_values: torch.Tensor | None = None,
+        topk_indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         grad_hidden = torch.zeros_like(hidden, dtype=torch.float32)
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if weight.requires_grad else None
@@ -205,7 +221,11 @@ class _ChunkedKD(torch.autograd.Function):
             zt = None
             if tw is not None and teacher_hidden is not None:
                 zt = teacher_hidden[start : start + config.chunk_size].float() @ tw.T
-            loss, dz = _chunk_loss_and_grad(zs, zt, labels[start : start + config.chunk_size], config)
+            rows = slice(start, start + config.chunk_size)
+            topk = None
+            if topk_values is not None and topk_indices is not None:
+                topk = (topk_values[rows], topk_indices[rows])
+            loss, dz = _chunk_loss_and_grad(zs, zt, labels[rows], config, topk)
             total += loss
             grad_hidden[start : start + config.chunk_size] = dz @ w
             if grad_weight is not None:
@@ -222,7 +242,7 @@ class _ChunkedKD(torch.autograd.Function):
         h_dtype, w_dtype = ctx.dtypes
         gh = (grad_hidden * grad_output).to(h_dtype)
         gw = (grad_weight * grad_output).to(w_dtype) if ctx.has_weight_grad else None
-        return gh, gw, None, None, None, None, None
+        return gh, gw, None, None, None, None, None, None, None
 
 
 def chunked_kd_loss(
@@ -274,6 +294,43 @@ def chunked_kd_loss(
     th = teacher_hidden.detach() if teacher_hidden is not None else None
     tw = teacher_weight.detach() if teacher_weight is not None else None
     out: torch.Tensor = _ChunkedKD.apply(hidden, weight, th, tw, labels, vocab, config)
+    return out
+
+
+def chunked_topk_kd_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    config: KDLossConfig,
+    topk_values: torch.Tensor,
+    topk_indices: torch.Tensor,
+    vocab_size: int | None = None,
+) -> torch.Tensor:
+    """Forward-KL distillation against an OFFLINE teacher cache of top-k logits, chunked and fused like
+    :func:`chunked_kd_loss` (see :func:`topk_kd_loss_per_token` for the bias of dropping the tail).
+
+    Args:
+        hidden: ``(kept, hidden)`` student hidden states at kept positions; weight: ``(vocab, hidden)``.
+        labels: ``(kept,)`` int64 targets (for the ``alpha`` cross-entropy term).
+        topk_values: ``(kept, k)`` teacher logits; topk_indices: ``(kept, k)`` int64 token ids < vocab_size.
+
+    Returns:
+        Scalar fp32 SUM over kept tokens.
+
+    Raises:
+        ValueError: a divergence other than forward KL (the cache has no tail mass, so reverse KL and JSD
+            are undefined), or mismatched shapes.
+    """
+    if config.effective[0] != "forward_kl" and config.alpha < 1.0:
+        raise ValueError("a top-k teacher cache supports only the forward KL divergence")
+    if topk_values.shape != topk_indices.shape or topk_values.shape[0] != hidden.shape[0]:
+        raise ValueError(f"top-k cache {tuple(topk_values.shape)} does not match {hidden.shape[0]} kept positions")
+    vocab = weight.shape[0] if vocab_size is None else vocab_size
+    if hidden.shape[0] == 0:
+        return (hidden.sum() * 0.0 + weight.sum() * 0.0).float()
+    out: torch.Tensor = _ChunkedKD.apply(
+        hidden, weight, None, None, labels, vocab, config, topk_values.detach(), topk_indices.long()
+    )
     return out
 
 
