@@ -387,3 +387,33 @@ def test_schedule_not_yet_due_starts_nothing(make_stack):
     report = run.stack.fire_schedule(datetime.now(UTC) + timedelta(days=1))
     assert report["started"] == 0 and report["entries"][0]["due"] is False
     assert len(run.stack.executions()) == 1
+
+
+def test_a_huge_candidate_grid_stays_in_s3_and_the_state_carries_a_pointer(make_stack, monkeypatch):
+    import dataclasses
+    import importlib
+
+    catalog = load_catalog()
+    clones = [
+        dataclasses.replace(i, instance_type=i.instance_type.replace("ml.", "ml.x", 1), family=f"x{i.family}")
+        for i in catalog.instances[: 60 - len(catalog.instances)]
+    ]
+    big = catalog.replace(instances=[*catalog.instances, *clones])
+    for name in ("stratos.planner.catalog", "stratos.planner.plan", "stratos.planner.steps"):
+        monkeypatch.setattr(importlib.import_module(name), "load_catalog", lambda: big)
+    spec = mahjong_spec(**{"constraints.instance_families": None})
+    result = plan(validate_spec_document(spec), snapshot_price_table("us-east-1", big), catalog=big)
+    assert len(big.instances) == 60 and len(result.context.pairs) >= 40
+    grid_bytes = result.selection.candidates * len(json.dumps(result.chosen.as_dict()))
+    assert grid_bytes > 100 * SFN_LIMIT  # the whole grid inline would be hundreds of MB
+
+    run = make_stack()
+    described = run.upload_and_wait(spec)
+    assert described["status"] == "SUCCEEDED", described
+    [(_, selected, size)] = [o for o in run.outputs(described["executionArn"]) if o[0] == "SelectPlan"]
+    pointer = selected["plan"]["frontier"]
+    bucket, key = pointer["uri"][5:].split("/", 1)
+    stored = run.stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert len(stored) == pointer["bytes"] and json.loads(stored)["candidates"] == result.selection.candidates
+    assert selected["plan"]["candidates"] > 1_000_000 and len(selected["plan"]["frontier_top"]) <= 5
+    assert size < 32 * 1024

@@ -74,7 +74,7 @@ def serving_timeouts(student_params: int) -> tuple[int, int]:
 
     The deployable model is bf16 safetensors, 2 bytes/parameter. Download: 60 s + twice the time at
     :data:`DOWNLOAD_BYTES_PER_S`; startup: 120 s + twice the load time at :data:`LOAD_BYTES_PER_S`; both
-    clamped to SageMaker's 60..3600 s. A 135M student gets (65 s, 125 s); a 7B one (620 s, 400 s).
+    clamped to SageMaker's 60..3600 s. A 135M student gets (71 s, 126 s); a 7B one (620 s, 400 s).
     """
     size = 2 * student_params
     download = 60 + 2 * size / DOWNLOAD_BYTES_PER_S

@@ -1,4 +1,5 @@
-"""LookUpPrices, SelectPlan and FallBackToNextPlan: the planner wired to S3, the run record and the state.
+"""LookUpPrices, SelectPlan and FallBackToNextPlan: the planner's steps (:mod:`stratos.planner.steps`) wired
+to the settings, the run record and the state document.
 
 Large results never ride in the state: the price table (one row per instance type and component) and the
 frontier document (every frontier plan, baselines, rejection counts, pair verdicts; ~70 KB for a 46-type x
@@ -22,20 +23,20 @@ MAX_FALLBACKS = 6
 
 def look_up_prices(event: Any, services: Services | None = None) -> PriceTableRef:
     """Price every catalog instance type in the run's region (live Pricing API, snapshot fallback) and store
-    the table at ``runs/<run_id>/prices.json``.
+    the table at ``runs/<run_id>/prices.json`` (:func:`stratos.planner.steps.look_up_prices`).
 
     Raises:
         ThrottlingError: S3 throttled (the Pricing API's own failures fall back to the snapshot).
     """
-    from stratos.planner.catalog import load_catalog
-    from stratos.planner.pricing import PricingApi, lookup_prices
+    from stratos.planner import steps
+    from stratos.planner.pricing import PricingApi
 
     svc = services or get_services()
     run = run_of(parse_step_event(event).state)
     api = PricingApi() if svc.settings.price_source == "live" else None
-    table = lookup_prices(run.region, load_catalog(), api)
-    ref: PriceTableRef = svc.planner_store.put_price_table(table, svc.artifacts.bucket, f"{run_prefix(run)}prices.json")
-    return ref
+    return steps.look_up_prices(
+        run.region, svc.artifacts.bucket, f"{run_prefix(run)}prices.json", store=svc.planner_store, api=api
+    )
 
 
 def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:
@@ -86,16 +87,21 @@ def select_plan(event: Any, services: Services | None = None) -> PlanRef:
         SpecValidationError: a candidate model is not in the catalog.
         PricingUnavailableError: the price table is missing or changed.
     """
-    from stratos.planner.plan import plan
+    from stratos.planner import steps
 
     svc = services or get_services()
     step = parse_step_event(event)
     run = run_of(step.state)
     prices: PriceTableRef = need(step.state, "prices")
     spec = load_spec(svc, run)
-    table = svc.planner_store.get_price_table(prices)
-    result = plan(spec, table, unavailable=unavailable_types(svc.settings.instance_allowlist))
-    ref: PlanRef = svc.planner_store.put_plan(result, svc.artifacts.bucket, f"{run_prefix(run)}plan/frontier.json")
+    ref = steps.select_plan(
+        spec,
+        prices,
+        svc.artifacts.bucket,
+        f"{run_prefix(run)}plan/frontier.json",
+        store=svc.planner_store,
+        unavailable=unavailable_types(svc.settings.instance_allowlist),
+    )
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
@@ -119,7 +125,7 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
     Raises:
         QuotaExceededError: no later frontier plan avoids the refused types; the message names them.
     """
-    from stratos.planner.plan import fallback_plan_ref
+    from stratos.planner import steps
 
     svc = services or get_services()
     step = parse_step_event(event)
@@ -134,9 +140,8 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
             f"{quota.instance_type} ({quota.component}) is over the account's quota; {len(blocked)} instance types "
             f"refused so far ({', '.join(blocked)}): giving up after {MAX_FALLBACKS} fallbacks"
         )
-    document = svc.planner_store.get_json(previous.frontier, NoFeasiblePlanError)
     try:
-        ref = fallback_plan_ref(previous, document, blocked)
+        ref = steps.next_plan(previous, blocked, store=svc.planner_store)
     except NoFeasiblePlanError as exc:
         raise QuotaExceededError(
             f"{quota.instance_type} ({quota.component}) is over the account's quota and no later frontier plan "

@@ -1,0 +1,260 @@
+"""The local endpoint server and registry on a tiny deployed model: the SageMaker hosting contract (/ping,
+/invocations), the CLI, blue/green replacement and clean stops.
+
+The reference output is computed in-process from the same model directory with the training container's
+evaluation decoder (:func:`stratos_train.evaluate.generate`: chat template, greedy, stop ids), so the server
+must answer exactly what the job's evaluation measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratos.cli import main
+from stratos.local.serving import (
+    EndpointInfo,
+    EndpointUnavailableError,
+    InvocationError,
+    get_endpoint,
+    invoke,
+    list_endpoints,
+    pid_alive,
+    start_endpoint,
+    stop_all,
+    stop_endpoint,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+PROMPT = "Which tiles complete 123m456p789s1122z?"
+NEW_TOKENS = 6
+NAME = "stratos-tiny-test"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private STRATOS_HOME; every endpoint left at the end is stopped."""
+    path = tmp_path_factory.mktemp("stratos-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STRATOS_HOME", str(path))
+        yield path
+        stop_all()
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``blue``: a tiny deployed student. ``green``: the same weights whose generation_config also lists the
+    first token ``blue`` generates for PROMPT as a stop id (so ``green`` answers ""). ``reference``: blue's
+    greedy completion of PROMPT, computed in-process."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from stratos_train.data import render_prompt
+    from stratos_train.evaluate import generate
+    from stratos_train.export import save_deployable
+    from stratos_train.models import build_tiny_model, train_tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("models")
+    corpus = ["123m 456p 789s 1122z Answer: 1z 2z", "Which tiles complete the hand?", "4m: no\n5p: 456p"] * 30
+    tokenizer = train_tiny_tokenizer(corpus)
+    model = build_tiny_model(tokenizer, seed=3)
+    blue = root / "blue"
+    save_deployable(model.to(torch.bfloat16), tokenizer, blue, max_new_tokens=16, card={"title": "tiny"})
+
+    loaded = AutoModelForCausalLM.from_pretrained(blue, dtype=torch.float32)
+    loaded_tok = AutoTokenizer.from_pretrained(blue)
+    messages = [{"role": "user", "content": PROMPT}]
+    texts, _ = generate(loaded, loaded_tok, [messages], max_new_tokens=NEW_TOKENS)
+    ids = loaded_tok(render_prompt(loaded_tok, messages), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        first = int(loaded(torch.tensor([ids])).logits[0, -1].argmax())
+    assert texts[0], "the tiny model's greedy completion is empty: pick another seed for the test"
+
+    green = root / "green"
+    shutil.copytree(blue, green)
+    config = json.loads((green / "generation_config.json").read_text())
+    assert first not in config["eos_token_id"]
+    config["eos_token_id"] = [*config["eos_token_id"], first]
+    (green / "generation_config.json").write_text(json.dumps(config))
+    return {"blue": blue, "green": green, "reference": texts[0]}
+
+
+@pytest.fixture(scope="module")
+def endpoint(home: Path, model_dirs: dict[str, Any]) -> EndpointInfo:
+    return start_endpoint(NAME, model_dirs["blue"])
+
+
+def post(url: str, raw: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"{url}/invocations", data=raw, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def gone(pid: int) -> bool:
+    """Independent of the module's own liveness check: no /proc entry (reaped), or not signalable."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_ping_and_registry(endpoint: EndpointInfo, home: Path):
+    assert endpoint.url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=5) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["status"] == "ready"
+    [listed] = list_endpoints()
+    assert (listed.name, listed.pid, listed.status) == (NAME, endpoint.pid, "InService")
+    assert pid_alive(endpoint.pid)
+    entry = json.loads((home / "endpoints" / f"{NAME}.json").read_text())
+    assert {"name", "url", "port", "pid", "model_dir", "started_at", "status"} <= set(entry)
+    assert Path(entry["log_path"]).is_file()
+
+
+def test_invocations_answer_what_the_evaluation_decoder_generates(endpoint: EndpointInfo, model_dirs: dict[str, Any]):
+    reference = model_dirs["reference"]
+    params = {"max_new_tokens": NEW_TOKENS}
+    turns = [{"role": "user", "content": PROMPT}]
+    for doc in (
+        {"inputs": PROMPT, "parameters": params},
+        {"inputs": turns, "parameters": params},
+        {"messages": turns, "parameters": params},
+    ):
+        status, answer = post(endpoint.url, json.dumps(doc).encode())
+        assert status == 200
+        assert answer == [{"generated_text": reference}]
+    assert invoke(NAME, {"inputs": PROMPT, "parameters": params}) == [{"generated_text": reference}]
+    # a stop string cuts the text before it
+    cut = invoke(NAME, {"inputs": PROMPT, "parameters": {**params, "stop": [reference[-1]]}})
+    assert cut[0]["generated_text"] == reference[: reference.index(reference[-1])]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"{not json", "<body>"),
+        (b'{"parameters": {}}', "inputs"),
+        (b'{"inputs": "x", "parameters": {"max_new_tokens": "ten"}}', "parameters.max_new_tokens"),
+        (b'{"messages": [{"role": "robot", "content": "x"}]}', "messages[0].role"),
+        (b'{"inputs": "x", "parameters": {"max_new_tokens": 4096}}', "inputs"),  # over the 1024-token context
+    ],
+)
+def test_bad_requests_are_400_naming_the_field(endpoint: EndpointInfo, raw: bytes, field: str):
+    status, answer = post(endpoint.url, raw)
+    assert status == 400
+    assert answer["field"] == field
+    assert answer["error"].startswith(f"{field}: ")
+    assert "Traceback" not in json.dumps(answer)
+
+
+def test_wrong_content_type_and_paths(endpoint: EndpointInfo):
+    status, answer = post(endpoint.url, b"inputs=x", "application/x-www-form-urlencoded")
+    assert status == 415 and "application/json" in answer["error"]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{endpoint.url}/nothing", timeout=5)
+    assert info.value.code == 404
+    with pytest.raises(InvocationError) as error:
+        invoke(NAME, {"inputs": "x", "parameters": {"top_k": -1}})
+    assert (error.value.status, error.value.field) == (400, "parameters.top_k")
+
+
+def test_cli_invoke_and_endpoints(
+    endpoint: EndpointInfo, model_dirs: dict[str, Any], capsys: pytest.CaptureFixture[str]
+):
+    reference = model_dirs["reference"]
+    assert main(["invoke", NAME, PROMPT, "--max-new-tokens", str(NEW_TOKENS)]) == 0
+    assert capsys.readouterr().out == reference + "\n"
+
+    body = json.dumps({"messages": [{"role": "user", "content": PROMPT}], "parameters": {"max_new_tokens": NEW_TOKENS}})
+    assert main(["invoke", NAME, "--json", body, "--raw"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"generated_text": reference}]
+
+    assert main(["invoke", "no-such-endpoint", PROMPT]) == 1
+    assert "no local endpoint named 'no-such-endpoint'" in capsys.readouterr().err
+    assert main(["invoke", NAME, "--json", "{oops"]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["invoke", NAME, "--json", '{"inputs": 3}']) == 1
+    assert "HTTP 400: inputs:" in capsys.readouterr().err
+
+    assert main(["endpoints"]) == 0
+    out = capsys.readouterr().out
+    assert NAME in out and endpoint.url in out and str(endpoint.pid) in out and "InService" in out
+    assert main(["endpoints", "--json"]) == 0
+    assert [e["name"] for e in json.loads(capsys.readouterr().out)] == [NAME]
+
+
+def test_stale_entry_is_marked_refused_and_removable(
+    endpoint: EndpointInfo, home: Path, capsys: pytest.CaptureFixture[str]
+):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    ghost = EndpointInfo(
+        "ghost", "http://127.0.0.1:9", 9, dead_pid, str(home), "2026-01-01T00:00:00+00:00", "InService", ""
+    )
+    (home / "endpoints" / "ghost.json").write_text(json.dumps(ghost.as_dict()))
+
+    statuses = {e.name: e.status for e in list_endpoints()}
+    assert statuses == {"ghost": "Stale", NAME: "InService"}
+    assert get_endpoint("ghost").status == "Stale"  # written back
+    with pytest.raises(EndpointUnavailableError, match="not running"):
+        invoke("ghost", PROMPT)
+    assert main(["endpoints", "--stop", "ghost"]) == 0
+    assert "stopped ghost" in capsys.readouterr().out
+    assert [e.name for e in list_endpoints()] == [NAME]
+
+
+def test_blue_green_replacement_keeps_serving_then_stop_leaves_no_process(home: Path, model_dirs: dict[str, Any]):
+    name = "stratos-bluegreen-test"
+    blue = start_endpoint(name, model_dirs["blue"])
+    params = {"max_new_tokens": NEW_TOKENS}
+    assert invoke(name, {"inputs": PROMPT, "parameters": params})[0]["generated_text"] == model_dirs["reference"]
+
+    answers: list[str] = []
+    failures: list[BaseException] = []
+    replaced = threading.Event()
+
+    def client() -> None:  # keeps invoking by name while the endpoint is replaced
+        while not replaced.is_set():
+            try:
+                answers.append(invoke(name, {"inputs": PROMPT, "parameters": params})[0]["generated_text"])
+            except Exception as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        green = start_endpoint(name, model_dirs["green"])
+    finally:
+        replaced.set()
+        thread.join(timeout=60)
+    assert failures == []
+    assert answers and set(answers) <= {model_dirs["reference"], ""}
+    assert green.pid != blue.pid and green.port != blue.port
+    assert gone(blue.pid) and not pid_alive(blue.pid)
+    # green stops at the extra id listed in its generation_config.json: every listed id is a stop id
+    assert invoke(name, {"inputs": PROMPT, "parameters": params}) == [{"generated_text": ""}]
+    assert get_endpoint(name).pid == green.pid
+
+    stopped = stop_endpoint(name)
+    assert stopped.status == "Stopped" and stopped.pid == green.pid
+    assert gone(green.pid)
+    assert name not in {e.name for e in list_endpoints()}
+    assert Path(green.log_path).read_text().strip().endswith("stopped")

@@ -1,0 +1,268 @@
+"""Pure orchestration logic: hyperparameters, sizing, deploy decisions, the gate, re-distillation triggers,
+settings, error summaries, state-document bounds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from stratos.aws.records import from_dynamo, to_dynamo
+from stratos.errors import ConfigurationError, SpecValidationError, TrainingFailedError
+from stratos.local.training import sample_metrics
+from stratos.payloads import SFN_PAYLOAD_LIMIT_BYTES, PlanSummary, TrainingMetrics, size_upper_bound
+from stratos.pipeline import models
+from stratos.pipeline.deploy import (
+    decide,
+    deployment_config,
+    rollback_alarms,
+    serving_timeouts,
+)
+from stratos.pipeline.gate import training_metrics, verdict
+from stratos.pipeline.models import StateDocument, StateError
+from stratos.pipeline.record import error_reason
+from stratos.pipeline.settings import Settings
+from stratos.pipeline.sweep import due_reasons
+from stratos.pipeline.training import channels, hyperparameters, volume_size_gb
+from stratos.pipeline.validate import data_uris, deployment_checks
+from stratos.spec import RedistillPolicy, validate_spec_document
+from tests.conftest import REPO, SPECS
+
+MAHJONG = json.loads((SPECS / "mahjong-winning-tiles.json").read_text(encoding="utf-8"))
+GSM8K = json.loads((SPECS / "gsm8k.json").read_text(encoding="utf-8"))
+PLAN = PlanSummary(
+    teacher="qwen2.5-3b-instruct",
+    student="smollm2-135m-instruct",
+    training_instance="ml.g5.2xlarge",
+    serving_instance="ml.g5.xlarge",
+    mode="injection",
+    expected_accuracy=0.3,
+    p50_latency_ms=900,
+    training_hours=0.5,
+    training_cost_usd=1.5,
+    serving_cost_usd=300,
+    total_cost_usd=301.5,
+    score=0.9,
+)
+
+
+def _jsonl_spec() -> Any:
+    return validate_spec_document(
+        {
+            **{k: v for k, v in MAHJONG.items() if k not in ("data", "task", "redistill")},
+            "task": {"kind": "extraction", "metric": "regex-match", "answer_regex": "ID: (\\d+)"},
+            "data": {
+                "source": "jsonl",
+                "format": "chat",
+                "train_uri": "s3://data-bucket/t/train.jsonl",
+                "eval_uri": "s3://data-bucket/t/eval.jsonl",
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("which", ["mahjong", "gsm8k", "jsonl"])
+def test_hyperparameters_are_what_the_training_container_accepts(which):
+    config_module = pytest.importorskip("stratos_train.config", reason="the training container package is absent")
+    spec = {"mahjong": lambda: validate_spec_document(MAHJONG), "gsm8k": lambda: validate_spec_document(GSM8K)}.get(
+        which, _jsonl_spec
+    )()
+    hp = hyperparameters(spec, PLAN, student_params=134_515_008, accelerated=True)
+    raw = hp.to_api()
+    assert all(isinstance(v, str) for v in raw.values()) and all(len(v) <= 2500 for v in raw.values())
+    config = config_module.parse_hyperparameters(raw)  # the container's own parser, every value a string
+    assert config.teacher == "channel:teacher" and config.student == "channel:student"
+    assert config.mode == spec.distillation.mode.value
+    assert config.max_new_tokens == spec.constraints.latency.output_tokens
+    assert config.bf16 is True and config.lora is False and config.teacher_rationales is True
+    if which == "jsonl":
+        assert config.task == "jsonl"
+        assert config.task_options == {"format": "chat", "metric": "regex-match", "answer_regex": "ID: (\\d+)"}
+        names = [c.ChannelName for c in channels(spec, PLAN, "s3://models/")]
+        assert names == ["teacher", "student", "train", "eval"]
+    elif which == "gsm8k":
+        assert config.task == "gsm8k"
+        assert [c.ChannelName for c in channels(spec, PLAN, "s3://models/")] == ["teacher", "student", "data"]
+    else:
+        assert (config.task, config.train_size, config.eval_size, config.seed) == (
+            "mahjong-winning-tiles",
+            2000,
+            200,
+            7,
+        )
+
+
+def test_large_students_train_lora_and_cpu_instances_skip_bf16():
+    hp = hyperparameters(validate_spec_document(MAHJONG), PLAN, student_params=7_000_000_000, accelerated=False)
+    assert (hp.lora, hp.bf16) == ("true", "false")
+
+
+def test_volume_grows_with_the_models_and_has_a_floor():
+    small = volume_size_gb(135_000_000, 135_000_000, lora=False)
+    assert small == 30
+    big = volume_size_gb(70_000_000_000, 7_000_000_000, lora=True)
+    assert big > 500 and big <= 16_384
+    assert volume_size_gb(70_000_000_000, 7_000_000_000, lora=False) > big
+
+
+def test_serving_timeouts_sized_to_the_model_and_clamped():
+    assert serving_timeouts(134_515_008) == (71, 126)
+    assert serving_timeouts(7_000_000_000) == (620, 400)
+    assert serving_timeouts(400_000_000_000) == (3600, 3600)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "action"),
+    [
+        (None, "create"),
+        ({"EndpointStatus": "InService", "EndpointConfigName": "old"}, "update"),
+        ({"EndpointStatus": "InService", "EndpointConfigName": "ours"}, "already"),
+        ({"EndpointStatus": "Creating", "EndpointConfigName": "ours"}, "already"),
+        ({"EndpointStatus": "Updating", "EndpointConfigName": "old"}, "busy"),
+        (
+            {
+                "EndpointStatus": "Updating",
+                "EndpointConfigName": "old",
+                "PendingDeploymentSummary": {"EndpointConfigName": "ours"},
+            },
+            "already",
+        ),
+        ({"EndpointStatus": "Creating", "EndpointConfigName": "old"}, "busy"),
+        ({"EndpointStatus": "RollingBack", "EndpointConfigName": "old"}, "busy"),
+        ({"EndpointStatus": "SystemUpdating", "EndpointConfigName": "old"}, "busy"),
+        ({"EndpointStatus": "Failed", "EndpointConfigName": "old"}, "recreate"),
+        ({"EndpointStatus": "UpdateRollbackFailed", "EndpointConfigName": "old"}, "update"),
+    ],
+)
+def test_deploy_describes_first_then_decides(endpoint, action):
+    assert decide(endpoint, "ours") == action
+
+
+def test_blue_green_config_rolls_back_on_alarms():
+    one = deployment_config("ep", 1)
+    assert one["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert one["AutoRollbackConfiguration"]["Alarms"] == [
+        {"AlarmName": "stratos-ep-5xx"},
+        {"AlarmName": "stratos-ep-p50-latency"},
+    ]
+    canary = deployment_config("ep", 3)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert canary["Type"] == "CANARY" and canary["CanarySize"] == {"Type": "INSTANCE_COUNT", "Value": 1}
+    errors, latency = rollback_alarms("ep", p50_ms=1500)
+    assert errors["MetricName"] == "Invocation5XXErrors" and errors["Threshold"] == 0
+    assert latency["MetricName"] == "ModelLatency" and latency["Threshold"] == 3_000_000.0  # microseconds
+
+
+def test_metrics_json_maps_onto_training_metrics():
+    raw = sample_metrics(accuracy=0.42)
+    metrics = training_metrics(raw)
+    assert metrics.student_after_accuracy == 0.42 and metrics.mode == "injection"
+    assert metrics.teacher_accuracy == raw["teacher_accuracy"] and metrics.train_tokens == raw["train_tokens"]
+    assert metrics.extra["mode_evidence.coverage"] == raw["mode_evidence"]["coverage"]
+    assert list(metrics.extra)[:3] == ["teacher_partial", "student_before_partial", "student_after_partial"]
+    assert len(metrics.extra) <= 32 and len(json.dumps(metrics.to_state())) < TrainingMetrics.MAX_BYTES
+    many = {**raw, **{f"m{i}": float(i) for i in range(100)}}
+    assert len(training_metrics(many).extra) == 32
+    with pytest.raises(TrainingFailedError, match="student_after_accuracy"):
+        training_metrics({k: v for k, v in raw.items() if k != "student_after_accuracy"})
+    with pytest.raises(TrainingFailedError, match="metrics contract"):
+        training_metrics({**raw, "student_after_accuracy": 1.5})
+
+
+def test_container_metrics_keys_cover_the_training_metrics_fields():
+    job = REPO / "training_container" / "stratos_train" / "job.py"
+    if not job.exists():
+        pytest.skip("the training container package is absent")
+    source = job.read_text(encoding="utf-8")
+    for field in ("mode", "mode_reason", "teacher_accuracy", "student_before_accuracy", "student_after_accuracy",
+                  "eval_examples", "train_examples", "train_tokens", "final_loss"):  # fmt: skip
+        assert f'"{field}"' in source or f"{field}=" in source, field
+
+
+def test_gate_verdicts():
+    m = training_metrics(sample_metrics(accuracy=0.42))
+    assert verdict(m, 0.25, None, 0.01)[0] is True
+    passed, reason = verdict(m, 0.5, None, 0.01)
+    assert not passed and "below constraints.min_accuracy 0.5000" in reason
+    passed, reason = verdict(m, 0.25, ("old-run", 0.45), 0.01)
+    assert not passed and "worse than the serving model's 0.4500 (run old-run)" in reason
+    assert verdict(m, 0.25, ("old-run", 0.425), 0.01)[0] is True
+    empty = m.model_copy(update={"eval_examples": 0})
+    assert verdict(empty, 0.0, None, 0.01) == (False, "no evaluation example was scored")
+
+
+def test_redistill_triggers():
+    policy = RedistillPolicy(max_age_days=30, price_change_fraction=0.2, on_new_data=True)
+    then = datetime(2026, 11, 1, tzinfo=UTC)
+    keep = {"ml.g5.xlarge/Hosting": 1.0}
+    assert due_reasons(policy, then, then + timedelta(days=29), keep, keep, {}, {}) == []
+    [age] = due_reasons(policy, then, then + timedelta(days=30), keep, keep, {}, {})
+    assert age.startswith("max_age_days: last successful run is 30 days old")
+    [price] = due_reasons(policy, then, then, keep, {"ml.g5.xlarge/Hosting": 1.25}, {}, {})
+    assert "moved 25.0%" in price
+    assert due_reasons(policy, then, then, keep, {"ml.g5.xlarge/Hosting": 1.19}, {}, {}) == []
+    assert due_reasons(policy, then, then, {"x/Hosting": None}, {"x/Hosting": 5.0}, {}, {}) == []  # unknown then
+    [data] = due_reasons(policy, then, then, {}, {}, {"s3://b/t.jsonl": "v1"}, {"s3://b/t.jsonl": "v2"})
+    assert data == "on_new_data: s3://b/t.jsonl changed (v1 -> v2)"
+    off = RedistillPolicy(max_age_days=None, price_change_fraction=None, on_new_data=False)
+    assert (
+        due_reasons(off, then, then + timedelta(days=999), keep, {"ml.g5.xlarge/Hosting": 9.0}, {"a": "1"}, {"a": "2"})
+        == []
+    )
+
+
+def test_settings_name_the_missing_variable():
+    settings = Settings.from_env({"STRATOS_ARTIFACTS_BUCKET": "art", "STRATOS_INSTANCE_ALLOWLIST": "ml.a.x, ml.b.y"})
+    assert settings.instance_allowlist == ("ml.a.x", "ml.b.y") and settings.require("artifacts_bucket") == "art"
+    with pytest.raises(ConfigurationError, match="STRATOS_RUNS_TABLE is not set"):
+        settings.require("runs_table")
+    with pytest.raises(ConfigurationError, match="STRATOS_PRICE_SOURCE"):
+        Settings.from_env({"STRATOS_PRICE_SOURCE": "cheap"})
+    assert Settings.from_env({"STRATOS_MODELS_S3_URI": "s3://b/models"}).models_s3_uri == "s3://b/models/"
+
+
+def test_error_reason_reads_lambda_causes():
+    lambda_cause = json.dumps({"errorType": "SpecValidationError", "errorMessage": "budget_usd: bad", "stackTrace": []})
+    assert error_reason(StateError(Error="SpecValidationError", Cause=lambda_cause)) == "budget_usd: bad"
+    assert error_reason(StateError(Error="TrainingFailedError", Cause="job x failed")) == "job x failed"
+    assert error_reason(StateError(Error="States.Timeout")) == "States.Timeout"
+    long = StateError(Error="X", Cause="y" * 40_000)
+    assert len(long.Cause) == models.MAX_CAUSE_CHARS
+
+
+def test_deployment_checks_name_the_field():
+    spec = validate_spec_document(MAHJONG)
+    deployment_checks(spec, "us-east-1", "s3://b/specs/x.json")
+    with pytest.raises(SpecValidationError, match="constraints.region.*runs in eu-west-1"):
+        deployment_checks(spec, "eu-west-1", "s3://b/specs/x.json")
+    long_notes = validate_spec_document({**MAHJONG, "distillation": {"mode": "auto", "domain_notes": "x" * 3000}})
+    with pytest.raises(SpecValidationError, match="distillation.domain_notes"):
+        deployment_checks(long_notes, "us-east-1", "s3://b/specs/x.json")
+    assert data_uris(validate_spec_document(GSM8K))[0].endswith("/train.jsonl")
+    assert data_uris(spec) == []
+
+
+def test_dynamodb_values_round_trip():
+    value = {"a": 0.1, "b": [1, 2.5, {"c": None}], "d": "x", "e": True}
+    stored = to_dynamo(value)
+    assert stored["a"] == Decimal("0.1") and from_dynamo(stored) == value
+
+
+def test_state_document_fits_step_functions_with_room():
+    total = 0
+    for name, field in StateDocument.model_fields.items():
+        if name == "trigger":  # the raw event, capped at MAX_TRIGGER_BYTES and dropped by ValidateSpec
+            continue
+        total += size_upper_bound(field.annotation, tuple(field.metadata)) + len(name) + 4
+    assert total + models.MAX_TRIGGER_BYTES < SFN_PAYLOAD_LIMIT_BYTES
+    for model in (models.Timing, models.QuotaHit, models.FallbackInfo, models.TrainingRequest, models.RunSummary):
+        assert size_upper_bound(model) <= model.MAX_BYTES, model.__name__
+
+
+def test_outputs_never_go_under_the_watched_prefix():
+    from stratos.aws.artifacts import ArtifactStore, OutputLocationError
+
+    with pytest.raises(OutputLocationError, match="specs/"):
+        ArtifactStore("bucket", s3_client=object()).put("specs/x.json", b"{}")
