@@ -52,6 +52,8 @@ from stratos.types import OwnUri, SafeAscii, Short
 
 #: Largest starting event accepted, bytes (an S3 EventBridge event is ~1.5 KB; a RunRequest less).
 MAX_TRIGGER_BYTES = 16 * 1024
+#: Revisions the re-distillation sweep gives its runs start with this (ValidateSpec reads the trigger from it).
+REDISTILL_REVISION_PREFIX = "redistill-"
 #: Characters of an error cause kept in payloads (a Lambda's cause carries its stack trace; the head says why).
 MAX_CAUSE_CHARS = 4096
 

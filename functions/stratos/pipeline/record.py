@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from stratos.errors import DuplicateRunError, StratosError
-from stratos.events import identity_from_trigger
 from stratos.naming import run_names
 from stratos.payloads import DeploymentRef, EvaluationResult, PlanRef
 from stratos.pipeline.models import RunSummary, StateDocument, StateError
@@ -37,6 +36,8 @@ def _run_id(doc: StateDocument) -> str | None:
     if doc.run is not None:
         return doc.run.names.run_id
     if doc.trigger is not None:
+        from stratos.events import identity_from_trigger  # only when the run failed before ValidateSpec finished
+
         try:
             return run_names(identity_from_trigger(doc.trigger), "pending").run_id
         except StratosError:

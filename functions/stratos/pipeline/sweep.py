@@ -25,8 +25,8 @@ from pydantic import Field
 from stratos.events import RunRequest, parse_sweep_event
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import Payload
+from stratos.pipeline.models import REDISTILL_REVISION_PREFIX
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.validate import REDISTILL_REVISION_PREFIX
 from stratos.spec import RedistillPolicy
 from stratos.types import Short
 

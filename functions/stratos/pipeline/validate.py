@@ -16,14 +16,12 @@ from stratos.errors import FieldError, SpecValidationError
 from stratos.events import RunRequest, identity_from_trigger
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import RunContext
-from stratos.pipeline.models import HYPERPARAMETER_VALUE_MAX, MAX_TRIGGER_BYTES, RunStarted
+from stratos.pipeline.models import HYPERPARAMETER_VALUE_MAX, MAX_TRIGGER_BYTES, REDISTILL_REVISION_PREFIX, RunStarted
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import RUNS_PREFIX, need, parse_step_event, utcnow
 from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
 
 TriggerKind = Literal["upload", "schedule", "manual"]
-#: Revisions the re-distillation sweep gives its runs start with this.
-REDISTILL_REVISION_PREFIX = "redistill-"
 
 
 def trigger_kind(trigger: Any, identity: SpecIdentity) -> tuple[TriggerKind, str]:
