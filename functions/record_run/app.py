@@ -1,5 +1,6 @@
-"""RecordSuccess and RecordFailure: close the run record and summarise the run for the EventBridge event
-(see :mod:`stratos.pipeline.record`)."""
+"""RecordSuccess and RecordFailure: close the run record and summarise the run for the EventBridge event;
+RecordAbandoned: close the record of an execution that timed out or was aborted (see
+:mod:`stratos.pipeline.record`)."""
 
 from typing import Any
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stratos.pipeline.record import record_failure, record_success
+from stratos.pipeline.record import record_abandoned, record_failure, record_success
 
 logger = Logger(service="stratos")
 metrics = Metrics(namespace="Stratos", service="stratos")
@@ -28,3 +29,11 @@ def failure_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
     logger.warning("run failed", run_id=summary.run_id, error=summary.error, reason=summary.reason)
     return summary.to_state()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def abandoned_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    closed = record_abandoned(event)
+    metrics.add_metric(name="RunsAbandoned", unit=MetricUnit.Count, value=1 if closed["closed"] else 0)
+    return closed

@@ -417,3 +417,42 @@ def test_a_huge_candidate_grid_stays_in_s3_and_the_state_carries_a_pointer(make_
     assert len(stored) == pointer["bytes"] and json.loads(stored)["candidates"] == result.selection.candidates
     assert selected["plan"]["candidates"] > 1_000_000 and len(selected["plan"]["frontier_top"]) <= 5
     assert size < 32 * 1024
+
+
+def test_aborted_execution_gets_its_record_closed_by_the_status_change_rule(make_stack):
+    run = make_stack(script=Script(statuses=("InProgress",)), TrainingPollSeconds="1")
+    stack = run.stack
+    stack.upload_spec(mahjong_spec(), key="specs/mahjong.json")
+    [arn] = stack.wait_for_executions(1)
+    deadline = datetime.now(UTC) + timedelta(seconds=20)
+    while not run.sagemaker.training_requests and datetime.now(UTC) < deadline:
+        pass
+    [started] = run.lambdas.of("validate_spec.app.lambda_handler")
+    run_id = started.result["run"]["names"]["run_id"]
+    sfn = stack.client("stepfunctions")
+    sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by hand")
+    assert stack.wait(arn)["status"] == "ABORTED"
+    assert stack.run_record(run_id)["status"] == "RUNNING"  # no RecordFailure ran
+    execution = sfn.describe_execution(executionArn=arn)
+    stack.deliver(
+        {
+            "version": "0",
+            "id": "e",
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": "123456789012",
+            "time": "2026-11-29T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [arn],
+            "detail": {
+                "executionArn": arn,
+                "stateMachineArn": stack.state_machine_arn,
+                "status": "ABORTED",
+                "input": execution["input"],
+            },
+        }
+    )
+    [closed] = run.lambdas.of("record_run.app.abandoned_handler")
+    assert closed.result == {"run_id": run_id, "closed": True}
+    record = stack.run_record(run_id)
+    assert record["status"] == "FAILED" and record["error"]["name"] == "ExecutionAborted"

@@ -32,7 +32,10 @@ def test_lambda_simple_backend_invoke_shape():
 
 
 def test_events_rule_delivery_shape():
+    from moto.awslambda.utils import get_backend
     from moto.events.models import EventPattern, Rule
+
+    assert signature_of(get_backend) == ["account_id", "region"]  # the Lambda backend use_docker selects
 
     assert signature_of(Rule.send_to_targets) == ["self", "original_event", "transform_input"]
     assert "matches_event" in vars(EventPattern)

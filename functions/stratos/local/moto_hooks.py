@@ -190,9 +190,14 @@ def _is_state_machine(arn: str) -> bool:
     return ":states:" in arn and ":stateMachine:" in arn
 
 
+def _is_function(arn: str) -> bool:
+    return ":lambda:" in arn and ":function:" in arn
+
+
 class RulesToExecutions:
     """An EventBridge rule whose target is a state machine starts an execution (as EventBridge does, with
-    a generated name), with the event as input; everything else moto delivers as before."""
+    a generated name), with the event as input; a Lambda target is invoked with the event; everything else
+    moto delivers as before."""
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[str, dict[str, Any], str]] = []
@@ -205,14 +210,14 @@ class RulesToExecutions:
         hook = self
 
         def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
-            # moto raises NotImplementedError for a state-machine target: hand it only the others.
-            machines = [t for t in self.targets if _is_state_machine(t["Arn"])]
-            if not machines:
+            # moto raises NotImplementedError for state-machine and Lambda targets: hand it only the others.
+            ours = [t for t in self.targets if _is_state_machine(t["Arn"]) or _is_function(t["Arn"])]
+            if not ours:
                 original(self, original_event, transform_input)
                 return
             with hook._lock:
                 everything = self.targets
-                self.targets = [t for t in everything if not _is_state_machine(t["Arn"])]
+                self.targets = [t for t in everything if t not in ours]
                 try:
                     if self.targets:
                         original(self, original_event, transform_input)
@@ -220,10 +225,24 @@ class RulesToExecutions:
                     self.targets = everything
             if self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
                 return
-            for target in machines:
-                hook.start(self.account_id, self.region_name, target["Arn"], normalise_s3_event(dict(original_event)))
+            event = normalise_s3_event(dict(original_event))
+            for target in ours:
+                if _is_state_machine(target["Arn"]):
+                    hook.start(self.account_id, self.region_name, target["Arn"], event)
+                else:
+                    hook.invoke(self.account_id, self.region_name, target["Arn"], event)
 
         patches.set(Rule, "send_to_targets", send_to_targets)
+
+    def invoke(self, account: str, region: str, function_arn: str, event: dict[str, Any]) -> None:
+        """Invoke a Lambda target with the event (EventBridge invokes asynchronously; here it runs at once)."""
+        from moto.awslambda.utils import get_backend
+
+        headers: dict[str, str] = {}
+        body = json.dumps(event, default=str)
+        get_backend(account, region).invoke(function_arn, None, body, {}, headers)
+        with self._lock:
+            self.deliveries.append((function_arn, event, headers.get("x-amz-function-error", "")))
 
     def start(self, account: str, region: str, state_machine_arn: str, event: dict[str, Any]) -> str:
         """Start an execution of ``state_machine_arn`` with ``event`` (a fresh uuid name, like EventBridge)."""

@@ -310,7 +310,7 @@ class EmbeddedStack:
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
             archive.writestr("README", "the embedded stack runs functions/ in-process")
-        self.client("lambda").create_function(
+        function = self.client("lambda").create_function(
             FunctionName=self.resources[logical],
             Runtime=merged.get("Runtime", "python3.11"),
             Role=role,
@@ -320,6 +320,7 @@ class EmbeddedStack:
             MemorySize=int(merged.get("MemorySize", 128)),
             Environment={"Variables": {k: str(v) for k, v in env.items()}},
         )
+        self._rules(self.resources[logical], props.get("Events") or {}, function["FunctionArn"], role)
 
     def _state_machine(self, logical: str, props: Mapping[str, Any], service_role: str) -> None:
         text = (self.template_path.parent / props["DefinitionUri"]).read_text(encoding="utf-8")
@@ -330,13 +331,17 @@ class EmbeddedStack:
             name=name, definition=self.definition, roleArn=props["Role"], type=props.get("Type", "STANDARD")
         )["stateMachineArn"]
         self.state_machine_arn = arn
-        events = self.client("events")
-        for event_name, event in (props.get("Events") or {}).items():
+        self._rules(name, props.get("Events") or {}, arn, service_role)
+
+    def _rules(self, owner: str, events: Mapping[str, Any], target_arn: str, role: str) -> None:
+        """SAM ``Events`` of type EventBridgeRule: a rule with the template's pattern, targeting ``target_arn``."""
+        client = self.client("events")
+        for event_name, event in events.items():
             if event.get("Type") != "EventBridgeRule":
-                raise RuntimeError(f"{logical}.Events.{event_name}: only EventBridgeRule events are embedded")
-            rule = f"{name}-{event_name}"[:64]
-            events.put_rule(Name=rule, EventPattern=json.dumps(event["Properties"]["Pattern"]), State="ENABLED")
-            events.put_targets(Rule=rule, Targets=[{"Id": "StateMachine", "Arn": arn, "RoleArn": service_role}])
+                raise RuntimeError(f"{owner}.Events.{event_name}: only EventBridgeRule events are embedded")
+            rule = f"{owner}-{event_name}"[:64]
+            client.put_rule(Name=rule, EventPattern=json.dumps(event["Properties"]["Pattern"]), State="ENABLED")
+            client.put_targets(Rule=rule, Targets=[{"Id": "Target", "Arn": target_arn, "RoleArn": role}])
 
     def _schedule(self, name: str, props: Mapping[str, Any]) -> None:
         target = props["Target"]

@@ -184,3 +184,53 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
         actual_training_cost_usd=(actual or {}).get("training_cost_usd"),
         finished_at=now,
     )
+
+
+def record_abandoned(event: Any, services: Services | None = None) -> dict[str, Any]:
+    """Close the record of a run whose execution ended without reaching RecordFailure (TIMED_OUT, ABORTED).
+
+    Args:
+        event: EventBridge "Step Functions Execution Status Change" (``detail``: ``executionArn``, ``status``,
+            ``input`` as a JSON string).
+
+    Returns:
+        ``{"run_id", "closed"}``: ``closed`` is False when the execution owned no record (a duplicate, or it
+        ended before the claim) or the record was already closed.
+
+    Raises:
+        EventShapeError: not such an event.
+    """
+    from stratos.errors import EventShapeError, FieldError
+    from stratos.events import identity_from_trigger
+
+    svc = services or get_services()
+    detail = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(detail, dict) or not detail.get("executionArn") or not detail.get("status"):
+        raise EventShapeError(
+            [FieldError("detail", repr(detail)[:80], "expected a Step Functions Execution Status Change event")],
+            "execution status event",
+        )
+    try:
+        trigger = json.loads(detail.get("input") or "{}")
+        run_id = run_names(identity_from_trigger(trigger), "pending").run_id
+    except (ValueError, StratosError):
+        return {"run_id": None, "closed": False}
+    record = svc.records.get(run_id)
+    if not record or record.get("execution_arn") != detail["executionArn"] or record.get("status") != "RUNNING":
+        return {"run_id": run_id, "closed": False}
+    now = utcnow().isoformat()
+    name = {"TIMED_OUT": "States.Timeout", "ABORTED": "ExecutionAborted"}.get(str(detail["status"]), "ExecutionFailed")
+    svc.records.update(
+        run_id,
+        str(detail["executionArn"]),
+        {
+            "status": "FAILED",
+            "stage": "failed",
+            "error": {"name": name, "reason": f"the execution ended {detail['status']} at stage {record.get('stage')}"},
+            "finished_at": now,
+            "updated_at": now,
+        },
+    )
+    if record.get("task_id"):
+        svc.records.put_task(str(record["task_id"]), {"last_run_status": "FAILED", "updated_at": now})
+    return {"run_id": run_id, "closed": True}
