@@ -189,8 +189,12 @@ def test_deploy_updates_an_existing_endpoint_blue_green(make_stack):
     configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
     assert configs == [new["EndpointConfigName"]]
     assert len(sm.list_models()["Models"]) == 1
-    visited = run.stack.visited(second["executionArn"])
-    assert visited.index("FinishDeployment") > max(i for i, s in enumerate(visited) if s == "DescribeEndpoint") - 3
+    polls = [
+        o["endpoint"]["status"] for name, o, _ in run.outputs(second["executionArn"]) if name == "DescribeEndpoint"
+    ]
+    assert polls == ["Updating", "Updating", "InService"]  # FinishDeployment (the deletion) ran after the last
+    record = run.stack.run_record(json.loads(second["output"])["run"]["names"]["run_id"])
+    assert record["deployment"]["deleted_configs"] == [old["EndpointConfigName"]]
     deploy_results = [i.result for i in run.lambdas.of("deploy.app.lambda_handler") if i.result]
     assert [d["action"] for d in deploy_results] == ["created", "updated"]
     assert deploy_results[1]["previous_config_name"] == old["EndpointConfigName"]
@@ -294,18 +298,20 @@ def test_duplicate_event_starts_exactly_one_training_job(make_stack):
 def test_duplicate_events_racing_start_one_training_job(make_stack):
     run = make_stack()
     stack = run.stack
-    version = stack.upload_spec(mahjong_spec(), key="specs/mahjong.json")
+    stack.upload_spec(mahjong_spec(), key="specs/mahjong.json")
     [(_, event, _)] = stack.hooks.rules.deliveries
-    for _ in range(3):  # three more copies while the first is still running
+    for _ in range(3):  # three more copies, delivered while the first execution is still running
         stack.deliver(event)
     arns = stack.wait_for_executions(4)
-    statuses = [stack.wait(a)["status"] for a in arns]
-    assert statuses == ["SUCCEEDED"] * 4
-    ignored = [a for a in arns if stack.visited(a)[-1] == "IgnoreDuplicateEvent"]
-    assert len(ignored) == 3
+    described = [stack.wait(a) for a in arns]
+    assert [d["status"] for d in described] == ["SUCCEEDED"] * 4
+    assert min(d["startDate"] for d in described[1:]) < described[0]["stopDate"]  # they overlapped
+    owners = [d for d in described if stack.visited(d["executionArn"])[-1] == "RunSucceeded"]
+    ignored = [d for d in described if stack.visited(d["executionArn"])[-1] == "IgnoreDuplicateEvent"]
+    assert len(owners) == 1 and len(ignored) == 3
     assert len(run.sagemaker.training_requests) == 1
-    assert {r["ResourceConfig"]["InstanceType"] for r in run.sagemaker.training_requests}
-    assert version
+    run_id = json.loads(owners[0]["output"])["run"]["names"]["run_id"]
+    assert stack.run_record(run_id)["execution_arn"] == owners[0]["executionArn"]
 
 
 def test_invalid_spec_fails_naming_the_field_and_starts_nothing(make_stack):
