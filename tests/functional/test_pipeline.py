@@ -17,6 +17,7 @@ from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import plan
 from stratos.planner.pricing import snapshot_price_table
 from stratos.spec import validate_spec_document
+from tests.conftest import load_event
 from tests.functional.conftest import SFN_LIMIT, Run, mahjong_spec
 
 ENDPOINT = "stratos-mahjong-winning-tiles"
@@ -440,24 +441,9 @@ def test_aborted_execution_gets_its_record_closed_by_the_status_change_rule(make
     assert stack.wait(arn)["status"] == "ABORTED"
     assert stack.run_record(run_id)["status"] == "RUNNING"  # no RecordFailure ran
     execution = sfn.describe_execution(executionArn=arn)
-    stack.deliver(
-        {
-            "version": "0",
-            "id": "e",
-            "detail-type": "Step Functions Execution Status Change",
-            "source": "aws.states",
-            "account": "123456789012",
-            "time": "2026-11-29T10:00:00Z",
-            "region": "us-east-1",
-            "resources": [arn],
-            "detail": {
-                "executionArn": arn,
-                "stateMachineArn": stack.state_machine_arn,
-                "status": "ABORTED",
-                "input": execution["input"],
-            },
-        }
-    )
+    event = load_event("execution-aborted.json")  # the sample, pointed at this execution
+    event["detail"].update(executionArn=arn, stateMachineArn=stack.state_machine_arn, input=execution["input"])
+    stack.deliver(event)
     [closed] = run.lambdas.of("record_run.app.abandoned_handler")
     assert closed.result == {"run_id": run_id, "closed": True}
     record = stack.run_record(run_id)

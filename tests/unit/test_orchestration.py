@@ -266,3 +266,13 @@ def test_outputs_never_go_under_the_watched_prefix():
 
     with pytest.raises(OutputLocationError, match="specs/"):
         ArtifactStore("bucket", s3_client=object()).put("specs/x.json", b"{}")
+
+
+def test_sample_step_events_parse():
+    from stratos.pipeline.state import parse_step_event
+    from tests.conftest import load_event
+
+    step = parse_step_event(load_event("step-validate-spec.json"))
+    assert step.state.trigger is not None and step.state.timing.training_poll_seconds == 300
+    aborted = load_event("execution-aborted.json")
+    assert aborted["detail"]["status"] == "ABORTED" and json.loads(aborted["detail"]["input"])["source"] == "aws.s3"
