@@ -41,7 +41,7 @@ def assert_states_small_and_identity_kept(run: Run, execution_arn: str, key: str
         assert "run" in output, f"{name} lost the run context"
         run_ids.add(output["run"]["names"]["run_id"])
         identities.add(json.dumps(output["run"]["spec"], sort_keys=True))
-    assert len(run_ids) == 1 and len(identities) == 1
+    assert len(run_ids) == 1 and len(identities) == 1, (run_ids, identities)
     spec = json.loads(identities.pop())
     assert (spec["key"], spec["version_id"]) == (key, version)
     return largest
@@ -229,6 +229,9 @@ def test_training_quota_falls_back_to_the_next_frontier_plan(make_stack):
     record = run.stack.run_record(request["TrainingJobName"].rsplit("-", 1)[0])
     assert record["fallback"]["blocked"] == [first] and record["fallback"]["retrain"] is True
     assert record["status"] == "SUCCEEDED"
+    # FallBackToNextPlan returns the whole document: the run's identity must survive it.
+    version = record["spec"]["version_id"]
+    assert_states_small_and_identity_kept(run, described["executionArn"], "specs/mahjong.json", version)
 
 
 def _attempt_avoiding(frontier: list[Any], blocked: set[str]) -> int:
@@ -385,7 +388,9 @@ def test_scheduled_redistill_waits_while_the_previous_update_is_still_updating(m
     assert endpoint["EndpointConfigName"] == json.loads(described["output"])["deployment"]["endpoint_config_name"]
     trigger = json.loads(stack.history(arns[1])[0]["executionStartedEventDetails"]["input"])
     assert trigger["kind"] == "stratos.run-request" and trigger["spec"]["revision"].startswith("redistill-")
-    assert stack.run_record(json.loads(described["output"])["run"]["names"]["run_id"])["trigger"] == "schedule"
+    record = stack.run_record(json.loads(described["output"])["run"]["names"]["run_id"])
+    assert record["trigger"] == "schedule"
+    assert_states_small_and_identity_kept(run, arns[1], "specs/mahjong.json", record["spec"]["version_id"])
 
 
 def test_schedule_not_yet_due_starts_nothing(make_stack):
@@ -448,3 +453,79 @@ def test_aborted_execution_gets_its_record_closed_by_the_status_change_rule(make
     assert closed.result == {"run_id": run_id, "closed": True}
     record = stack.run_record(run_id)
     assert record["status"] == "FAILED" and record["error"]["name"] == "ExecutionAborted"
+
+
+def test_already_existing_job_model_and_config_count_as_success(make_stack):
+    """A re-driven run (its record lost, so the claim passes again) re-finds every resource it names instead of
+    creating a second one: CreateTrainingJob's ResourceInUse is caught into the poll loop, and CreateModel /
+    CreateEndpointConfig's "already existing" are success."""
+    run = make_stack()
+    stack = run.stack
+    first = run.upload_and_wait(mahjong_spec())
+    assert first["status"] == "SUCCEEDED"
+    run_id = json.loads(first["output"])["run"]["names"]["run_id"]
+    stack.client("dynamodb").delete_item(TableName=stack.output("RunsTable"), Key={"pk": {"S": run_id}})
+    [(_, event, _)] = stack.hooks.rules.deliveries
+    stack.deliver(event)
+    [_, again] = stack.wait_for_executions(2)
+    described = stack.wait(again)
+    assert described["status"] == "SUCCEEDED", described
+    history = stack.history(again)
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if "taskFailedEventDetails" in e]
+    assert failed == ["SageMaker.ResourceInUseException"]
+    assert stack.visited(again)[5:7] == ["StartTrainingJob", "WaitForTraining"]
+    assert len(run.sagemaker.training_requests) == 1
+    sm = stack.client("sagemaker")
+    assert len(sm.list_models()["Models"]) == 1 and len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert stack.run_record(run_id)["execution_arn"] == again
+
+
+def test_failed_endpoint_is_recreated(make_stack):
+    run = make_stack()
+    assert run.upload_and_wait(mahjong_spec())["status"] == "SUCCEEDED"
+    run.sagemaker.hold(ENDPOINT, "Failed", polls=1)  # the live endpoint broke since
+    second = run.upload_and_wait(mahjong_spec(description="v2"))
+    assert second["status"] == "SUCCEEDED", second
+    actions = [i.result["action"] for i in run.lambdas.of("deploy.app.lambda_handler") if i.result]
+    assert actions == ["created", "recreated"]
+    [endpoint] = run.endpoints()
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == json.loads(second["output"])["deployment"]["endpoint_config_name"]
+
+
+def test_new_data_version_makes_a_task_due(make_stack):
+    run = make_stack()
+    stack = run.stack
+    s3 = stack.client("s3")
+    for name in ("train", "eval"):
+        s3.put_object(
+            Bucket=stack.artifacts_bucket, Key=f"data/tickets/{name}.jsonl", Body=b'{"prompt":"q","completion":"a"}\n'
+        )
+    spec = mahjong_spec(
+        task_id="tickets",
+        task={"kind": "extraction", "metric": "exact-match"},
+        data={
+            "source": "jsonl",
+            "format": "prompt-completion",
+            "train_uri": f"s3://{stack.artifacts_bucket}/data/tickets/train.jsonl",
+            "eval_uri": f"s3://{stack.artifacts_bucket}/data/tickets/eval.jsonl",
+        },
+        distillation={"mode": "auto"},
+        constraints={**mahjong_spec()["constraints"], "budget_usd": 1200},
+    )
+    first = run.upload_and_wait(spec, key="specs/tickets.json")
+    assert first["status"] == "SUCCEEDED", first
+    [request] = run.sagemaker.training_requests
+    assert {c["ChannelName"] for c in request["InputDataConfig"]} == {"teacher", "student", "train", "eval"}
+    assert request["HyperParameters"]["task"] == "jsonl"
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    assert stack.fire_schedule(tomorrow)["started"] == 0  # nothing changed
+    s3.put_object(
+        Bucket=stack.artifacts_bucket, Key="data/tickets/train.jsonl", Body=b'{"prompt":"q2","completion":"b"}\n'
+    )
+    report = stack.fire_schedule(tomorrow + timedelta(hours=1))
+    assert report["started"] == 1
+    [reason] = report["entries"][0]["reasons"]
+    assert reason.startswith(f"on_new_data: s3://{stack.artifacts_bucket}/data/tickets/train.jsonl changed")
+    [_, second] = stack.wait_for_executions(2)
+    assert stack.wait(second)["status"] == "SUCCEEDED"

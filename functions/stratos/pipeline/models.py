@@ -273,8 +273,9 @@ class StateDocument(Payload):
     record: RunSummary | None = None
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-safe dict without the keys that are unset (FallBackToNextPlan returns the whole document)."""
-        data = self.model_dump(mode="json", exclude_none=True)
+        """JSON-safe dict without the top-level keys that are unset (FallBackToNextPlan returns the whole
+        document); nested payloads keep their exact shape."""
+        data = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
         size = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
         if size > self.MAX_BYTES:
             raise PayloadTooLargeError(f"StateDocument is {size} bytes; budget {self.MAX_BYTES}")
