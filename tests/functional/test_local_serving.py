@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 
 from stratos.cli import main
+from stratos.errors import InputValidationError
 from stratos.local.serving import (
     EndpointInfo,
+    EndpointStartError,
     EndpointUnavailableError,
     InvocationError,
     get_endpoint,
@@ -176,6 +178,26 @@ def test_wrong_content_type_and_paths(endpoint: EndpointInfo):
     assert (error.value.status, error.value.field) == (400, "parameters.top_k")
 
 
+def test_failed_replacement_keeps_the_old_server(endpoint: EndpointInfo, model_dirs: dict[str, Any], tmp_path: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dirs["blue"], broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(EndpointStartError, match="exited with code 1") as info:
+        start_endpoint(NAME, broken, timeout_s=120)
+    assert "config.json" in str(info.value) or "JSON" in str(info.value)  # the log tail says why
+    current = get_endpoint(NAME)
+    assert current.pid == endpoint.pid and pid_alive(endpoint.pid)
+    assert invoke(NAME, {"inputs": PROMPT, "parameters": {"max_new_tokens": NEW_TOKENS}}) == [
+        {"generated_text": model_dirs["reference"]}
+    ]
+
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(InputValidationError, match="model_dir: lacks model.safetensors"):
+        start_endpoint(NAME, broken)
+    with pytest.raises(InputValidationError, match="endpoint_name"):
+        start_endpoint("bad name!", model_dirs["blue"])
+
+
 def test_cli_invoke_and_endpoints(
     endpoint: EndpointInfo, model_dirs: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ):
@@ -218,6 +240,8 @@ def test_stale_entry_is_marked_refused_and_removable(
         invoke("ghost", PROMPT)
     assert main(["endpoints", "--stop", "ghost"]) == 0
     assert "stopped ghost" in capsys.readouterr().out
+    assert main(["endpoints", "--stop", "ghost"]) == 1
+    assert "no local endpoint named 'ghost'" in capsys.readouterr().err
     assert [e.name for e in list_endpoints()] == [NAME]
 
 

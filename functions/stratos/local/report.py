@@ -1,0 +1,995 @@
+"""The run report: one folder with ``report.md``, ``report.html`` and the PNGs both reference.
+
+Sections: the spec; the plan (chosen plan, the Pareto plot); why the other plans lost (frontier top K with each
+plan's score gap and its weakest objective, the single-objective baselines, rejection counts by reason); the
+distillation mode decision with its evidence; training (loss curve, counts); accuracy (teacher / student before
+/ student after, table and bar chart, sample completions); the model card; the run record.
+
+Both documents are built from the same blocks (:class:`_Doc`), so they say the same thing; the HTML needs no
+Markdown library (the model card, the only Markdown that comes from outside, is converted by
+:func:`markdown_to_html`, which handles the subset Stratos writes: front matter, headings, paragraphs, lists,
+tables, fenced code, ``code``, ``**bold**``, links). Images are referenced relatively (``images/*.png``), so
+the folder can be moved or archived whole.
+
+Every input may lack optional data (no teacher evaluation, no loss history, a plan without baselines): a
+missing value renders as "—" and a figure without data is left out with a note, never an exception.
+matplotlib is imported inside the plotting functions (Agg backend).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DASH = "—"
+"""What a missing value renders as."""
+DEFAULT_TOP_K = 10
+"""Frontier plans listed in "why the others lost"."""
+IMAGES_DIR = "images"
+#: Baselines the planner's plot marks (its marker styles are keyed by these names).
+PLOTTED_BASELINES = ("accuracy_first", "cost_first", "latency_first")
+#: Score objectives: (weight name, plan field, best-value field in ``score.best``, label, higher is better).
+OBJECTIVES: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("accuracy", "expected_accuracy", "accuracy", "accuracy", True),
+    ("cost", "total_cost_usd", "total_cost_usd", "total cost", False),
+    ("latency", "p50_latency_ms", "p50_latency_ms", "p50 latency", False),
+    ("training_time", "training_hours", "training_hours", "training time", False),
+)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where :func:`write_report` wrote the report.
+
+    Attributes:
+        markdown: ``report.md``.
+        html: ``report.html`` (same content; images referenced relatively).
+        images: figure name (``pareto``, ``loss``, ``accuracy``) -> PNG path; a figure without data is absent.
+    """
+
+    markdown: Path
+    html: Path
+    images: dict[str, Path] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def fmt(value: Any, spec: str = "") -> str:
+    """A value for a table cell: ``—`` when missing (None, NaN, ""), yes/no for booleans, ``format(value,
+    spec)`` for numbers (thousands separators for ints by default), lists joined by commas, dicts as JSON."""
+    if _missing(value):
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        if spec:
+            try:
+                return format(value, spec)
+            except ValueError:
+                return str(value)
+        return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) if value else DASH
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str) if value else DASH
+    return str(value)
+
+
+def _mapping(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``doc[key]`` when it is a mapping, else an empty one (missing optional data)."""
+    value = doc.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _pct(value: Any) -> str:
+    return DASH if _missing(value) or not isinstance(value, int | float) else f"{100 * value:.1f} %"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Markdown and HTML from the same blocks
+
+_CODE_SPAN = re.compile(r"(`[^`\n]+`)")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+
+
+def inline_html(text: str) -> str:
+    """HTML of one line of inline Markdown: ``code``, ``**bold**``, ``[text](url)``; everything else escaped."""
+    parts: list[str] = []
+    for piece in _CODE_SPAN.split(text):
+        if piece.startswith("`") and piece.endswith("`") and len(piece) > 1:
+            parts.append(f"<code>{html.escape(piece[1:-1])}</code>")
+            continue
+        escaped = html.escape(piece, quote=False)
+        escaped = _BOLD.sub(r"<strong>\1</strong>", escaped)
+        escaped = _LINK.sub(lambda m: f'<a href="{html.escape(m[2])}">{m[1]}</a>', escaped)
+        parts.append(escaped)
+    return "".join(parts).replace("\n", "<br>")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+class _Doc:
+    """Appends each block to a Markdown and an HTML rendering at once."""
+
+    def __init__(self) -> None:
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f'<h{level} id="{_slug(text)}">{html.escape(text)}</h{level}>')
+
+    def para(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{inline_html(text)}</p>")
+
+    def bullets(self, items: Iterable[str]) -> None:
+        items = list(items)
+        if not items:
+            return
+        self.md.append("\n".join(f"* {item}" for item in items) + "\n")
+        self.html.append("<ul>" + "".join(f"<li>{inline_html(item)}</li>" for item in items) + "</ul>")
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> None:
+        """A table; cells are inline Markdown; ``right`` = indices of right-aligned (numeric) columns."""
+        rows = [list(r) for r in rows]
+        right = set(right)
+        align = ["---:" if i in right else "---" for i in range(len(headers))]
+
+        def md_cell(cell: str) -> str:
+            return cell.replace("|", "\\|").replace("\n", "<br>")
+
+        lines = [
+            "| " + " | ".join(md_cell(h) for h in headers) + " |",
+            "| " + " | ".join(align) + " |",
+            *("| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows),
+        ]
+        self.md.append("\n".join(lines) + "\n")
+        style = ' style="text-align:right"'
+        head = "".join(f"<th{style if i in right else ''}>{html.escape(h)}</th>" for i, h in enumerate(headers))
+        body = "".join(
+            "<tr>"
+            + "".join(f"<td{style if i in right else ''}>{inline_html(c)}</td>" for i, c in enumerate(row))
+            + "</tr>"
+            for row in rows
+        )
+        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def code(self, text: str, lang: str = "") -> None:
+        fence = "````" if "```" in text else "```"
+        self.md.append(f"{fence}{lang}\n{text.rstrip()}\n{fence}\n")
+        cls = f' class="language-{lang}"' if lang else ""
+        self.html.append(f"<pre><code{cls}>{html.escape(text.rstrip())}</code></pre>")
+
+    def image(self, relative: str, alt: str) -> None:
+        self.md.append(f"![{alt}]({relative})\n")
+        self.html.append(f'<figure><img src="{html.escape(relative)}" alt="{html.escape(alt)}"></figure>')
+
+    def embedded_markdown(self, text: str) -> None:
+        """Markdown from elsewhere (the model card): as is in Markdown, converted in HTML."""
+        self.md.append(text.rstrip() + "\n")
+        self.html.append(markdown_to_html(text))
+
+    def markdown(self) -> str:
+        return "\n".join(self.md)
+
+    def html_page(self, title: str) -> str:
+        body = "\n".join(self.html)
+        return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }}
+th {{ background: #f3f3f3; }}
+pre {{ background: #f6f8fa; padding: 0.8em; overflow-x: auto; }}
+code {{ background: #f6f8fa; padding: 0 0.2em; }}
+img {{ max-width: 100%; }}
+figure {{ margin: 1em 0; }}
+.model-card {{ border-left: 4px solid #ddd; padding-left: 1em; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^\s*[*+-]\s+(.*)$")
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
+
+
+def _cells(line: str) -> list[str]:
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+
+
+def markdown_to_html(text: str, *, heading_offset: int = 0) -> str:
+    """HTML for the Markdown subset Stratos writes (model cards): YAML front matter (shown as a code block),
+    ATX headings (shifted down by ``heading_offset`` levels, at most h6), paragraphs, ``*``/``-`` and numbered
+    lists, pipe tables, fenced code blocks, ``---`` rules, and :func:`inline_html` inside text.
+
+    Anything else is kept as escaped text in a paragraph, so nothing is lost or injected.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    out: list[str] = []
+    i = 0
+    if lines and lines[0].strip() == "---":
+        end = next((k for k in range(1, len(lines)) if lines[k].strip() == "---"), None)
+        if end is not None:
+            front = "\n".join(lines[1:end])
+            out.append(f'<pre class="front-matter"><code>{html.escape(front)}</code></pre>')
+            i = end + 1
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            out.append(f"<p>{inline_html(' '.join(s.strip() for s in paragraph))}</p>")
+            paragraph.clear()
+
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            flush()
+            fence = stripped[: len(stripped) - len(stripped.lstrip("`"))]
+            body: list[str] = []
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(fence):
+                body.append(lines[i])
+                i += 1
+            out.append(f"<pre><code>{html.escape(chr(10).join(body))}</code></pre>")
+            i += 1
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = min(6, len(heading[1]) + heading_offset)
+            out.append(f"<h{level}>{inline_html(heading[2])}</h{level}>")
+            i += 1
+            continue
+        if stripped.startswith("|") and i + 1 < len(lines) and _TABLE_SEPARATOR.match(lines[i + 1].strip()):
+            flush()
+            head = "".join(f"<th>{inline_html(c)}</th>" for c in _cells(line))
+            i += 2
+            rows: list[str] = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in _cells(lines[i])) + "</tr>")
+                i += 1
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            continue
+        for pattern, tag in ((_BULLET, "ul"), (_NUMBERED, "ol")):
+            if pattern.match(line) and not re.fullmatch(r"[-*_]{3,}", stripped):
+                flush()
+                items: list[str] = []
+                while i < len(lines) and (item := pattern.match(lines[i])):
+                    items.append(f"<li>{inline_html(item[1])}</li>")
+                    i += 1
+                out.append(f"<{tag}>{''.join(items)}</{tag}>")
+                break
+        else:
+            if re.fullmatch(r"[-*_]{3,}", stripped):
+                flush()
+                out.append("<hr>")
+            elif stripped:
+                paragraph.append(line)
+            else:
+                flush()
+            i += 1
+    flush()
+    return "\n".join(out)
+
+
+def _split_front_matter(card: str) -> tuple[str, str]:
+    """(front matter without its ``---`` lines, the rest) of a model card; ``("", card)`` when it has none."""
+    lines = card.replace("\r\n", "\n").split("\n")
+    if lines and lines[0].strip() == "---":
+        end = next((k for k in range(1, len(lines)) if lines[k].strip() == "---"), None)
+        if end is not None:
+            return "\n".join(lines[1:end]), "\n".join(lines[end + 1 :])
+    return "", card
+
+
+def _demote_headings(markdown: str, levels: int) -> str:
+    """Shift ATX headings down ``levels`` (at most ``######``), leaving fenced code alone."""
+    out: list[str] = []
+    fenced = False
+    for line in markdown.split("\n"):
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        match = None if fenced else _HEADING.match(line)
+        out.append(f"{'#' * min(6, len(match[1]) + levels)} {match[2]}" if match else line)
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def step_losses(loss_history: Sequence[Mapping[str, Any]], final_loss: Any = None) -> list[tuple[float, float]]:
+    """``(optimizer step, training loss)`` points of ``metrics["loss_history"]`` (``[{step, train_loss}]``),
+    sorted by step, without unusable entries.
+
+    The trainer's end-of-training summary is logged under the same ``train_loss`` key as the per-step losses
+    (it is the mean over the whole run, ``metrics["final_loss"]``), so the last entry is dropped when it equals
+    ``final_loss``: it is not the loss at that step.
+    """
+    points: list[tuple[float, float]] = []
+    for entry in loss_history:
+        step, loss = _number(entry.get("step")), _number(entry.get("train_loss"))
+        if step is not None and loss is not None:
+            points.append((step, loss))
+    mean = _number(final_loss)
+    if points and mean is not None and math.isclose(points[-1][1], mean, rel_tol=1e-9, abs_tol=1e-12):
+        points.pop()
+    return sorted(points)
+
+
+def plot_loss(points: Sequence[tuple[float, float]], path: Path, title: str, *, run_mean: float | None = None) -> bool:
+    """Training loss (y) against optimizer step (x), with the run's mean loss as a dashed line; writes a PNG.
+    Returns False (nothing written) without points."""
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    steps, losses = zip(*sorted(points), strict=True)
+    ax.plot(steps, losses, marker="o", markersize=3, linewidth=1.5, color="tab:blue", label="training loss at step")
+    if run_mean is not None:
+        ax.axhline(run_mean, color="dimgray", linestyle="--", linewidth=1, label=f"mean over the run {run_mean:.4f}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (mean over each logging interval)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if min(losses) > 0 and max(losses) / min(losses) > 20:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))  # 0.2, 1, 5, not 2x10^-1
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_accuracy(
+    rows: Sequence[tuple[str, float | None, float | None]],
+    path: Path,
+    title: str,
+    *,
+    min_accuracy: float | None = None,
+    expected_accuracy: float | None = None,
+) -> bool:
+    """Grouped bars: exact accuracy and partial credit (fractions 0..1) per model row ``(label, accuracy,
+    partial)``; a missing value gets no bar and a "—" label; dashed line = the spec's ``min_accuracy``, dotted
+    = the planner's expected accuracy. Writes a PNG; returns False when every value is missing."""
+    if all(a is None and p is None for _, a, p in rows):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    width = 0.38
+    series = ((-width / 2, "exact accuracy", "tab:blue"), (width / 2, "partial credit", "tab:orange"))
+    for index, (offset, label, colour) in enumerate(series):
+        labelled = False
+        for x, row in enumerate(rows):
+            value = (row[1], row[2])[index]
+            if value is None:
+                ax.text(x + offset, 0.01, DASH, ha="center", va="bottom", fontsize=10)
+                continue
+            ax.bar(x + offset, value, width, color=colour, label=None if labelled else label)
+            labelled = True
+            ax.text(x + offset, value + 0.01, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+    if min_accuracy is not None:
+        ax.axhline(
+            min_accuracy, color="crimson", linestyle="--", linewidth=1.2, label=f"spec min_accuracy {min_accuracy:.2f}"
+        )
+    if expected_accuracy is not None:
+        ax.axhline(
+            expected_accuracy,
+            color="dimgray",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"planner expected {expected_accuracy:.3f}",
+        )
+    ax.set_xticks(range(len(rows)), [r[0] + ("\n(not evaluated)" if r[1] is r[2] is None else "") for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of held-out examples")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _pareto_document(plan: Mapping[str, Any], task_id: str) -> dict[str, Any] | None:
+    """The slice of the plan document the planner's :func:`~stratos.planner.cli.plot_frontier` draws, or
+    ``None`` when the plan lacks a frontier or a chosen plan with numeric cost, latency and accuracy."""
+    needed = ("total_cost_usd", "p50_latency_ms", "expected_accuracy")
+
+    def usable(p: Any) -> bool:
+        return isinstance(p, Mapping) and all(_number(p.get(k)) is not None for k in needed)
+
+    frontier = [p for p in plan.get("frontier") or [] if usable(p)]
+    chosen = plan.get("plan")
+    if not frontier or not usable(chosen):
+        return None
+    baselines = plan.get("baselines") or {}
+    return {
+        "task_id": plan.get("task_id") or task_id,
+        "frontier": frontier,
+        "plan": chosen,
+        "baselines": {k: v for k, v in baselines.items() if k in PLOTTED_BASELINES and usable(v) and "score" in v},
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Why plans lost
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """The deployment score's weights (normalised) and best feasible values, to split a score into terms."""
+
+    weights: Mapping[str, float]
+    best: Mapping[str, float]
+
+    def terms(self, p: Mapping[str, Any]) -> dict[str, float] | None:
+        """Each objective's score term ``weight * value/best`` (accuracy) or ``weight * best/value`` (others);
+        ``None`` when a value is missing or not positive."""
+        out: dict[str, float] = {}
+        for weight_name, plan_field, best_field, _, higher in OBJECTIVES:
+            value, best = _number(p.get(plan_field)), self.best.get(best_field)
+            if value is None or best is None or value <= 0 or best <= 0:
+                return None
+            out[weight_name] = self.weights[weight_name] * (value / best if higher else best / value)
+        return out
+
+
+def _scoring(plan: Mapping[str, Any], spec: Mapping[str, Any]) -> _Scoring | None:
+    best_raw = _mapping(_mapping(plan, "score"), "best")
+    if not best_raw:
+        return None
+    best = {k: v for k, v in ((k, _number(best_raw.get(k))) for _, _, k, _, _ in OBJECTIVES) if v is not None}
+    if len(best) != len(OBJECTIVES):
+        return None
+    weights_raw = plan.get("objective") or spec.get("objective") or {}
+    from pydantic import ValidationError
+
+    from stratos.spec import ObjectiveWeights
+
+    try:
+        weights = ObjectiveWeights.model_validate(dict(weights_raw)).model_dump()
+    except (ValidationError, TypeError, ValueError):
+        return None
+    return _Scoring(weights=weights, best=best)
+
+
+def _objective_value(p: Mapping[str, Any], plan_field: str) -> str:
+    value = p.get(plan_field)
+    if plan_field == "expected_accuracy":
+        return fmt(value, ".3f")
+    if plan_field == "p50_latency_ms":
+        return f"{fmt(value, ',.0f')} ms"
+    if plan_field == "training_hours":
+        return f"{fmt(value, '.3f')} h"
+    return f"{fmt(value, ',.2f')} USD"
+
+
+def _same_plan(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    keys = ("teacher", "student", "mode", "training_instance", "serving_instance")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def why_lost(p: Mapping[str, Any], chosen: Mapping[str, Any], scoring: _Scoring | None) -> str:
+    """One line: how much lower ``p`` scored than ``chosen`` and its weakest objective against it (the score
+    term it lost most on), plus where it was better. Falls back to raw relative differences without the
+    score's normalisers."""
+    if _same_plan(p, chosen):
+        return "this is the chosen plan"
+    ps, cs = _number(p.get("score")), _number(chosen.get("score"))
+    gap = f"score {ps - cs:+.4f}" if ps is not None and cs is not None else "score " + DASH
+    labels = {o[0]: o for o in OBJECTIVES}
+    p_terms = scoring.terms(p) if scoring else None
+    c_terms = scoring.terms(chosen) if scoring else None
+    if p_terms is not None and c_terms is not None:
+        deltas = {name: p_terms[name] - c_terms[name] for name in p_terms}
+        unit = "score"
+    else:  # relative difference, positive = better than the chosen plan
+        deltas = {}
+        for name, plan_field, _, _, higher in OBJECTIVES:
+            pv, cv = _number(p.get(plan_field)), _number(chosen.get(plan_field))
+            if pv is not None and cv is not None and cv > 0:
+                deltas[name] = (pv - cv) / cv * (1 if higher else -1)
+        unit = "relative"
+    if not deltas:
+        return f"{gap}; objectives unknown"
+    worst = min(deltas, key=lambda k: deltas[k])
+    best = max(deltas, key=lambda k: deltas[k])
+    if deltas[worst] >= -1e-12:
+        return f"{gap}; equal score terms: lost the tie-break (lower cost, then p50, training hours, accuracy, ids)"
+    _, plan_field, _, label, _ = labels[worst]
+    text = (
+        f"{gap}; weakest on {label}: {_objective_value(p, plan_field)} vs {_objective_value(chosen, plan_field)} "
+        f"({deltas[worst]:+.4f} {unit})"
+    )
+    if deltas[best] > 1e-12:
+        _, best_field, _, best_label, _ = labels[best]
+        text += f"; better on {best_label}: {_objective_value(p, best_field)} ({deltas[best]:+.4f} {unit})"
+    return text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, path + "."))
+        else:
+            out.append((path, value))
+    return out
+
+
+def _plan_row(p: Mapping[str, Any]) -> list[str]:
+    return [
+        fmt(p.get("teacher")),
+        fmt(p.get("student")),
+        fmt(p.get("mode")),
+        fmt(p.get("training_instance")),
+        fmt(p.get("serving_instance")),
+        fmt(p.get("expected_accuracy"), ".3f"),
+        fmt(p.get("p50_latency_ms"), ",.0f"),
+        fmt(p.get("training_hours"), ".3f"),
+        fmt(p.get("total_cost_usd"), ",.2f"),
+        fmt(p.get("score"), ".4f"),
+    ]
+
+
+PLAN_HEADERS = (
+    "teacher",
+    "student",
+    "mode",
+    "training",
+    "serving",
+    "accuracy",
+    "p50 ms",
+    "train h",
+    "total USD",
+    "score",
+)
+
+#: Chosen-plan fields: (key, label with unit, format).
+PLAN_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("teacher", "teacher", ""),
+    ("student", "student", ""),
+    ("mode", "distillation mode (planned)", ""),
+    ("training_instance", "training instance", ""),
+    ("serving_instance", "serving instance", ""),
+    ("expected_accuracy", "expected accuracy (fraction)", ".3f"),
+    ("p50_latency_ms", "p50 latency, ms", ",.0f"),
+    ("throughput_tokens_per_s", "throughput per instance, generated tokens/s", ",.0f"),
+    ("training_hours", "training time, hours", ".3f"),
+    ("training_cost_usd", "training cost, USD", ",.2f"),
+    ("serving_cost_usd", "serving cost over serving_months, USD", ",.2f"),
+    ("total_cost_usd", "total cost, USD", ",.2f"),
+    ("training_usd_per_hour", "training price, USD/hour", ",.4f"),
+    ("serving_usd_per_hour", "serving price per instance, USD/hour", ",.4f"),
+    ("serving_usd_per_month", "endpoint cost, USD/month", ",.2f"),
+    ("max_runtime_seconds", "training job MaxRuntimeInSeconds, s", ","),
+    ("score", "deployment score (0..1, higher is better)", ".4f"),
+)
+
+#: Training facts from metrics.json: (key, label with unit, format).
+TRAINING_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("train_examples", "training rows", ","),
+    ("train_steps", "optimizer steps", ","),
+    ("train_seconds", "training wall time, s", ",.1f"),
+    ("final_loss", "mean training loss over the run", ".4f"),
+    ("train_tokens", "completion tokens trained on", ","),
+    ("train_total_tokens", "tokens including prompts", ","),
+    ("train_rows_truncated", "rows truncated at max_seq_len", ","),
+    ("train_rows_dropped_no_completion", "rows dropped (no completion token left)", ","),
+    ("resumed_from", "resumed from checkpoint", ""),
+    ("heldout_kl_before", "held-out KL(teacher ‖ student) before, nats/token", ".4f"),
+    ("heldout_kl_after", "held-out KL(teacher ‖ student) after, nats/token", ".4f"),
+    ("injection_examples", "injection: training examples", ","),
+    ("injection_teacher_asked", "injection: rationales asked of the teacher", ","),
+    ("injection_teacher_rationales", "injection: teacher rationales kept (verified)", ","),
+    ("injection_teacher_rejected", "injection: teacher rationales rejected", ","),
+    ("injection_teacher_rejection_rate", "injection: teacher rejection rate (fraction)", ".3f"),
+    ("injection_programmatic_reasoning", "injection: examples with programmatic reasoning", ","),
+    ("injection_reference_reasoning", "injection: examples with reference reasoning", ","),
+    ("job_seconds", "whole job wall time, s", ",.1f"),
+)
+
+
+def _summary(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], run_record: Mapping[str, Any]) -> None:
+    endpoint = run_record.get("endpoint")
+    endpoint_name = endpoint.get("name") if isinstance(endpoint, Mapping) else endpoint
+    rows = [
+        ("run", fmt(run_record.get("run_id") or run_record.get("pk"))),
+        ("status", fmt(run_record.get("status"))),
+        ("stage", fmt(run_record.get("stage"))),
+        ("endpoint", fmt(endpoint_name or run_record.get("endpoint_name"))),
+        ("region", fmt(plan.get("region") or _mapping(spec, "constraints").get("region"))),
+        ("report written", datetime.now(UTC).isoformat(timespec="seconds")),
+    ]
+    error = run_record.get("error")
+    if error:
+        rows.append(("error", fmt(error.get("message", error) if isinstance(error, Mapping) else error)))
+    doc.table(["run", "value"], rows)
+    sections = (
+        "Spec",
+        "Plan",
+        "Why the others lost",
+        "Mode decision",
+        "Training",
+        "Accuracy",
+        "Model card",
+        "Run record",
+    )
+    doc.para("Contents: " + " · ".join(f"[{s}](#{_slug(s)})" for s in sections))
+
+
+def _spec_section(doc: _Doc, spec: Mapping[str, Any]) -> None:
+    doc.heading(2, "Spec")
+    if spec.get("description"):
+        doc.para(str(spec["description"]))
+    rows = [(f"`{path}`", fmt(value)) for path, value in _flatten(spec) if path != "description"]
+    if rows:
+        doc.table(["field", "value"], rows)
+    else:
+        doc.para(f"No spec given ({DASH}).")
+
+
+def _plan_section(doc: _Doc, plan: Mapping[str, Any], pareto: str | None) -> None:
+    doc.heading(2, "Plan")
+    prices = _mapping(plan, "prices")
+    doc.para(
+        f"{fmt(plan.get('candidates'))} candidates, {fmt(plan.get('feasible'))} feasible; prices: "
+        f"{fmt(prices.get('source'))} (catalog snapshot of {fmt(prices.get('snapshot_date'))}); planned in "
+        f"{fmt(plan.get('plan_seconds'), '.2f')} s."
+    )
+    chosen = _mapping(plan, "plan")
+    doc.heading(3, "Chosen plan")
+    rows = [(label, fmt(chosen.get(key), number_format)) for key, label, number_format in PLAN_FIELDS]
+    doc.table(["field", "value"], rows)
+    doc.heading(3, "Pareto plot")
+    if pareto:
+        doc.para(
+            "Total cost (training + serving, USD) against p50 latency (ms); colour = expected accuracy; the star "
+            "is the chosen plan, hollow red markers the single-objective baselines."
+        )
+        doc.image(pareto, "Pareto frontier: total cost vs p50 latency, colour = expected accuracy")
+    else:
+        doc.para(f"No Pareto plot: the plan has no frontier with cost, latency and accuracy ({DASH}).")
+    warnings = plan.get("warnings") or []
+    if warnings:
+        doc.para("Planner warnings:")
+        doc.bullets(str(w) for w in warnings)
+
+
+def _lost_section(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], top_k: int) -> None:
+    doc.heading(2, "Why the others lost")
+    chosen = _mapping(plan, "plan")
+    scoring = _scoring(plan, spec)
+    if scoring is not None:
+        w, b = scoring.weights, scoring.best
+        doc.para(
+            "Deployment score = Σ weight × (value relative to the best feasible value: accuracy / best accuracy, "
+            "best cost / cost, best p50 / p50, best training hours / hours); 1 = best on every objective. "
+            f"Weights: accuracy {w['accuracy']:.2f}, cost {w['cost']:.2f}, latency {w['latency']:.2f}, training "
+            f"time {w['training_time']:.2f}. Best feasible values: accuracy {b['accuracy']:.3f}, total cost "
+            f"{b['total_cost_usd']:,.2f} USD, p50 {b['p50_latency_ms']:,.0f} ms, training {b['training_hours']:.3f} h. "
+            "A plan's weakest objective is the score term it lost most on against the chosen plan."
+        )
+    else:
+        doc.para(
+            "The plan document has no score normalisers (`score.best`) or the objective weights are unusable: "
+            "weakest objectives are judged by relative differences instead of score terms."
+        )
+    frontier = [p for p in plan.get("frontier") or [] if isinstance(p, Mapping)][:top_k]
+    doc.heading(3, f"Pareto frontier, top {len(frontier)} by score")
+    if frontier:
+        rows = [[str(i), *_plan_row(p), why_lost(p, chosen, scoring)] for i, p in enumerate(frontier, start=1)]
+        doc.table(["#", *PLAN_HEADERS, "why it lost"], rows, right=[0, 6, 7, 8, 9, 10])
+        if plan.get("frontier_complete") is False:
+            doc.para("The frontier was cut at the planner's limit; more Pareto-optimal plans exist.")
+    else:
+        doc.para(f"No frontier in the plan document ({DASH}).")
+
+    doc.heading(3, "Single-objective baselines")
+    baselines = _mapping(plan, "baselines")
+    improvement = _mapping(plan, "improvement")
+    if baselines:
+        doc.para("Each baseline optimises one objective over the same feasible set and is scored by the same formula.")
+        rows = [
+            [name, *_plan_row(p), _signed_pct(improvement.get(name)), why_lost(p, chosen, scoring)]
+            for name, p in baselines.items()
+            if isinstance(p, Mapping)
+        ]
+        doc.table(["baseline", *PLAN_HEADERS, "chosen vs it", "why it lost"], rows, right=[6, 7, 8, 9, 10, 11])
+    else:
+        doc.para(f"No baselines in the plan document ({DASH}).")
+
+    doc.heading(3, "Rejected candidates by reason")
+    rejected = _mapping(plan, "rejected")
+    total = _number(plan.get("candidates"))
+    if rejected:
+        rows = [
+            [f"`{reason}`", fmt(count), _pct(count / total) if total and isinstance(count, int | float) else DASH]
+            for reason, count in sorted(rejected.items(), key=lambda kv: -(_number(kv[1]) or 0))
+        ]
+        doc.table(["reason (first failed check)", "candidates", "share of all candidates"], rows, right=[1, 2])
+    else:
+        doc.para(f"No rejection counts ({DASH}).")
+
+
+def _signed_pct(value: Any) -> str:
+    number = _number(value)
+    return DASH if number is None else f"{100 * number:+.1f} %"
+
+
+def _mode_section(doc: _Doc, metrics: Mapping[str, Any], plan: Mapping[str, Any]) -> None:
+    doc.heading(2, "Mode decision")
+    evidence = _mapping(metrics, "mode_evidence")
+    mode = metrics.get("mode") or evidence.get("mode")
+    reason = metrics.get("mode_reason") or evidence.get("reason")
+    doc.para(f"**{fmt(mode)}** — {fmt(reason)}")
+    chosen = _mapping(plan, "plan")
+    planned = chosen.get("mode")
+    if planned and mode:
+        verdict = "as planned" if planned == mode else "the job decided differently from the plan"
+        doc.para(f"The planner assumed `{planned}`; the training job ran `{mode}` ({verdict}).")
+    coverage, threshold = _number(evidence.get("coverage")), _number(evidence.get("threshold"))
+    if coverage is not None and threshold is not None:
+        side = "≥" if coverage >= threshold else "<"
+        doc.para(
+            f"Teacher coverage on the probe {coverage:.3f} {side} threshold {threshold:.3f}: "
+            f"{'the teacher covers the task (alignment)' if side == '≥' else 'it does not (injection)'}."
+        )
+    labels = {
+        "forced": "forced by the spec",
+        "coverage": "teacher exact accuracy on the probe (fraction)",
+        "coverage_partial": "teacher partial credit on the probe (fraction)",
+        "threshold": "coverage needed for alignment (fraction)",
+        "probe_size": "probe examples",
+        "complexity": "mean task complexity",
+        "complexity_unit": "complexity unit",
+        "tokenizers_compatible": "teacher and student share a tokenizer",
+    }
+    rows = [(labels.get(k, k), fmt(v)) for k, v in evidence.items() if k not in ("mode", "reason")]
+    if rows:
+        doc.table(["evidence", "value"], rows)
+    else:
+        doc.para(f"No mode evidence recorded ({DASH}).")
+
+
+def _training_section(doc: _Doc, metrics: Mapping[str, Any], loss_png: str | None) -> None:
+    doc.heading(2, "Training")
+    if loss_png:
+        doc.image(loss_png, "Training loss by optimizer step")
+    else:
+        doc.para(f"No loss history in metrics.json ({DASH}).")
+    rows = [
+        (label, fmt(metrics.get(key), number_format)) for key, label, number_format in TRAINING_FIELDS if key in metrics
+    ]
+    if rows:
+        doc.table(["quantity", "value"], rows, right=[1])
+    reasons = metrics.get("injection_rejection_reasons")
+    if isinstance(reasons, Mapping) and reasons:
+        doc.heading(3, "Teacher rationales rejected, by reason")
+        doc.table(["reason", "count"], [(str(k), fmt(v)) for k, v in reasons.items()], right=[1])
+
+
+ACCURACY_ROWS = (
+    ("teacher", "teacher"),
+    ("student before", "student_before"),
+    ("student after", "student_after"),
+)
+
+
+def _accuracy_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    return [
+        (label, _number(metrics.get(f"{prefix}_accuracy")), _number(metrics.get(f"{prefix}_partial")))
+        for label, prefix in ACCURACY_ROWS
+    ]
+
+
+def _accuracy_section(
+    doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], metrics: Mapping[str, Any], accuracy_png: str | None
+) -> None:
+    doc.heading(2, "Accuracy")
+    doc.para(
+        f"Held-out evaluation set ({fmt(metrics.get('eval_examples'))} examples), greedy decoding. Exact accuracy "
+        "counts fully correct answers; partial credit is the task's partial score (e.g. F1 of a tile set)."
+    )
+    rows = []
+    for label, prefix in ACCURACY_ROWS:
+        model = metrics.get("teacher") if prefix == "teacher" else metrics.get("student")
+        rows.append(
+            [
+                label,
+                fmt(model),
+                fmt(metrics.get(f"{prefix}_accuracy"), ".3f"),
+                fmt(metrics.get(f"{prefix}_partial"), ".3f"),
+                fmt(metrics.get(f"{prefix}_answered"), ".3f"),
+            ]
+        )
+    doc.table(["model", "id", "exact accuracy", "partial credit", "answered (parseable)"], rows, right=[2, 3, 4])
+    min_accuracy = _number(_mapping(spec, "constraints").get("min_accuracy"))
+    chosen = _mapping(plan, "plan")
+    expected = _number(chosen.get("expected_accuracy"))
+    after = _number(metrics.get("student_after_accuracy"))
+    facts = [
+        f"spec `min_accuracy`: {fmt(min_accuracy, '.3f')}",
+        f"planner's expected accuracy: {fmt(expected, '.3f')}",
+        f"student after: {fmt(after, '.3f')}"
+        + (
+            f" ({'meets' if after >= min_accuracy else 'below'} the spec's minimum)"
+            if after is not None and min_accuracy is not None
+            else ""
+        ),
+        f"stopped on a stop token before the budget: {fmt(metrics.get('student_after_stop_rate'), '.3f')}",
+    ]
+    doc.bullets(facts)
+    if accuracy_png:
+        doc.image(accuracy_png, "Accuracy: teacher, student before and after")
+    samples = [s for s in metrics.get("samples") or [] if isinstance(s, Mapping)]
+    if samples:
+        doc.heading(3, "Sample completions (student after)")
+        for i, sample in enumerate(samples, start=1):
+            problem = json.dumps(sample.get("problem"), ensure_ascii=False, default=str)
+            doc.para(f"Sample {i}: problem `{problem}`, reference `{fmt(sample.get('reference'))}`")
+            completion = str(sample.get("completion") or "")
+            if completion.strip():
+                doc.code(completion, "text")
+            else:  # an empty code block reads as a rendering bug; say what the model produced
+                doc.para(f"Completion: whitespace only, `{completion[:40]!r}` ({len(completion)} characters).")
+
+
+def _card_section(doc: _Doc, model_card: str) -> None:
+    doc.heading(2, "Model card")
+    if not model_card.strip():
+        doc.para(f"No model card ({DASH}).")
+        return
+    front, body = _split_front_matter(model_card)
+    if front.strip():
+        doc.para("Front matter (Hugging Face metadata):")
+        doc.code(front, "yaml")
+    doc.md.append(_demote_headings(body, 2).rstrip() + "\n")
+    doc.html.append(f'<div class="model-card">{markdown_to_html(body, heading_offset=2)}</div>')
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    spec: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    model_card: str,
+    run_record: Mapping[str, Any],
+    top_k: int = DEFAULT_TOP_K,
+) -> ReportPaths:
+    """Write ``report.md``, ``report.html`` and ``images/*.png`` into ``out_dir`` (created if needed).
+
+    Args:
+        out_dir: the report folder (self-contained: the documents reference the images relatively).
+        spec: the task spec as a JSON object (raw or as parsed; ``objective`` weights are normalised here).
+        plan: the planner's document as ``stratos plan --json`` prints it (``plan``, ``frontier``,
+            ``baselines``, ``improvement``, ``rejected``, ``score.best``, ``candidates``, ...); the S3 frontier
+            document works too.
+        metrics: the training job's ``metrics.json``.
+        model_card: the deployed model's ``README.md`` (Markdown with YAML front matter).
+        run_record: the run's record (status, stage, endpoint, error, ...), shown whole as JSON.
+        top_k: frontier plans listed, at least 1.
+
+    Returns:
+        The paths written; figures without data are left out of ``images``.
+
+    Raises:
+        OSError: ``out_dir`` cannot be written.
+    """
+    out = Path(out_dir)
+    images_dir = out / IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    task_id = str(spec.get("task_id") or plan.get("task_id") or metrics.get("task") or "task")
+    images: dict[str, Path] = {}
+
+    pareto_doc = _pareto_document(plan, task_id)
+    if pareto_doc is not None:
+        from stratos.planner.cli import plot_frontier
+
+        images["pareto"] = images_dir / "pareto.png"
+        plot_frontier(pareto_doc, str(images["pareto"]))
+    history = metrics.get("loss_history")
+    entries = [h for h in history if isinstance(h, Mapping)] if isinstance(history, list) else []
+    points = step_losses(entries, metrics.get("final_loss"))
+    loss_path = images_dir / "loss.png"
+    if plot_loss(
+        points,
+        loss_path,
+        f"{task_id}: training loss ({fmt(metrics.get('mode'))}, {fmt(metrics.get('student'))})",
+        run_mean=_number(metrics.get("final_loss")),
+    ):
+        images["loss"] = loss_path
+    chosen = _mapping(plan, "plan")
+    accuracy_path = images_dir / "accuracy.png"
+    if plot_accuracy(
+        _accuracy_rows(metrics),
+        accuracy_path,
+        f"{task_id}: held-out accuracy",
+        min_accuracy=_number(_mapping(spec, "constraints").get("min_accuracy")),
+        expected_accuracy=_number(chosen.get("expected_accuracy")),
+    ):
+        images["accuracy"] = accuracy_path
+
+    def rel(name: str) -> str | None:
+        return f"{IMAGES_DIR}/{images[name].name}" if name in images else None
+
+    doc = _Doc()
+    title = f"Stratos run report: {task_id}"
+    doc.heading(1, title)
+    _summary(doc, spec, plan, run_record)
+    _spec_section(doc, spec)
+    _plan_section(doc, plan, rel("pareto"))
+    _lost_section(doc, spec, plan, max(1, top_k))
+    _mode_section(doc, metrics, plan)
+    _training_section(doc, metrics, rel("loss"))
+    _accuracy_section(doc, spec, plan, metrics, rel("accuracy"))
+    _card_section(doc, model_card)
+    doc.heading(2, "Run record")
+    doc.code(json.dumps(run_record, indent=2, sort_keys=True, default=str), "json")
+
+    markdown_path, html_path = out / "report.md", out / "report.html"
+    markdown_path.write_text(doc.markdown(), encoding="utf-8")
+    html_path.write_text(doc.html_page(title), encoding="utf-8")
+    return ReportPaths(markdown=markdown_path, html=html_path, images=images)

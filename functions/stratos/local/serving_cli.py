@@ -1,0 +1,123 @@
+"""``stratos invoke`` and ``stratos endpoints``: query and manage the local endpoints.
+
+* ``stratos invoke ENDPOINT "prompt" [--max-new-tokens N] [--temperature T] [--raw]`` sends the prompt as one
+  user message (the server applies the model's chat template) and prints the generated text;
+  ``--json '{...}'`` or ``--json-file FILE`` sends a body as is (``{"inputs": ..., "parameters": ...}`` or
+  ``{"messages": [...]}``); ``--raw`` prints the server's JSON answer.
+* ``stratos endpoints`` lists the registered endpoints (name, URL, model, pid, status) as a table;
+  ``--stop NAME`` / ``--stop-all`` stops them; ``--json`` prints the list as JSON.
+
+Exit codes: 0 success; 1 unknown or unreachable endpoint, rejected request or unreadable JSON (one line on
+stderr saying which); 2 usage. The server module and rich are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``invoke`` and ``endpoints`` subcommands to the ``stratos`` parser."""
+    invoke = subparsers.add_parser(
+        "invoke", help="query a local endpoint (POST /invocations) and print the generated text"
+    )
+    invoke.add_argument("endpoint", metavar="ENDPOINT", help="endpoint name (see `stratos endpoints`)")
+    invoke.add_argument("prompt", nargs="?", metavar="PROMPT", help="prompt text, sent as one user message")
+    body = invoke.add_mutually_exclusive_group()
+    body.add_argument("--json", dest="json_body", metavar="JSON", help="request body as JSON text, sent as is")
+    body.add_argument("--json-file", type=Path, metavar="FILE", help="request body from a JSON file, sent as is")
+    invoke.add_argument("--max-new-tokens", type=int, metavar="N", help="tokens to generate at most")
+    invoke.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (0 or unset = greedy)")
+    invoke.add_argument("--raw", action="store_true", help="print the server's JSON answer instead of the text")
+    invoke.add_argument("--timeout", type=float, default=600.0, metavar="S", help="HTTP timeout, s (default 600)")
+    invoke.set_defaults(func=_cmd_invoke)
+
+    endpoints = subparsers.add_parser("endpoints", help="list local endpoints; --stop NAME / --stop-all stops them")
+    stop = endpoints.add_mutually_exclusive_group()
+    stop.add_argument("--stop", metavar="NAME", action="append", default=[], help="stop this endpoint (repeatable)")
+    stop.add_argument("--stop-all", action="store_true", help="stop every local endpoint")
+    endpoints.add_argument("--json", action="store_true", help="print the list as JSON")
+    endpoints.set_defaults(func=_cmd_endpoints)
+
+
+def _body(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The request body from the arguments; ``None`` (with a message printed) when unusable."""
+    if args.json_body is not None or args.json_file is not None:
+        if args.prompt is not None:
+            print("give PROMPT or --json/--json-file, not both", file=sys.stderr)
+            return None
+        source = "--json" if args.json_body is not None else str(args.json_file)
+        try:
+            text = args.json_body if args.json_body is not None else args.json_file.read_text(encoding="utf-8")
+            doc = json.loads(text)
+        except OSError as exc:
+            print(f"{source}: cannot read: {exc.strerror}", file=sys.stderr)
+            return None
+        except json.JSONDecodeError as exc:
+            print(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", file=sys.stderr)
+            return None
+        if not isinstance(doc, dict):
+            print(f"{source}: the body must be a JSON object", file=sys.stderr)
+            return None
+        body: dict[str, Any] = doc
+    elif args.prompt is not None:
+        body = {"inputs": args.prompt}
+    else:
+        print("give a PROMPT, --json or --json-file", file=sys.stderr)
+        return None
+    params = {
+        k: v for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature)) if v is not None
+    }
+    if params:
+        existing = body.get("parameters")
+        body["parameters"] = {**(existing if isinstance(existing, dict) else {}), **params}
+    return body
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    from stratos.local.serving import invoke
+
+    body = _body(args)
+    if body is None:
+        return 1
+    answer = invoke(args.endpoint, body, timeout_s=args.timeout)
+    if args.raw:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(str(item["generated_text"]) for item in answer))
+    return 0
+
+
+def _cmd_endpoints(args: argparse.Namespace) -> int:
+    from stratos.local.serving import list_endpoints, state_dir, stop_all, stop_endpoint
+
+    if args.stop_all or args.stop:
+        stopped = stop_all() if args.stop_all else [stop_endpoint(name) for name in args.stop]
+        for info in stopped:
+            print(f"stopped {info.name} (pid {info.pid}, {info.url})")
+        if not stopped:
+            print("no local endpoints to stop")
+        return 0
+    infos = list_endpoints()
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print(f"no local endpoints (registry {state_dir()})")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Local endpoints ({state_dir()})")
+    for column in ("name", "url", "model", "pid", "status", "started (UTC)"):
+        table.add_column(column, justify="right" if column == "pid" else "left", overflow="fold")
+    colours = {"InService": "green", "Loading": "yellow"}
+    for i in infos:
+        status = f"[{colours.get(i.status, 'red')}]{i.status}[/]"
+        table.add_row(i.name, i.url, i.model_dir, str(i.pid), status, i.started_at)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
