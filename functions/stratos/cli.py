@@ -17,7 +17,12 @@ from stratos.errors import StratosError
 
 #: Modules that add a subcommand: each has ``register(subparsers)`` which adds its parser and sets
 #: ``func``. Keep their top-level imports light; import heavy libraries inside the command function.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("stratos.data_cli", "stratos.planner.cli", "stratos.local.serving_cli")
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "stratos.data_cli",
+    "stratos.planner.cli",
+    "stratos.local.serving_cli",
+    "stratos.ops",
+)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
