@@ -34,6 +34,6 @@ def failure_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 @logger.inject_lambda_context
 @metrics.log_metrics
 def abandoned_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    closed = record_abandoned(event)
-    metrics.add_metric(name="RunsAbandoned", unit=MetricUnit.Count, value=1 if closed["closed"] else 0)
-    return closed
+    result = record_abandoned(event)
+    metrics.add_metric(name="RunsAbandoned", unit=MetricUnit.Count, value=1 if result.closed else 0)
+    return result.to_state()

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import Field
+
 from stratos.errors import DuplicateRunError, StratosError
 from stratos.naming import run_names
-from stratos.payloads import DeploymentRef, EvaluationResult, PlanRef
+from stratos.payloads import DeploymentRef, EvaluationResult, Payload, PlanRef
 from stratos.pipeline.models import RunSummary, StateDocument, StateError
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import need, parse_step_event, run_of, utcnow
+from stratos.types import Short
 
 
 def error_reason(error: StateError) -> str:
@@ -186,7 +189,14 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
     )
 
 
-def record_abandoned(event: Any, services: Services | None = None) -> dict[str, Any]:
+class AbandonedRun(Payload):
+    """What RecordAbandoned did."""
+
+    run_id: Short | None = Field(description="The run the execution would own; None if the input is not a trigger.")
+    closed: bool = Field(description="The record was RUNNING, owned by that execution, and is now FAILED.")
+
+
+def record_abandoned(event: Any, services: Services | None = None) -> AbandonedRun:
     """Close the record of a run whose execution ended without reaching RecordFailure (TIMED_OUT, ABORTED).
 
     Args:
@@ -194,8 +204,8 @@ def record_abandoned(event: Any, services: Services | None = None) -> dict[str, 
             ``input`` as a JSON string).
 
     Returns:
-        ``{"run_id", "closed"}``: ``closed`` is False when the execution owned no record (a duplicate, or it
-        ended before the claim) or the record was already closed.
+        ``closed`` is False when the execution owned no record (a duplicate, or it ended before the claim) or
+        the record was already closed.
 
     Raises:
         EventShapeError: not such an event.
@@ -214,10 +224,10 @@ def record_abandoned(event: Any, services: Services | None = None) -> dict[str, 
         trigger = json.loads(detail.get("input") or "{}")
         run_id = run_names(identity_from_trigger(trigger), "pending").run_id
     except (ValueError, StratosError):
-        return {"run_id": None, "closed": False}
+        return AbandonedRun(run_id=None, closed=False)
     record = svc.records.get(run_id)
     if not record or record.get("execution_arn") != detail["executionArn"] or record.get("status") != "RUNNING":
-        return {"run_id": run_id, "closed": False}
+        return AbandonedRun(run_id=run_id, closed=False)
     now = utcnow().isoformat()
     name = {"TIMED_OUT": "States.Timeout", "ABORTED": "ExecutionAborted"}.get(str(detail["status"]), "ExecutionFailed")
     svc.records.update(
@@ -233,4 +243,4 @@ def record_abandoned(event: Any, services: Services | None = None) -> dict[str, 
     )
     if record.get("task_id"):
         svc.records.put_task(str(record["task_id"]), {"last_run_status": "FAILED", "updated_at": now})
-    return {"run_id": run_id, "closed": True}
+    return AbandonedRun(run_id=run_id, closed=True)
