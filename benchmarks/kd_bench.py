@@ -43,6 +43,14 @@ BATCH = 4
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak RSS, MiB, from /proc/self/status VmHWM (``ru_maxrss`` is not used: Linux carries
+    the parent's peak across fork + exec, so a child started from a big parent would report the parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -69,15 +77,19 @@ def _batches(tok: Any, n_batches: int) -> list[Any]:
     return [collate(encoded[i : i + BATCH]) for i in range(0, len(encoded), BATCH)], encoded
 
 
-def _median_time(fn: Any, batches: list[Any], warmup: int = 1) -> float:
+def _interleaved_medians(fns: dict[str, Any], batches: list[Any], warmup: int = 1) -> dict[str, float]:
+    """Median seconds per function, timing them in turn on each batch (so drift in machine load hits all
+    of them alike instead of whichever ran last)."""
     for b in batches[:warmup]:
-        fn(b)
-    times = []
+        for fn in fns.values():
+            fn(b)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for b in batches[warmup:]:
-        start = time.perf_counter()
-        fn(b)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(b)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_step_ratio(row: str, steps: int) -> dict[str, float]:
@@ -100,6 +112,8 @@ def bench_step_ratio(row: str, steps: int) -> dict[str, float]:
     shim = _Shim()
     shim.teacher, shim.kd_config, shim.shared_vocab_size = teacher, cfg, None
     shim.kept_tokens_seen = 0
+    shim.teacher_topk_cache = None
+    shim._normalise = lambda *a: DistillationTrainer._normalise(shim, *a)  # type: ignore[arg-type]
     shim.args = type("A", (), {"average_tokens_across_devices": False, "world_size": 1})()
 
     def kd_step(batch: dict[str, Any]) -> None:
@@ -119,9 +133,8 @@ def bench_step_ratio(row: str, steps: int) -> dict[str, float]:
         teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     student.train()
-    kd = _median_time(kd_step, batches)
-    sft = _median_time(sft_step, batches)
-    fwd = _median_time(teacher_fwd, batches)
+    medians = _interleaved_medians({"kd": kd_step, "sft": sft_step, "fwd": teacher_fwd}, batches)
+    kd, sft, fwd = medians["kd"], medians["sft"], medians["fwd"]
     tokens = statistics.mean(int(b["attention_mask"].sum()) for b in batches)
     return {
         "kd_step_s": kd,

@@ -181,9 +181,13 @@ def _chunk_loss_and_grad(
             loss = loss + scale * kl.sum()
             grad += (scale / T) * ps * (diff - kl)
         else:
-            m = torch.logsumexp(torch.stack([t + math.log(beta), s + math.log1p(-beta)]), dim=0)
-            loss = loss + scale * (beta * (t.exp() * (t - m)).sum() + (1 - beta) * (ps * (s - m)).sum())
-            g = (1 - beta) * ps * (s - m)
+            pt = t.exp()
+            # log of the mixture from the probabilities (one pass instead of a stacked logsumexp); the clamp only
+            # matters where both probabilities underflow, and there both terms are multiplied by 0.
+            m = (beta * pt + (1 - beta) * ps).clamp_min_(torch.finfo(zs.dtype).tiny).log_()
+            s_minus_m = s - m
+            loss = loss + scale * (beta * (pt * (t - m)).sum() + (1 - beta) * (ps * s_minus_m).sum())
+            g = s_minus_m.mul_(ps).mul_(1 - beta)
             grad += (scale / T) * (g - ps * g.sum(-1, keepdim=True))
     if config.alpha > 0.0:
         logp = F.log_softmax(zs, dim=-1)

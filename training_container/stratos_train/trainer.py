@@ -229,9 +229,14 @@ class MetricLinesCallback(TrainerCallback):
             "elapsed_s": round(elapsed, 2),
             "completion_tokens_per_s": round(tokens * world / elapsed, 2) if elapsed > 0 else 0.0,
         }
+        summary = "train_runtime" in logs  # the end-of-run log: its train_loss is the mean over the run
         for key, value in logs.items():
             if isinstance(value, int | float) and math.isfinite(value):
-                record["train_loss" if key == "loss" else key] = value
+                if key == "loss":
+                    key = "train_loss"
+                elif summary and key == "train_loss":
+                    key = "train_loss_mean"
+                record[key] = value
         self.history.append(record)
         print(f"{self.PREFIX} {json.dumps(record)}", flush=True)
         if state.max_steps:
