@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "stratos.data_cli",
     "stratos.planner.cli",
     "stratos.local.serving_cli",
+    "stratos.local.run_cli",
     "stratos.ops",
 )
 

@@ -225,6 +225,7 @@ class MetricLinesCallback(TrainerCallback):
         world = max(1, args.world_size)
         record = {
             "step": state.global_step,
+            "max_steps": state.max_steps,
             "epoch": round(state.epoch or 0.0, 4),
             "elapsed_s": round(elapsed, 2),
             "completion_tokens_per_s": round(tokens * world / elapsed, 2) if elapsed > 0 else 0.0,

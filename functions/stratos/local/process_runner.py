@@ -59,6 +59,12 @@ class ProcessTrainingRunner:
         python: the interpreter that has the training extra installed.
         env: extra environment for the job (e.g. ``STRATOS_THREADS``).
         on_progress: called with ``(job name, metrics dict)`` for every metrics line the job prints.
+        model_sources: catalog model id -> a model source the container loads without S3 (the PyPI models,
+            ``smollm2-135m-instruct@layers=15``, ``tiny:1``). A ``teacher``/``student`` channel whose S3 prefix
+            names such an id (``.../models/<id>/``) is replaced by that source instead of downloaded: on AWS
+            the models are staged in S3, locally they install from PyPI.
+        overrides: hyperparameters applied on top of the job's (local compute sizing), recorded in the job
+            folder as ``input/config/local-overrides.json``.
     """
 
     def __init__(
@@ -68,7 +74,11 @@ class ProcessTrainingRunner:
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
         on_progress: Callable[[str, dict[str, Any]], None] | None = None,
+        model_sources: Mapping[str, str] | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
+        self.model_sources = dict(model_sources or {})
+        self.overrides = dict(overrides or {})
         self.work_dir = Path(work_dir)
         self._s3 = s3
         self.python = python
@@ -84,9 +94,16 @@ class ProcessTrainingRunner:
         base = self.work_dir / job.name
         config = base / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
-        (config / "hyperparameters.json").write_text(json.dumps(dict(job.hyperparameters), indent=2))
+        hyperparameters = dict(job.hyperparameters)
         for channel, uri in job.channels.items():
+            model_id = uri.rstrip("/").rsplit("/", 1)[-1]
+            if hyperparameters.get(channel) == f"channel:{channel}" and model_id in self.model_sources:
+                hyperparameters[channel] = self.model_sources[model_id]
+                continue
             self._download_prefix(uri, base / "input" / "data" / channel)
+        hyperparameters.update(self.overrides)
+        (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
+        (config / "local-overrides.json").write_text(json.dumps(self.overrides, indent=2))
         log_path = base / "job.log"
         env = {
             **os.environ,

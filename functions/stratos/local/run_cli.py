@@ -1,0 +1,150 @@
+"""``stratos run SPEC``: the local pipeline with live progress and a final summary (see :mod:`stratos.local.run`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run", help="run the whole pipeline locally (embedded AWS, real handlers, real training container)"
+    )
+    run.add_argument("spec", metavar="SPEC", help="task spec JSON file")
+    run.add_argument("--data", type=Path, default=None, help="folder with the data files the spec points to")
+    run.add_argument("--json", action="store_true", help="print one JSON object at the end (progress on stderr)")
+    run.add_argument("--force", action="store_true", help="run even if this spec already ran")
+    run.add_argument("--no-serve", action="store_true", help="do not start a local endpoint for the student")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra training hyperparameter override"
+    )
+    run.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from stratos.errors import InputValidationError, StratosError
+    from stratos.local.run import LocalRunOptions, run_local
+
+    console = Console(stderr=args.json)
+    options = LocalRunOptions(spec_path=Path(args.spec), data_dir=args.data, force=args.force, serve=not args.no_serve)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            console.print(f"[red]--set {item!r}: expected KEY=VALUE[/red]")
+            return 2
+        options.overrides[key] = value
+    if not options.spec_path.exists():
+        console.print(f"[red]{args.spec}: no such file[/red]")
+        return 1
+    progress = _Progress(console)
+    try:
+        result = run_local(
+            options,
+            on_state=lambda name: console.print(f"[cyan]state[/cyan] {name}"),
+            on_progress=progress.update,
+            on_note=lambda text: console.print(f"[yellow]local[/yellow] {text}"),
+        )
+    except InputValidationError as exc:
+        console.print(f"[red]{args.spec}: INVALID[/red]")
+        for err in exc.errors:
+            console.print(f"  {err}")
+        return 1
+    except StratosError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[red]interrupted: the training process was stopped; nothing is left running[/red]")
+        return 130
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        _summary(console, result)
+    return 0 if result.status == "SUCCEEDED" else 1
+
+
+class _Progress:
+    """A rich progress bar for the training job, fed by its metric lines."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def update(self, job: str, record: dict[str, Any]) -> None:
+        total = record.get("max_steps") or record.get("total_steps")
+        loss = record.get("train_loss")
+        loss_text = f"{loss:.3f}" if isinstance(loss, float) else "-"
+        tps = f"{record.get('completion_tokens_per_s', 0):.0f}"
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task(job, total=total or 100, loss=loss_text, tps=tps)
+        self.bar.update(self.task, completed=record.get("step", 0), total=total or None, loss=loss_text, tps=tps)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("—" if value is None else str(value))
+
+
+def _summary(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    colour = "green" if result.status == "SUCCEEDED" else "red"
+    console.print(
+        f"\n[bold {colour}]{result.status}[/bold {colour}] run {result.run_id}"
+        + (" (already ran)" if result.reused else "")
+    )
+    if result.reason:
+        console.print(f"reason: {result.reason}")
+    plan = result.plan or {}
+    if plan:
+        table = Table(title="plan (priced as on AWS)")
+        for col in ("teacher", "student", "training", "serving", "mode", "exp. accuracy", "p50 ms", "total USD"):
+            table.add_column(col)
+        table.add_row(
+            plan.get("teacher", "—"),
+            plan.get("student", "—"),
+            plan.get("training_instance", "—"),
+            plan.get("serving_instance", "—"),
+            str(plan.get("mode", "—")),
+            _fmt(plan.get("expected_accuracy")),
+            _fmt(plan.get("p50_latency_ms")),
+            _fmt(plan.get("total_cost_usd")),
+        )
+        console.print(table)
+    m = result.metrics or {}
+    if m:
+        console.print(f"mode: [bold]{m.get('mode', '—')}[/bold] — {m.get('mode_reason', '')}")
+        acc = Table(title=f"accuracy on {m.get('eval_examples', '?')} held-out examples")
+        acc.add_column("model")
+        acc.add_column("accuracy", justify="right")
+        acc.add_row("teacher", _fmt(m.get("teacher_accuracy")))
+        acc.add_row("student before", _fmt(m.get("student_before_accuracy")))
+        acc.add_row("student after", _fmt(m.get("student_after_accuracy")))
+        console.print(acc)
+    if result.endpoint:
+        name = result.endpoint["name"]
+        console.print(f'endpoint: {name} at {result.endpoint["url"]}  (stratos invoke {name} "...")')
+    if result.report:
+        console.print(f"report: {result.report}")
+    sys.stdout.flush()
