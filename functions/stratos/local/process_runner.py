@@ -48,6 +48,7 @@ class _Job:
     runtime_exceeded: bool = False
     final: TrainingStatus | None = None
     progress: dict[str, Any] = field(default_factory=dict)
+    metric_lines_seen: int = 0
 
 
 class ProcessTrainingRunner:
@@ -215,18 +216,18 @@ class ProcessTrainingRunner:
                 path.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
 
     def _read_progress(self, job: _Job) -> None:
+        """Hand every new ``[stratos-metrics]`` line of the job's log to ``on_progress``; keep the last."""
         try:
-            text = job.log_path.read_text(errors="replace")
+            lines = job.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return
-        for line in reversed(text.splitlines()):
-            if line.startswith(METRICS_PREFIX):
-                try:
-                    record = json.loads(line[len(METRICS_PREFIX) :])
-                except ValueError:
-                    continue
-                if record != job.progress:
-                    job.progress = record
-                    if self.on_progress:
-                        self.on_progress(job.spec.name, record)
-                break
+        records = [line for line in lines if line.startswith(METRICS_PREFIX)]
+        for line in records[job.metric_lines_seen :]:
+            try:
+                record = json.loads(line[len(METRICS_PREFIX) :])
+            except ValueError:
+                continue
+            job.progress = record
+            if self.on_progress:
+                self.on_progress(job.spec.name, record)
+        job.metric_lines_seen = len(records)
