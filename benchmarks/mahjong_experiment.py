@@ -36,7 +36,9 @@ sys.path[:0] = [str(REPO / "functions"), str(REPO / "training_container")]
 TEACHERS = ("smollm2-135m-instruct", "gemma-3-270m")
 
 
-def evaluate_teachers(eval_size: int, seed: int, shots: int, max_new_tokens: int) -> dict[str, dict[str, float]]:
+def evaluate_teachers(
+    eval_size: int, seed: int, shots: int, max_new_tokens: int, trace: str
+) -> dict[str, dict[str, float]]:
     """Accuracy of every teacher, zero-shot and few-shot, on the eval hands."""
     import torch
 
@@ -46,7 +48,7 @@ def evaluate_teachers(eval_size: int, seed: int, shots: int, max_new_tokens: int
     from stratos_train.tasks.base import pick_few_shot
 
     torch.set_num_threads(os.cpu_count() or 1)
-    task = get_task("mahjong-winning-tiles", prompt_style="full")
+    task = get_task("mahjong-winning-tiles", prompt_style="full", trace=trace)
     eval_examples = task.examples("eval", eval_size, seed)
     pool = task.examples("train", 64, seed)
     few = pick_few_shot(pool, shots, seed)
@@ -98,9 +100,10 @@ def run_training_job(hyperparameters: dict[str, Any], base: Path) -> dict[str, A
 
 def mahjong(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    teachers = evaluate_teachers(args.eval_size, args.seed, args.shots, args.teacher_max_new_tokens)
+    teachers = evaluate_teachers(args.eval_size, args.seed, args.shots, args.teacher_max_new_tokens, args.trace)
     hyperparameters = {
         "task": "mahjong-winning-tiles",
+        "task_options": {"trace": args.trace},
         "teacher": "smollm2-135m-instruct",
         "student": args.student,
         "mode": "injection",
@@ -111,8 +114,8 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
         "per_device_batch_size": 8,
         "learning_rate": args.learning_rate,
         "bf16": True,
-        "max_seq_len": 320,
-        "max_new_tokens": 96,
+        "max_seq_len": 384,
+        "max_new_tokens": 128,
         "eval_batch_size": 32,
         "evaluate_teacher": False,
         "evaluate_before": True,
@@ -129,6 +132,7 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
         "teacher_best": best_name,
         "teachers": teachers,
         "student": args.student,
+        "trace": args.trace,
         "student_before_accuracy": metrics.get("student_before_accuracy"),
         "student_after_accuracy": after,
         "student_after_partial": metrics.get("student_after_partial"),
@@ -195,6 +199,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--student", default="smollm2-135m-instruct@layers=15")
     parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--trace", default="decompose", choices=["waits", "candidates", "decompose"])
     parser.add_argument("--teacher-max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gsm8k", action="store_true", help="also run the small GSM8K alignment pipeline")
