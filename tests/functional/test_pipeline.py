@@ -5,6 +5,7 @@ a scripted training runner stands in for the training container; SageMaker endpo
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -436,9 +437,10 @@ def test_aborted_execution_gets_its_record_closed_by_the_status_change_rule(make
     stack = run.stack
     stack.upload_spec(mahjong_spec(), key="specs/mahjong.json")
     [arn] = stack.wait_for_executions(1)
-    deadline = datetime.now(UTC) + timedelta(seconds=20)
-    while not run.sagemaker.training_requests and datetime.now(UTC) < deadline:
-        pass
+    deadline = time.monotonic() + 20
+    while not run.sagemaker.training_requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.sagemaker.training_requests, "the run never reached StartTrainingJob"
     [started] = run.lambdas.of("validate_spec.app.lambda_handler")
     run_id = started.result["run"]["names"]["run_id"]
     sfn = stack.client("stepfunctions")
