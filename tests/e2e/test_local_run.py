@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from stratos.local.run import LocalRunOptions, run_local
 from tests.conftest import REPO
 
 SPEC = REPO / "events" / "specs" / "mahjong-local.json"
-TINY_SOURCES = {"gemma-3-270m": "tiny:1", "smollm2-135m-instruct": "tiny:2", "student:smollm2-135m-instruct": "tiny:2"}
+TINY_SOURCES = {"gemma-3-270m": "tiny:1", "smollm2-135m-instruct": "tiny:3", "student:smollm2-135m-instruct": "tiny:2"}
 TINY_OVERRIDES = {
     "max_steps": "4",
     "train_size": "48",
@@ -71,6 +72,9 @@ def test_local_run_success_then_noop_then_force(home):
     for state in ("ValidateSpec", "SelectPlan", "StartTrainingJob", "EvaluationGate", "Deploy", "RunSucceeded"):
         assert state in states
     assert any(rec.get("train_loss") for rec in progress)
+    # Channel-specific model sources win: the student channel got "student:<id>", not the plain id's source.
+    [hyper] = (home / "runs").glob("work-*/jobs/*/input/config/hyperparameters.json")
+    assert json.loads(hyper.read_text())["student"] == "tiny:2"
     # The deployed student answers over the SageMaker hosting contract.
     from stratos.local.serving import invoke
 

@@ -240,7 +240,7 @@ class MetricLinesCallback(TrainerCallback):
                 record[key] = value
         self.history.append(record)
         print(f"{self.PREFIX} {json.dumps(record)}", flush=True)
-        if state.max_steps:
+        if state.max_steps and "train_loss" in record:
             done = state.global_step / state.max_steps
             eta = elapsed * (1 - done) / done if done > 0 else float("nan")
             loss = record.get("train_loss", float("nan"))

@@ -98,8 +98,9 @@ class ProcessTrainingRunner:
         hyperparameters = dict(job.hyperparameters)
         for channel, uri in job.channels.items():
             model_id = uri.rstrip("/").rsplit("/", 1)[-1]
-            if hyperparameters.get(channel) == f"channel:{channel}" and model_id in self.model_sources:
-                hyperparameters[channel] = self.model_sources[model_id]
+            source = self.model_sources.get(f"{channel}:{model_id}", self.model_sources.get(model_id))
+            if hyperparameters.get(channel) == f"channel:{channel}" and source is not None:
+                hyperparameters[channel] = source
                 continue
             self._download_prefix(uri, base / "input" / "data" / channel)
         hyperparameters.update(self.overrides)
