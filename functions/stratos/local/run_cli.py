@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ def register(subparsers: Any) -> None:
     run.set_defaults(func=_cmd_run)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -42,6 +47,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]{args.spec}: no such file[/red]")
         return 1
     progress = _Progress(console)
+    # SIGTERM (a closed terminal, `kill`) takes the same path as Ctrl-C, so the training process and the
+    # embedded stack are shut down by run_local's cleanup instead of being orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_local(
             options,
