@@ -28,3 +28,17 @@ class SafeAscii:
 Short = Annotated[str, Field(max_length=128), AfterValidator(SafeAscii.check), SafeAscii()]
 #: An S3 URI the pipeline wrote itself (runs/<run_id>/...): at most 512 safe ASCII characters.
 OwnUri = Annotated[str, Field(max_length=512, pattern=r"^s3://"), AfterValidator(SafeAscii.check), SafeAscii()]
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``.
+
+    Raises:
+        ValueError: not an ``s3://bucket/key`` URI.
+    """
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    if not bucket or not key:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return bucket, key

@@ -24,8 +24,9 @@ from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import fallback_plan_ref, plan
 from stratos.planner.pricing import snapshot_price_table
 from stratos.planner.steps import look_up_prices, next_plan, select_plan
-from stratos.planner.store import PlannerStore, split_uri
+from stratos.planner.store import PlannerStore
 from stratos.spec import parse_spec
+from stratos.types import split_uri
 from tests.conftest import SPECS
 
 BUCKET = "stratos-artifacts-123456789012-us-east-1"

@@ -18,6 +18,7 @@ from stratos.events import SPECS_PREFIX
 from stratos.naming import SpecIdentity
 from stratos.payloads import S3Pointer
 from stratos.spec import MAX_SPEC_BYTES
+from stratos.types import split_uri
 
 #: The largest training ``output.tar.gz`` the evaluation gate will stream through, bytes (metrics.json is a few
 #: KB; the archive also holds config.json and whatever else the container left in output/data).
@@ -28,20 +29,6 @@ MAX_METRICS_BYTES = 1024 * 1024
 
 class OutputLocationError(ValueError):
     """A write was aimed under the watched ``specs/`` prefix (it would start a run by itself)."""
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``.
-
-    Raises:
-        ValueError: not an ``s3://bucket/key`` URI.
-    """
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    if not bucket or not key:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return bucket, key
 
 
 class ArtifactStore:

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stratos.aws.artifacts import split_uri, tar_gz
+from stratos.aws.artifacts import tar_gz
 from stratos.local.training import TrainingJobSpec, TrainingStatus
+from stratos.types import split_uri
 
 METRICS_PREFIX = "[stratos-metrics]"
 FAILURE_REASON_MAX = 1024

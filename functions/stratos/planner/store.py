@@ -16,20 +16,7 @@ from stratos.errors import PricingUnavailableError, StratosError
 from stratos.payloads import PlanRef, PriceTableRef, S3Pointer
 from stratos.planner.plan import PlanResult
 from stratos.planner.pricing import PriceTable
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``.
-
-    Raises:
-        ValueError: not an ``s3://bucket/key`` URI.
-    """
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    if not bucket or not key:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return bucket, key
+from stratos.types import split_uri
 
 
 class PlannerStore:
