@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import pytest
 import torch
-from transformers import PrinterCallback
 
-from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.evaluate import generate
 from stratos_train.lora import apply_lora, merge_for_deployment, resolve_targets
-from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, keep_layer_indices, train_tiny_tokenizer
-from stratos_train.trainer import DistillationTrainer, training_arguments
+from tests.helpers.tiny_sft import fit
 
 CORPUS = [f"What is {a} plus {b}? The sum is {a + b}." for a in range(30) for b in range(30)]
 
@@ -71,34 +66,7 @@ def test_student_trained_with_pad_equal_eos_learns_to_stop():
     assert tok.pad_token_id == tok.eos_token_id
     model = build_tiny_model(tok, seed=5, hidden=64)
     pairs = [([{"role": "user", "content": f"What is {a} plus {a}?"}], f"{2 * a}") for a in range(8)]
-    encoded, _ = encode_all(tok, pairs, 64)
-    with tempfile.TemporaryDirectory() as out:
-        args = training_arguments(
-            out,
-            per_device_batch_size=8,
-            grad_accum=1,
-            learning_rate=3e-3,
-            epochs=1,
-            max_steps=120,
-            warmup_ratio=0.0,
-            weight_decay=0.0,
-            lr_scheduler="constant",
-            bf16=False,
-            seed=0,
-            logging_steps=1000,
-            save_steps=100_000,
-            use_cpu=True,
-            save_strategy="no",
-        )
-        trainer = DistillationTrainer(
-            model=model,
-            args=args,
-            train_dataset=ListDataset(encoded),
-            data_collator=CompletionCollator(tok.pad_token_id),
-            kd_config=KDLossConfig(alpha=1.0),
-        )
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
+    fit(model, tok, pairs, steps=120, batch=8)
     texts, stopped = generate(model, tok, [pairs[3][0]], max_new_tokens=20)
     assert stopped == [True], texts
     assert texts[0].strip() == "6"

@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
     max_seq_len: int = Field(default=512, ge=16, le=131_072, description="Tokens per training sequence.")
     bf16: bool = Field(default=False, description="bf16 autocast (CPU with AVX512-BF16, or GPU).")
     shuffle: bool = Field(default=True, description="Shuffle training examples each epoch.")
+    group_by_length: bool = Field(
+        default=True,
+        description="Batch sequences of similar length (shuffled mega-batches, transformers' LengthGroupedSampler): "
+        "less padding per step. Ignored when shuffle is off.",
+    )
     logging_steps: int = Field(default=10, ge=1, description="Optimiser steps between metric log lines.")
     save_steps: int | None = Field(
         default=None, ge=1, description="Checkpoint interval, steps; null = total/10, at least 50 (or the end)."
@@ -112,6 +117,10 @@ class TrainConfig(BaseModel):
     # --- evaluation
     max_new_tokens: int = Field(default=128, ge=1, le=8192, description="Greedy decoding budget, tokens.")
     eval_batch_size: int = Field(default=16, ge=1, le=1024)
+    stop_after_answer: bool = Field(
+        default=True,
+        description="End each evaluation generation after its final 'Answer: ...' line (the format's last line).",
+    )
     evaluate_teacher: bool = True
     evaluate_before: bool = True
     few_shot: int = Field(default=0, ge=0, le=16, description="Solved examples in the teacher's eval prompts.")

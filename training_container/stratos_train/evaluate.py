@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from stratos_train.data import Messages, render_prompt, stop_token_ids
+from stratos_train.tasks.scoring import answer_line_done
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,88 @@ class EvalResult:
         return {"accuracy": self.accuracy, "partial": self.partial, "stopped": self.stopped, "seconds": self.seconds}
 
 
+class _NewlineTokens:
+    """Which token ids decode to text containing a newline (memoised per id)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, token_id: int) -> bool:
+        if token_id not in self._known:
+            self._known[token_id] = "\n" in self.tokenizer.decode([token_id])
+        return self._known[token_id]
+
+
+def greedy_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    done: Callable[[list[int], int], bool] | None = None,
+) -> tuple[list[list[int]], list[bool]]:
+    """Greedy decoding of a left-padded batch that drops each row from the batch (and its KV cache) as soon
+    as it finishes, so one long completion does not keep computing every finished one.
+
+    Same tokens as ``model.generate(do_sample=False)`` (a test compares them): positions come from the
+    attention mask, the cache is the model's own ``DynamicCache`` (``batch_select_indices`` shrinks it).
+
+    Args:
+        input_ids: ``(batch, prompt_len)`` token ids, left-padded.
+        attention_mask: ``(batch, prompt_len)``, 1 on real tokens.
+        max_new_tokens: budget per row, tokens.
+        stop_ids: token ids that end a row (not included in its output).
+        done: ``(row's new token ids, newest id) -> bool``; True ends the row after that token (kept).
+
+    Returns:
+        (new token ids per row, whether each row ended on a stop id or ``done`` before the budget).
+    """
+    stops = set(stop_ids)
+    rows = input_ids.shape[0]
+    new_tokens: list[list[int]] = [[] for _ in range(rows)]
+    finished = [False] * rows
+    if max_new_tokens < 1 or rows == 0:
+        return new_tokens, finished
+    mask = attention_mask.long()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache = out.cache
+    next_position = positions[:, -1] + 1
+    active = list(range(rows))  # original row of each batch slot
+    for step in range(max_new_tokens):
+        picked = out.logits[:, -1, :].argmax(-1)
+        keep: list[int] = []
+        for slot, token_id in enumerate(picked.tolist()):
+            row = active[slot]
+            if token_id in stops:
+                finished[row] = True
+                continue
+            new_tokens[row].append(token_id)
+            if done is not None and done(new_tokens[row], token_id):
+                finished[row] = True
+                continue
+            keep.append(slot)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=input_ids.device)
+            cache.batch_select_indices(index)
+            mask, picked, next_position = mask[index], picked[index], next_position[index]
+            active = [active[slot] for slot in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        out = model(
+            input_ids=picked[:, None],
+            attention_mask=mask,
+            position_ids=next_position[:, None],
+            cache=cache,
+            use_cache=True,
+        )
+        next_position = next_position + 1
+    return new_tokens, finished
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -48,11 +131,24 @@ def generate(
     *,
     max_new_tokens: int,
     batch_size: int = 16,
+    bf16: bool = False,
+    stop_after_answer: bool = False,
 ) -> tuple[list[str], list[bool]]:
-    """Greedy completions for chat prompts, batched with left padding.
+    """Greedy completions for chat prompts, batched with left padding (longest prompts first).
+
+    Args:
+        bf16: run the forward passes under bf16 autocast (parameters stay as they are). On a CPU with
+            AVX512-BF16 this is ~1.5-2x faster than fp32; greedy picks can differ from fp32 where two logits
+            are within bf16 rounding.
+        stop_after_answer: also end a row once it has written its final answer line (the format every task
+            asks for ends there; :func:`stratos_train.tasks.scoring.answer_line_done`, checked only after a token
+            that holds a newline). Such a row counts as stopped.
+
+    Rows are decoded by :func:`greedy_decode`, which drops finished rows from the batch.
 
     Returns:
-        (texts without the stop token, whether each stopped on a stop id before the budget).
+        (texts without the stop token, whether each stopped on a stop id, or after its answer line, before the
+        budget).
     """
     stops = stop_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
@@ -63,6 +159,11 @@ def generate(
     # Longest first: less padding per batch.
     order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i]))
     results: dict[int, tuple[str, bool]] = {}
+    newline = _NewlineTokens(tokenizer)
+
+    def answer_done(ids: list[int], newest: int) -> bool:
+        return newest in newline and answer_line_done(tokenizer.decode(ids, skip_special_tokens=True))
+
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         encoded = [tokenizer(rendered[i], add_special_tokens=False)["input_ids"] for i in idx]
@@ -73,21 +174,18 @@ def generate(
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             mask[row, width - len(ids) :] = 1
         device = next(model.parameters()).device
-        out = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=stops,
-            pad_token_id=pad_id,
-        )
-        for row, i in enumerate(idx):
-            new = out[row, width:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in stops), None)
-            results[i] = (
-                tokenizer.decode(new[:cut] if cut is not None else new, skip_special_tokens=True),
-                cut is not None,
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            new_ids, finished = greedy_decode(
+                model,
+                input_ids.to(device),
+                mask.to(device),
+                max_new_tokens=max_new_tokens,
+                stop_ids=stops,
+                done=answer_done if stop_after_answer else None,
             )
+        for row, i in enumerate(idx):
+            text = tokenizer.decode(new_ids[row], skip_special_tokens=True)
+            results[i] = (text.rstrip("\n") if stop_after_answer and finished[row] else text, finished[row])
     for i in range(len(rendered)):
         texts.append(results[i][0])
         stopped.append(results[i][1])
@@ -103,14 +201,26 @@ def evaluate(
     max_new_tokens: int,
     batch_size: int = 16,
     label: str = "model",
+    bf16: bool = False,
+    stop_after_answer: bool = False,
 ) -> EvalResult:
     """Generate for every prompt and score it.
 
     Args:
         score: ``(completion, example index) -> (exact 0/1, partial 0..1)``.
+        bf16: bf16 autocast for generation (see :func:`generate`).
+        stop_after_answer: end each generation after its final answer line (see :func:`generate`).
     """
     start = time.perf_counter()
-    texts, stopped = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    texts, stopped = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        bf16=bf16,
+        stop_after_answer=stop_after_answer,
+    )
     scores = [score(t, i) for i, t in enumerate(texts)]
     n = max(1, len(scores))
     result = EvalResult(

@@ -104,6 +104,8 @@ def _eval(
         max_new_tokens=config.max_new_tokens,
         batch_size=config.eval_batch_size,
         label=label,
+        bf16=config.bf16,
+        stop_after_answer=config.stop_after_answer,
     )
     answered = [task.extract_answer(text) is not None for text in result.completions]
     result.answered = sum(answered) / max(1, len(answered))
@@ -163,11 +165,13 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         metrics["teacher_accuracy"] = teacher_eval.accuracy
         metrics["teacher_partial"] = teacher_eval.partial
         metrics["teacher_answered"] = teacher_eval.answered
+        metrics["teacher_eval_seconds"] = round(teacher_eval.seconds, 2)
     if _is_main() and config.evaluate_before:
         before = _eval(student, task, eval_examples, config, "student before", [])
         metrics["student_before_accuracy"] = before.accuracy
         metrics["student_before_partial"] = before.partial
         metrics["student_before_answered"] = before.answered
+        metrics["student_before_eval_seconds"] = round(before.seconds, 2)
     heldout_pairs = [(task.prompt(ex), task.target(ex)) for ex in eval_examples[:64]]
     measure_kl = shared_vocab is not None and decision.mode == "alignment"  # KL to the teacher is what alignment moves
     if _is_main() and measure_kl:
@@ -190,6 +194,8 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
                 prompts,
                 max_new_tokens=config.max_new_tokens * 2,
                 batch_size=config.eval_batch_size,
+                bf16=config.bf16,
+                stop_after_answer=config.stop_after_answer,
             )
             return texts
 
@@ -261,6 +267,7 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         logging_steps=config.logging_steps,
         save_steps=save_steps,
         use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if config.shuffle and config.group_by_length else "random",
     )
     topk_cache = None
     collator = CompletionCollator(student.tokenizer.pad_token_id)
@@ -313,6 +320,7 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     metrics["student_after_partial"] = after.partial
     metrics["student_after_stop_rate"] = after.stopped
     metrics["student_after_answered"] = after.answered
+    metrics["student_after_eval_seconds"] = round(after.seconds, 2)
     if measure_kl and shared_vocab is not None:
         metrics["heldout_kl_after"] = heldout_kl(
             teacher.model,

@@ -5,7 +5,9 @@
 * ``compute_loss`` — completion-only loss through :func:`~stratos_train.losses.chunked_kd_loss`: Knowledge
   Alignment (teacher present: KD divergence + alpha x CE) or plain fine-tuning (no teacher: CE), both
   computed only at kept positions, chunked, without full-vocabulary logits;
-* ``_get_train_sampler`` — sequential order when ``shuffle`` is off (reproducible trajectories, DDP tests).
+* ``_get_train_sampler`` — sequential order when ``shuffle`` is off (reproducible trajectories, DDP tests);
+  with ``train_sampling_strategy="group_by_length"`` transformers' ``LengthGroupedSampler`` fed with our rows'
+  lengths (it can only infer them from dict rows).
 
 Normalisation: the loss of a micro-batch is its token SUM divided by the number of kept tokens in the whole
 optimiser step (``num_items_in_batch``, counted by ``Trainer`` over all accumulation micro-batches and, with
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stratos_train.losses import IGNORE_INDEX, KDLossConfig, chunked_kd_loss, chunked_topk_kd_loss
 
@@ -105,8 +108,15 @@ class DistillationTrainer(Trainer):
         self.kept_tokens_seen = 0
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.shuffle:
-            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+            return SequentialSampler(dataset)
+        if self.args.train_sampling_strategy == "group_by_length" and not _is_mapping_dataset(dataset):
+            # transformers infers lengths only from dict rows; ours are EncodedExample, so pass them in.
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=[len(row.input_ids) for row in dataset],
+            )
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(
@@ -250,6 +260,10 @@ class MetricLinesCallback(TrainerCallback):
                 file=self.stream,
                 flush=True,
             )
+
+
+def _is_mapping_dataset(dataset: Any) -> bool:
+    return len(dataset) > 0 and isinstance(dataset[0], dict)
 
 
 def training_arguments(

@@ -51,7 +51,9 @@ LOCAL_OVERRIDES: dict[str, str] = {
     "per_device_batch_size": "8",
     "learning_rate": "0.0003",
     "max_seq_len": "320",
-    "max_new_tokens": "96",
+    # Decoding budget of every evaluation row: the longest Mahjong trace (4+ waits) is ~310 tokens; rows stop at
+    # their end-of-turn token or after the Answer: line, so the budget costs only for a model that rambles.
+    "max_new_tokens": "320",
     "eval_batch_size": "32",
     "logging_steps": "5",
     "probe_size": "8",
@@ -80,6 +82,7 @@ class LocalRunOptions:
         model_sources: catalog id (or ``student:<id>`` / ``teacher:<id>``) -> container model source.
         overrides: hyperparameters applied to the training job.
         serve: start a local endpoint for the deployed student.
+        verbose: keep the handlers' INFO logs and EMF metric lines (default: warnings only).
         timeout_s: give up on the execution after this long, s.
         home: state folder (runs, endpoints).
     """
@@ -90,6 +93,7 @@ class LocalRunOptions:
     model_sources: dict[str, str] = field(default_factory=lambda: dict(LOCAL_MODEL_SOURCES))
     overrides: dict[str, str] = field(default_factory=lambda: dict(LOCAL_OVERRIDES))
     serve: bool = True
+    verbose: bool = False
     timeout_s: float = 3 * 3600
     home: Path = field(default_factory=stratos_home)
 
@@ -216,10 +220,17 @@ def run_local(
         on_progress=on_progress,
         env={"STRATOS_THREADS": str(os.cpu_count() or 1)},
     )
-    parameters = {"TrainingPollSeconds": "2", "EndpointPollSeconds": "1"}
+    # The handlers' INFO logs and EMF metric lines are what CloudWatch collects on AWS; on a terminal they bury
+    # the run's own output, so local runs keep warnings only unless asked for everything.
+    parameters = {
+        "TrainingPollSeconds": "2",
+        "EndpointPollSeconds": "1",
+        "LogLevel": "INFO" if options.verbose else "WARNING",
+    }
+    quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}
     result: LocalRunResult
     try:
-        with EmbeddedStack(parameters=parameters, runner=runner) as stack:
+        with EmbeddedStack(parameters=parameters, runner=runner, extra_env=quiet) as stack:
             stack_ref.append(stack)
             _stage_data(stack, spec, options.data_dir)
             key = f"specs/{options.spec_path.name}"

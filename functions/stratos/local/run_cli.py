@@ -20,6 +20,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--force", action="store_true", help="run even if this spec already ran")
     run.add_argument("--no-serve", action="store_true", help="do not start a local endpoint for the student")
     run.add_argument(
+        "-v", "--verbose", action="store_true", help="show the handlers' logs and metric lines, and every poll"
+    )
+    run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="extra training hyperparameter override"
     )
     run.set_defaults(func=_cmd_run)
@@ -36,7 +39,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from stratos.local.run import LocalRunOptions, run_local
 
     console = Console(stderr=args.json)
-    options = LocalRunOptions(spec_path=Path(args.spec), data_dir=args.data, force=args.force, serve=not args.no_serve)
+    if not console.is_terminal:  # a log file or CI: wide enough that the tables do not wrap
+        console = Console(stderr=args.json, width=120)
+    options = LocalRunOptions(
+        spec_path=Path(args.spec),
+        data_dir=args.data,
+        force=args.force,
+        serve=not args.no_serve,
+        verbose=args.verbose,
+    )
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -53,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_local(
             options,
-            on_state=lambda name: console.print(f"[cyan]state[/cyan] {name}"),
+            on_state=_StatePrinter(console, every=args.verbose),
             on_progress=progress.update,
             on_note=lambda text: console.print(f"[yellow]local[/yellow] {text}"),
         )
@@ -77,12 +88,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.status == "SUCCEEDED" else 1
 
 
+class _StatePrinter:
+    """Prints each state the first time it runs; the polling loops (wait, describe, choice) repeat silently
+    unless ``every`` (the progress bar shows the training job meanwhile)."""
+
+    def __init__(self, console: Any, every: bool = False) -> None:
+        self.console = console
+        self.every = every
+        self.seen: set[str] = set()
+
+    def __call__(self, name: str) -> None:
+        if self.every or name not in self.seen:
+            self.console.print(f"[cyan]state[/cyan] {name}")
+        self.seen.add(name)
+
+
 class _Progress:
-    """A rich progress bar for the training job, fed by its metric lines."""
+    """A rich progress bar for the training job, fed by its metric lines; on a non-terminal (a log file, CI)
+    one plain line per metric record instead, since a bar there only renders when it stops."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        self.console = console
+        self.plain = not console.is_terminal
         self.bar = Progress(
             TextColumn("training"),
             BarColumn(),
@@ -100,6 +129,15 @@ class _Progress:
         loss = record.get("train_loss")
         loss_text = f"{loss:.3f}" if isinstance(loss, float) else "-"
         tps = f"{record.get('completion_tokens_per_s', 0):.0f}"
+        if self.plain:
+            step, elapsed = record.get("step"), record.get("elapsed_s")
+            if not isinstance(step, int) or not total or record.get("train_loss") is None:
+                return
+            eta = ""
+            if isinstance(elapsed, int | float) and step > 0:
+                eta = f", ETA {max(0.0, elapsed / step * (total - step)) / 60:.1f} min"
+            self.console.print(f"training step {step}/{total}: loss {loss_text}, {tps} tok/s{eta}")
+            return
         if self.task is None:
             self.bar.start()
             self.task = self.bar.add_task(job, total=total or 100, loss=loss_text, tps=tps)
@@ -146,9 +184,9 @@ def _summary(console: Any, result: Any) -> None:
         acc = Table(title=f"accuracy on {m.get('eval_examples', '?')} held-out examples")
         acc.add_column("model")
         acc.add_column("accuracy", justify="right")
-        acc.add_row("teacher", _fmt(m.get("teacher_accuracy")))
-        acc.add_row("student before", _fmt(m.get("student_before_accuracy")))
-        acc.add_row("student after", _fmt(m.get("student_after_accuracy")))
+        acc.add_column("partial credit", justify="right")
+        for key in ("teacher", "student_before", "student_after"):
+            acc.add_row(key.replace("_", " "), _fmt(m.get(f"{key}_accuracy")), _fmt(m.get(f"{key}_partial")))
         console.print(acc)
     if result.endpoint:
         name = result.endpoint["name"]

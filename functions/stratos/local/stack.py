@@ -63,6 +63,8 @@ class EmbeddedStack:
         template: the template file.
         region: the region everything lives in.
         stack_name: prefix of every physical name.
+        extra_env: environment set on top of the functions' template environment (local-only settings, e.g.
+            ``POWERTOOLS_METRICS_DISABLED``); restored on exit like the rest.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class EmbeddedStack:
         template: str | Path = DEFAULT_TEMPLATE,
         region: str = "us-east-1",
         stack_name: str = "stratos",
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.template_path = Path(template)
         self.template = load_template(self.template_path)
@@ -83,6 +86,7 @@ class EmbeddedStack:
         self._runner = runner
         self._quotas = quotas
         self._endpoint_script = endpoint_script
+        self._extra_env = dict(extra_env or {})
         self.resources: dict[str, str] = {}
         self.attributes: dict[str, str] = {}
         self.function_env: dict[str, str] = {}
@@ -253,7 +257,7 @@ class EmbeddedStack:
         globals_fn = res.resolve((self.template.get("Globals") or {}).get("Function") or {})
         for logical in by_type.pop("AWS::Serverless::Function", []):
             self._function(logical, globals_fn, res.resolve(resources[logical].get("Properties") or {}), service_role)
-        self._set_env(self.function_env)
+        self._set_env({**self.function_env, **self._extra_env})
         for logical in by_type.pop("AWS::Serverless::StateMachine", []):
             self._state_machine(logical, res.resolve(resources[logical].get("Properties") or {}), service_role)
         for logical in by_type.pop("AWS::Scheduler::Schedule", []):

@@ -18,11 +18,14 @@ Notation: the package's one-line notation, suit letter after its numbers, tiles 
 ``123m456p789s1122z``. An answer is the sorted list of tile names in tile order (m, p, s, z; then number):
 ``["3m", "6m", "1z"]``. SmolLM2's tokenizer splits digits, so each tile costs one token plus one per suit.
 
-Reasoning trace (:func:`render_trace`): one line per winning tile, in tile order, showing one complete
-arrangement of the 14 tiles, groups in tile order (``1z: 123m 456p 789s 111z 22z``); a seven-pairs line
-has seven pairs. With ``trace="candidates"`` every other candidate tile (one within two numbers of a held
-tile of its suit, or a held honour) also gets a line ``4m: no``. The training target is the trace followed by
-``Answer: 1z 2z`` (``Answer: none`` for a hand with no wait).
+Reasoning trace (:func:`render_trace`), three styles. ``decompose`` (the default; forward reasoning, see
+:func:`decompose_lines`): every split of the 13 tiles into complete groups plus a leftover shape, and the tiles
+that complete it (``123m 456p 789s + 11z 22z = 1z 2z``); it taught a depth-pruned SmolLM2 more than the
+others in the same budget (benchmarks/mahjong_experiment.py). ``waits``: one line per winning tile, in tile
+order, showing one complete arrangement of the 14 tiles, groups in tile order (``1z: 123m 456p 789s 111z
+22z``); a seven-pairs line has seven pairs. ``candidates``: ``waits`` plus a line ``4m: no`` for every other
+candidate tile (one within two numbers of a held tile of its suit, or a held honour). The training target is
+the trace followed by ``Answer: 1z 2z`` (``Answer: none`` for a hand with no wait).
 
 Reverse synthesis (:func:`generate_examples`): draw a complete 14-tile hand (four melds + pair), remove one
 tile, compute every wait with the verifier (:func:`winning_tiles`) and the trace with an independent
@@ -95,8 +98,15 @@ RULES_TEXT = (
     "Riichi mahjong. Tiles: 1-9m, 1-9p, 1-9s and honours 1-7z. A complete hand is 14 tiles: four melds "
     "(three of a kind, or a run of three in one suit; honours never run) and a pair, or seven distinct pairs. "
     "List every tile that completes the 13-tile hand, except one whose four copies are all in the hand. "
-    "For each, write 'tile: melds and pair'; end with 'Answer: ' and the tiles."
 )
+#: The output-format sentence of the ``full`` prompt, per trace style (it must describe the few-shot targets).
+FORMAT_TEXT: dict[str, str] = {
+    "waits": "For each, write 'tile: melds and pair'; end with 'Answer: ' and the tiles.",
+    "candidates": "For each candidate tile, write 'tile: melds and pair' or 'tile: no'; end with 'Answer: ' and "
+    "the tiles.",
+    "decompose": "Write every split of the hand into complete melds plus a leftover as 'melds + leftover = "
+    "tiles that complete the leftover'; end with 'Answer: ' and all those tiles.",
+}
 
 _HAND_RE = re.compile(r"^(?:[1-9]+[mps]|[1-7]+z)+$")
 _TILE_RUN_RE = re.compile(r"(\d+)\s?([mpsz])(?![a-z])", re.IGNORECASE)
@@ -761,8 +771,9 @@ class MahjongTask(TaskBase):
         prompt_style: ``compact`` (one short user line, for a student fine-tuned on the format: prompt and
             target average ~140 tokens with SmolLM2's chat template) or ``full`` (a system message with the
             rules and the output format, for teachers and zero-shot use; ~100 tokens more).
-        trace: ``waits`` (one line per winning tile) or ``candidates`` (also a ``no`` line per other
-            candidate tile).
+        trace: ``decompose`` (default: every split into complete groups + a leftover and what completes it),
+            ``waits`` (one line per winning tile) or ``candidates`` (also a ``no`` line per other candidate
+            tile).
     """
 
     name = NAME
@@ -774,7 +785,7 @@ class MahjongTask(TaskBase):
     #: Default split sizes when ``n`` is None: the spec's ``train_size`` / ``eval_size`` defaults.
     DEFAULT_SIZES: ClassVar[dict[str, int]] = {"train": 2000, "eval": 200}
 
-    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits") -> None:
+    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "decompose") -> None:
         if prompt_style not in ("full", "compact"):
             raise ValueError(f"prompt_style must be 'full' or 'compact', got {prompt_style!r}")
         if trace not in ("waits", "candidates", "decompose"):
@@ -787,7 +798,7 @@ class MahjongTask(TaskBase):
         return generate_examples(count, seed, split, self.trace).examples
 
     def _instructions(self) -> str | None:
-        return RULES_TEXT if self.prompt_style == "full" else None
+        return RULES_TEXT + FORMAT_TEXT[self.trace] if self.prompt_style == "full" else None
 
     def _question(self, example: Example) -> list[Message]:
         hand = example.problem["hand"]

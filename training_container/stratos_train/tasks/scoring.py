@@ -13,6 +13,9 @@ The rules, in the order they are tried, are part of the README's "Tasks" section
 * **Exact match** (:func:`normalise_text`): Unicode NFKC, case-folded, whitespace collapsed, surrounding
   quotes, markdown emphasis and trailing ``.``/``!``/``?`` stripped.
 * **Sets** (:func:`set_f1`): precision/recall/F1 over distinct items; two empty sets score 1.
+* **End of a response** (:func:`answer_line_done`): the response format ends with one ``Answer: ...`` line,
+  so evaluation stops a generation once such a line (at the start of a line, non-empty) has been finished by
+  a newline; what a model would write after it is never scored.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ _BOXED_RE = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 # "Answer:", "answer is", "final answer =", with optional markdown emphasis around the marker.
 _ANSWER_MARK_RE = re.compile(r"\banswer\b\**\s*(?:is\b|:|=)?\**\s*:?", re.IGNORECASE)
 _EMPHASIS = "*_`\"'“”‘’"
+# A finished final-answer line: "Answer: <something>" at the start of a line, followed by a newline.
+_ANSWER_LINE_DONE_RE = re.compile(r"^[ \t]*\**answer\**[ \t]*:\**[ \t]*\S[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+
+
+def answer_line_done(text: str) -> bool:
+    """True when ``text`` holds a final answer line that a newline has closed (``"...\\nAnswer: 3m 6m\\n"``).
+
+    ``"Answer:"`` alone, an answer line still being written, and "the answer is 4" inside a sentence do not
+    count."""
+    return _ANSWER_LINE_DONE_RE.search(text) is not None
 
 
 def answer_segment(text: str) -> str | None:

@@ -1,0 +1,50 @@
+"""Short supervised fine-tuning runs of tiny config-built models for unit tests (CPU, seconds)."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from transformers import PrinterCallback, TrainingArguments
+
+from stratos_train.data import CompletionCollator, ListDataset, encode_all
+from stratos_train.losses import KDLossConfig
+from stratos_train.trainer import DistillationTrainer, training_arguments
+
+
+def tiny_args(output_dir: str, batch: int = 8, steps: int = 1, lr: float = 1e-3, **overrides: Any) -> TrainingArguments:
+    """``training_arguments`` for a test: constant LR, no warm-up, no checkpoints, CPU."""
+    return training_arguments(
+        output_dir,
+        per_device_batch_size=batch,
+        grad_accum=1,
+        learning_rate=lr,
+        epochs=1,
+        max_steps=steps,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        lr_scheduler="constant",
+        bf16=False,
+        seed=0,
+        logging_steps=1000,
+        save_steps=100_000,
+        use_cpu=True,
+        save_strategy="no",
+        **overrides,
+    )
+
+
+def fit(model: Any, tokenizer: Any, pairs: list[Any], steps: int, batch: int, lr: float = 3e-3) -> Any:
+    """Fine-tune ``model`` in place on ``(messages, completion)`` pairs with the completion-only loss."""
+    encoded, _ = encode_all(tokenizer, pairs, 64)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = DistillationTrainer(
+            model=model,
+            args=tiny_args(out, batch=batch, steps=steps, lr=lr),
+            train_dataset=ListDataset(encoded),
+            data_collator=CompletionCollator(tokenizer.pad_token_id),
+            kd_config=KDLossConfig(alpha=1.0),
+        )
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return model

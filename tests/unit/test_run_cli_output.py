@@ -1,0 +1,75 @@
+"""What `stratos run` prints: each state once (polling loops collapsed), plain progress lines off a terminal,
+and the accuracy table with partial credit."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from stratos.local.run_cli import _Progress, _StatePrinter, _summary
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=120, force_terminal=False), out
+
+
+def test_polling_states_print_once_unless_verbose():
+    loop = ["StartTrainingJob", *["WaitForTraining", "DescribeTrainingJob", "TrainingStatus"] * 3, "EvaluationGate"]
+    console, out = _console()
+    printer = _StatePrinter(console)
+    for name in loop:
+        printer(name)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        f"state {n}"
+        for n in ["StartTrainingJob", "WaitForTraining", "DescribeTrainingJob", "TrainingStatus", "EvaluationGate"]
+    ]
+    console, out = _console()
+    printer = _StatePrinter(console, every=True)
+    for name in loop:
+        printer(name)
+    assert len(out.getvalue().splitlines()) == len(loop)
+
+
+def test_progress_off_a_terminal_prints_plain_lines_with_eta():
+    console, out = _console()
+    progress = _Progress(console)
+    progress.update(
+        "job", {"step": 10, "max_steps": 40, "elapsed_s": 60.0, "train_loss": 1.25, "completion_tokens_per_s": 88.0}
+    )
+    progress.update("job", {"teacher_accuracy": 0.0})  # the final metrics record: no line
+    progress.close()
+    assert out.getvalue().splitlines() == ["training step 10/40: loss 1.250, 88 tok/s, ETA 3.0 min"]
+
+
+def test_summary_shows_accuracy_and_partial_credit():
+    console, out = _console()
+    result = SimpleNamespace(
+        status="SUCCEEDED",
+        run_id="mahjong-local-abc",
+        reused=False,
+        reason=None,
+        plan=None,
+        endpoint=None,
+        report="/tmp/report.html",
+        metrics={
+            "mode": "injection",
+            "mode_reason": "tokenizers differ",
+            "eval_examples": 24,
+            "teacher_accuracy": 0.0,
+            "teacher_partial": 0.048,
+            "student_before_accuracy": 0.0,
+            "student_before_partial": 0.0,
+            "student_after_accuracy": 0.125,
+            "student_after_partial": 0.31,
+        },
+    )
+    _summary(console, result)
+    text = out.getvalue()
+    assert "partial credit" in text and "accuracy on 24 held-out examples" in text
+    row = next(line for line in text.splitlines() if "student after" in line)
+    assert "0.125" in row and "0.310" in row
+    assert "report: /tmp/report.html" in text
