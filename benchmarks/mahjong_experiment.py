@@ -122,7 +122,7 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
     hyperparameters = {
         "task": "mahjong-winning-tiles",
         "task_options": {"trace": args.trace},
-        "teacher": "smollm2-135m-instruct",
+        "teacher": args.teachers.split(",")[0],
         "student": args.student,
         "mode": "injection",
         "train_size": args.train_size,
@@ -154,6 +154,7 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
         "student_before_accuracy": metrics.get("student_before_accuracy"),
         "student_after_accuracy": after,
         "student_after_partial": metrics.get("student_after_partial"),
+        "student_after_answered": metrics.get("student_after_answered"),
         "ratio_after_over_teacher": after / max(teacher_acc, floor),
         "ratio_is_lower_bound": teacher_acc == 0.0,
         "eval_size": args.eval_size,

@@ -18,12 +18,13 @@ Notation: the package's one-line notation, suit letter after its numbers, tiles 
 ``123m456p789s1122z``. An answer is the sorted list of tile names in tile order (m, p, s, z; then number):
 ``["3m", "6m", "1z"]``. SmolLM2's tokenizer splits digits, so each tile costs one token plus one per suit.
 
-Reasoning trace (:func:`render_trace`), three styles. ``decompose`` (the default; forward reasoning, see
-:func:`decompose_lines`): every split of the 13 tiles into complete groups plus a leftover shape, and the tiles
-that complete it (``123m 456p 789s + 11z 22z = 1z 2z``); it taught a depth-pruned SmolLM2 more than the
-others in the same budget (benchmarks/mahjong_experiment.py). ``waits``: one line per winning tile, in tile
-order, showing one complete arrangement of the 14 tiles, groups in tile order (``1z: 123m 456p 789s 111z
-22z``); a seven-pairs line has seven pairs. ``candidates``: ``waits`` plus a line ``4m: no`` for every other
+Reasoning trace (:func:`render_trace`), three styles. ``waits`` (the default): one line per winning tile, in
+tile order, showing one complete arrangement of the 14 tiles, groups in tile order (``1z: 123m 456p 789s 111z
+22z``); a seven-pairs line has seven pairs; short (~30 tokens a wait), so a student learns the format in a few
+dozen steps. ``decompose`` (forward reasoning, see :func:`decompose_lines`): every split of the 13 tiles into
+complete groups plus a leftover shape, and the tiles that complete it (``123m 456p 789s + 11z 22z = 1z 2z``);
+longer, and better than ``waits`` for the headline's 1,600-example run, while 500 examples leave a student that
+loops (benchmarks/mahjong_experiment.py, README). ``candidates``: ``waits`` plus a line ``4m: no`` for every other
 candidate tile (one within two numbers of a held tile of its suit, or a held honour). The training target is
 the trace followed by ``Answer: 1z 2z`` (``Answer: none`` for a hand with no wait).
 
@@ -771,9 +772,9 @@ class MahjongTask(TaskBase):
         prompt_style: ``compact`` (one short user line, for a student fine-tuned on the format: prompt and
             target average ~140 tokens with SmolLM2's chat template) or ``full`` (a system message with the
             rules and the output format, for teachers and zero-shot use; ~100 tokens more).
-        trace: ``decompose`` (default: every split into complete groups + a leftover and what completes it),
-            ``waits`` (one line per winning tile) or ``candidates`` (also a ``no`` line per other candidate
-            tile).
+        trace: ``waits`` (default: one line per winning tile), ``candidates`` (also a ``no`` line per other
+            candidate tile) or ``decompose`` (every split into complete groups + a leftover and what completes
+            it).
     """
 
     name = NAME
@@ -785,7 +786,7 @@ class MahjongTask(TaskBase):
     #: Default split sizes when ``n`` is None: the spec's ``train_size`` / ``eval_size`` defaults.
     DEFAULT_SIZES: ClassVar[dict[str, int]] = {"train": 2000, "eval": 200}
 
-    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "decompose") -> None:
+    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits") -> None:
         if prompt_style not in ("full", "compact"):
             raise ValueError(f"prompt_style must be 'full' or 'compact', got {prompt_style!r}")
         if trace not in ("waits", "candidates", "decompose"):
