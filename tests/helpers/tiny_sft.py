@@ -12,12 +12,14 @@ from stratos_train.losses import KDLossConfig
 from stratos_train.trainer import DistillationTrainer, training_arguments
 
 
-def tiny_args(output_dir: str, batch: int = 8, steps: int = 1, lr: float = 1e-3, **overrides: Any) -> TrainingArguments:
-    """``training_arguments`` for a test: constant LR, no warm-up, no checkpoints, CPU."""
-    return training_arguments(
-        output_dir,
+def tiny_args(
+    output_dir: str, batch: int = 8, steps: int = 1, lr: float = 1e-3, grad_accum: int = 1, **overrides: Any
+) -> TrainingArguments:
+    """``training_arguments`` for a test: constant LR, no warm-up, no checkpoints, CPU; ``overrides`` replace
+    any of those (e.g. ``logging_steps``, ``optim``)."""
+    settings: dict[str, Any] = dict(
         per_device_batch_size=batch,
-        grad_accum=1,
+        grad_accum=grad_accum,
         learning_rate=lr,
         epochs=1,
         max_steps=steps,
@@ -30,8 +32,8 @@ def tiny_args(output_dir: str, batch: int = 8, steps: int = 1, lr: float = 1e-3,
         save_steps=100_000,
         use_cpu=True,
         save_strategy="no",
-        **overrides,
     )
+    return training_arguments(output_dir, **{**settings, **overrides})
 
 
 def fit(model: Any, tokenizer: Any, pairs: list[Any], steps: int, batch: int, lr: float = 3e-3) -> Any:

@@ -19,7 +19,8 @@ from transformers import PrinterCallback
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
-from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, training_arguments
+from stratos_train.trainer import DistillationTrainer, MetricLinesCallback
+from tests.helpers.tiny_sft import tiny_args
 
 CORPUS = [f"What is {a} plus {b}? The sum is {a + b}." for a in range(30) for b in range(30)]
 
@@ -42,23 +43,8 @@ def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5) -> dict[s
     teacher = build_tiny_model(tokenizer, seed=2) if kd else None
     data = make_data(tokenizer)
     with tempfile.TemporaryDirectory() as out:
-        args = training_arguments(
-            out,
-            per_device_batch_size=batch,
-            grad_accum=accum,
-            learning_rate=lr,
-            epochs=1,
-            max_steps=steps,
-            warmup_ratio=0.0,
-            weight_decay=0.0,
-            lr_scheduler="constant",
-            bf16=False,
-            seed=0,
-            logging_steps=1,
-            save_steps=10_000,
-            use_cpu=True,
-            optim="sgd",
-            max_grad_norm=0.0,
+        args = tiny_args(
+            out, batch=batch, steps=steps, lr=lr, grad_accum=accum, logging_steps=1, optim="sgd", max_grad_norm=0.0
         )
         ref: list[DistillationTrainer] = []
         callback = MetricLinesCallback(ref)
