@@ -82,6 +82,33 @@ class TrainConfig(BaseModel):
     )
     rationale_samples: int = Field(default=64, ge=0, le=100_000, description="Examples to ask the teacher on.")
     domain_notes: str = Field(default="", max_length=8000, description="Put into the teacher's prompt.")
+    injection_rounds: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Knowledge Injection in rounds (tasks with strata): > 1 = closed loop, each round drawing "
+        "train_size / rounds fresh examples toward the strata the student failed on the previous probe.",
+    )
+    probe_per_stratum: int = Field(
+        default=8, ge=1, le=10_000, description="Closed loop: fresh TRAIN-split problems per stratum scored per round."
+    )
+    round_patience: int = Field(
+        default=1, ge=1, le=64, description="Closed loop: stop after this many rounds without probe gain."
+    )
+    round_min_gain: float = Field(
+        default=0.0, ge=0, le=1, description="Closed loop: probe accuracy gain (0..1) that counts as improving."
+    )
+    round_weight_floor: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Closed loop: draw weight = floor + (1 - stratum accuracy); the floor keeps mastered strata.",
+    )
+    extra_eval: bool = Field(
+        default=True,
+        description="Also score the student (and teacher) on the task's further held-out sets (Mahjong: random "
+        "tenpai hands), eval_size each.",
+    )
 
     # --- optimisation
     epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training set.")

@@ -28,6 +28,7 @@ class EvalResult:
         stopped: fraction of completions that ended with a stop token before ``max_new_tokens``.
         seconds: wall time, s.
         answered: fraction whose final answer could be parsed (answer-format compliance), set by the caller.
+        exact: per-prompt exact score (1.0 / 0.0), same order as the prompts.
     """
 
     accuracy: float
@@ -36,6 +37,7 @@ class EvalResult:
     stopped: float = 0.0
     seconds: float = 0.0
     answered: float = 0.0
+    exact: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "partial": self.partial, "stopped": self.stopped, "seconds": self.seconds}
@@ -229,6 +231,7 @@ def evaluate(
         completions=texts,
         stopped=sum(stopped) / n,
         seconds=time.perf_counter() - start,
+        exact=[float(s[0]) for s in scores],
     )
     logger.info("%s: accuracy %.3f partial %.3f on %d examples", label, result.accuracy, result.partial, len(texts))
     return result

@@ -19,10 +19,11 @@ import logging
 import os
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import PrinterCallback
+from transformers import PrinterCallback, get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 
 from stratos_train.config import TrainConfig
@@ -34,6 +35,15 @@ from stratos_train.lora import apply_lora, merge_for_deployment
 from stratos_train.losses import KDLossConfig
 from stratos_train.models import LoadedModel, load_model
 from stratos_train.modes import ModeDecision, build_injection_set, decide_mode
+from stratos_train.rounds import (
+    Patience,
+    RoundReport,
+    mean_accuracy,
+    next_weights,
+    probe_scores,
+    round_sizes,
+    uniform_weights,
+)
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Example, Task, pick_few_shot
 from stratos_train.trainer import (
@@ -112,6 +122,188 @@ def _eval(
     return result
 
 
+def strata_table(task: Task, examples: Sequence[Example], exact: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """Per-stratum ``{"correct", "n", "accuracy"}`` of scored examples; empty for a task without strata."""
+    scores = probe_scores([task.stratum(ex) for ex in examples], [e >= 1.0 for e in exact], task.strata())
+    return {k: {"correct": v.correct, "n": v.n, "accuracy": round(v.accuracy, 4)} for k, v in scores.items()}
+
+
+def _eval_row(result: EvalResult, task: Task, examples: Sequence[Example]) -> dict[str, Any]:
+    """One evaluation set's figures for metrics.json."""
+    return {
+        "accuracy": result.accuracy,
+        "partial": result.partial,
+        "answered": result.answered,
+        "examples": len(examples),
+        "correct": int(sum(result.exact)),
+        "seconds": round(result.seconds, 2),
+        "strata": strata_table(task, examples, result.exact),
+    }
+
+
+def _build_trainer(
+    model: Any,
+    args: Any,
+    encoded: Sequence[Any],
+    collator: CompletionCollator,
+    kd: KDLossConfig,
+    teacher: Any,
+    shared_vocab: int | None,
+    config: TrainConfig,
+    topk_cache: Any = None,
+    optimizers: tuple[Any, Any] = (None, None),
+) -> tuple[DistillationTrainer, MetricLinesCallback]:
+    """A :class:`DistillationTrainer` with the metric-lines callback (and no console printer)."""
+    ref: list[DistillationTrainer] = []
+    metric_lines = MetricLinesCallback(ref)
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        train_dataset=ListDataset(list(encoded)),
+        data_collator=collator,
+        teacher=teacher,
+        kd_config=kd,
+        shared_vocab_size=shared_vocab,
+        shuffle=config.shuffle,
+        teacher_topk_cache=topk_cache,
+        callbacks=[metric_lines],
+        optimizers=optimizers,
+    )
+    trainer.remove_callback(PrinterCallback)
+    ref.append(trainer)
+    return trainer, metric_lines
+
+
+def _round_args(config: TrainConfig, output_dir: str, max_steps: int) -> Any:
+    """TrainingArguments of one closed-loop round (checkpoints at its end only; the loop owns the schedule)."""
+    return training_arguments(
+        output_dir,
+        per_device_batch_size=config.per_device_batch_size,
+        grad_accum=config.grad_accum,
+        learning_rate=config.learning_rate,
+        epochs=1.0,
+        max_steps=max_steps,
+        warmup_ratio=0.0,
+        weight_decay=config.weight_decay,
+        lr_scheduler=config.lr_scheduler,
+        bf16=config.bf16,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_steps=max_steps,
+        use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if config.shuffle and config.group_by_length else "random",
+    )
+
+
+def train_in_rounds(
+    config: TrainConfig,
+    env: SageMakerEnv,
+    task: Task,
+    student: LoadedModel,
+    model: Any,
+    build_pairs: Any,
+    metrics: dict[str, Any],
+) -> Any:
+    """Knowledge Injection as a closed loop (:mod:`stratos_train.rounds`); returns the trained model.
+
+    ``build_pairs(examples, round)`` turns a round's examples into (prompt, target) pairs. Fills
+    ``metrics`` with ``injection_rounds`` (one :class:`RoundReport` each) and the usual training figures,
+    summed over rounds.
+    """
+    strata = task.strata()
+    sizes = round_sizes(config.train_size, config.injection_rounds)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = config.per_device_batch_size * config.grad_accum * world
+    steps = [max(1, -(-n // per_step)) for n in sizes]
+    collator = CompletionCollator(student.tokenizer.pad_token_id)
+    kd = KDLossConfig(alpha=1.0, chunk_size=config.chunk_size)
+    probe = task.stratified_examples(
+        "train", config.probe_per_stratum * len(strata), config.seed + 7_919, uniform_weights(strata)
+    )
+    seen: set[str] = {ex.id for ex in probe}
+    weights = uniform_weights(strata)
+    stop = Patience(config.round_patience, config.round_min_gain)
+    optimizers: tuple[Any, Any] = (None, None)
+    reports: list[RoundReport] = []
+    history: list[dict[str, Any]] = []
+    totals = {"examples": 0, "tokens": 0, "total_tokens": 0, "steps": 0, "seconds": 0.0}
+    logger.info("closed loop: up to %d rounds of %s examples, probe %d per stratum", len(sizes), sizes, len(probe))
+    for index, (size, max_steps) in enumerate(zip(sizes, steps, strict=True), start=1):
+        started = time.perf_counter()
+        drawn = task.stratified_examples("train", size + size // 10 + 8, config.seed + 1_000 * index, weights)
+        examples = [ex for ex in drawn if ex.id not in seen][:size]
+        seen.update(ex.id for ex in examples)
+        encoded, enc_stats = encode_all(student.tokenizer, build_pairs(examples, index), config.max_seq_len)
+        args = _round_args(config, str(env.checkpoint_dir / f"round-{index}"), max_steps)
+        trainer, lines = _build_trainer(model, args, encoded, collator, kd, None, None, config, None, optimizers)
+        if optimizers[0] is None:
+            trainer.create_optimizer()
+            optimizer = trainer.optimizer
+            schedule = get_scheduler(
+                config.lr_scheduler,
+                optimizer,
+                num_warmup_steps=round(config.warmup_ratio * sum(steps)),
+                num_training_steps=sum(steps),
+            )
+            trainer.lr_scheduler = schedule
+            optimizers = (optimizer, schedule)
+        output = trainer.train()
+        model.eval()
+        result = _eval(
+            LoadedModel(model, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family),
+            task,
+            probe,
+            config,
+            f"round {index} probe",
+            [],
+        )
+        model.train()
+        scores = probe_scores([task.stratum(ex) for ex in probe], [e >= 1.0 for e in result.exact], strata)
+        report = RoundReport(
+            round=index,
+            examples=len(encoded),
+            train_tokens=enc_stats.completion_tokens,
+            weights=weights,
+            probe=scores,
+            probe_accuracy=mean_accuracy(scores),
+            seconds=time.perf_counter() - started,
+        )
+        reports.append(report)
+        history += [
+            {"step": totals["steps"] + h["step"], "train_loss": h["train_loss"], "round": index}
+            for h in lines.history
+            if "train_loss" in h
+        ]
+        totals["examples"] += len(encoded)
+        totals["tokens"] += enc_stats.completion_tokens
+        totals["total_tokens"] += enc_stats.total_tokens
+        totals["steps"] += output.global_step
+        totals["seconds"] += output.metrics.get("train_runtime", 0.0)
+        metrics["final_loss"] = output.training_loss
+        logger.info(
+            "round %d: %d examples, probe accuracy %.3f (%s)",
+            index,
+            len(encoded),
+            report.probe_accuracy,
+            ", ".join(f"{k} {v.accuracy:.2f}" for k, v in scores.items()),
+        )
+        if stop.update(report.probe_accuracy) or index == len(sizes):
+            break
+        weights = next_weights(scores, config.round_weight_floor)
+    metrics.update(
+        injection_rounds=[r.as_metrics() for r in reports],
+        injection_rounds_run=len(reports),
+        train_examples=totals["examples"],
+        train_tokens=totals["tokens"],
+        train_total_tokens=totals["total_tokens"],
+        train_steps=totals["steps"],
+        train_seconds=round(float(totals["seconds"]), 2),
+        resumed_from="",
+        loss_history=history,
+    )
+    return model
+
+
 def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     """Run the job; return the metrics dict also written to ``output/data/metrics.json``.
 
@@ -125,7 +317,14 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     task = build_task(config, env)
     train_examples = task.examples("train", config.train_size, config.seed)
     eval_examples = task.examples("eval", config.eval_size, config.seed)
-    logger.info("task %s: %d train, %d eval examples", task.name, len(train_examples), len(eval_examples))
+    extra_sets = task.extra_eval_sets(config.eval_size, config.seed) if config.extra_eval else {}
+    logger.info(
+        "task %s: %d train, %d eval examples%s",
+        task.name,
+        len(train_examples),
+        len(eval_examples),
+        "".join(f", {len(v)} {k}" for k, v in extra_sets.items()),
+    )
 
     channels = {name: path for name in ("teacher", "student") if (path := env.channel(name)) is not None}
     corpus = [task.target(ex) + " " + task.prompt(ex)[-1]["content"] for ex in train_examples[:200]]
@@ -166,6 +365,10 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         metrics["teacher_partial"] = teacher_eval.partial
         metrics["teacher_answered"] = teacher_eval.answered
         metrics["teacher_eval_seconds"] = round(teacher_eval.seconds, 2)
+        metrics["teacher_strata"] = strata_table(task, eval_examples, teacher_eval.exact)
+        for name, examples in extra_sets.items():
+            row = _eval_row(_eval(teacher, task, examples, config, f"teacher {name}", shots), task, examples)
+            metrics.setdefault("eval_sets", {}).setdefault(name, {})["teacher"] = row
     if _is_main() and config.evaluate_before:
         before = _eval(student, task, eval_examples, config, "student before", [])
         metrics["student_before_accuracy"] = before.accuracy
@@ -199,15 +402,21 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
             )
             return texts
 
-        pairs, inj_stats = build_injection_set(
-            task,
-            train_examples,
-            teacher_generate=teacher_generate if config.teacher_rationales else None,
-            rationale_samples=config.rationale_samples,
-            domain_notes=config.domain_notes,
-        )
-        metrics.update(inj_stats.as_metrics())
-        metrics["injection_rejection_reasons"] = inj_stats.rejection_reasons
+        def build_pairs(examples: list[Example], round_index: int) -> list[tuple[list[dict[str, str]], str]]:
+            # Teacher rationales are asked once (first round), within the rationale_samples budget.
+            pairs, inj_stats = build_injection_set(
+                task,
+                examples,
+                teacher_generate=teacher_generate if config.teacher_rationales and round_index == 1 else None,
+                rationale_samples=config.rationale_samples,
+                domain_notes=config.domain_notes,
+            )
+            if round_index == 1:
+                metrics.update(inj_stats.as_metrics())
+                metrics["injection_rejection_reasons"] = inj_stats.rejection_reasons
+            return pairs
+
+        pairs = [] if config.injection_rounds > 1 and task.strata() else build_pairs(train_examples, 1)
         kd = KDLossConfig(alpha=1.0, chunk_size=config.chunk_size)
         teacher_for_training = None
     else:
@@ -221,6 +430,28 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         )
         teacher_for_training = teacher.model
 
+    if decision.mode == "injection" and config.injection_rounds > 1 and task.strata():
+        model = student.model
+        model.train()
+        if config.lora:
+            model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+        model = train_in_rounds(config, env, task, student, model, build_pairs, metrics)
+        return _finish(
+            config,
+            env,
+            task,
+            student,
+            teacher,
+            model,
+            eval_examples,
+            extra_sets,
+            metrics,
+            started,
+            decision,
+            heldout_pairs,
+            measure_kl,
+            shared_vocab,
+        )
     encoded, enc_stats = encode_all(student.tokenizer, pairs, config.max_seq_len)
     if not encoded:
         raise ValueError(
@@ -278,22 +509,9 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         )
         metrics["teacher_topk_cache_seconds"] = round(time.perf_counter() - cache_start, 2)
         teacher_for_training = None  # the cache replaces the live teacher
-    ref: list[DistillationTrainer] = []
-    metric_lines = MetricLinesCallback(ref)
-    trainer = DistillationTrainer(
-        model=model,
-        args=args,
-        train_dataset=ListDataset(encoded),
-        data_collator=collator,
-        teacher=teacher_for_training,
-        kd_config=kd,
-        shared_vocab_size=shared_vocab,
-        shuffle=config.shuffle,
-        teacher_topk_cache=topk_cache,
-        callbacks=[metric_lines],
+    trainer, metric_lines = _build_trainer(
+        model, args, encoded, collator, kd, teacher_for_training, shared_vocab, config, topk_cache
     )
-    trainer.remove_callback(PrinterCallback)
-    ref.append(trainer)
     last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
     if last:
         logger.info("resuming from checkpoint %s", last)
@@ -311,8 +529,42 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     )
     if not _is_main():
         return metrics
+    return _finish(
+        config,
+        env,
+        task,
+        student,
+        teacher,
+        trainer.model,
+        eval_examples,
+        extra_sets,
+        metrics,
+        started,
+        decision,
+        heldout_pairs,
+        measure_kl,
+        shared_vocab,
+    )
 
-    final = merge_for_deployment(trainer.model, dtype=torch.float32)
+
+def _finish(
+    config: TrainConfig,
+    env: SageMakerEnv,
+    task: Task,
+    student: LoadedModel,
+    teacher: LoadedModel,
+    trained: Any,
+    eval_examples: list[Example],
+    extra_sets: dict[str, list[Example]],
+    metrics: dict[str, Any],
+    started: float,
+    decision: ModeDecision,
+    heldout_pairs: list[Any],
+    measure_kl: bool,
+    shared_vocab: int | None,
+) -> dict[str, Any]:
+    """Evaluate the trained student, save the deployable model and write metrics.json (main process)."""
+    final = merge_for_deployment(trained, dtype=torch.float32)
     final.eval()
     deployed = LoadedModel(final, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family)
     after = _eval(deployed, task, eval_examples, config, "student after", [])
@@ -321,6 +573,10 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     metrics["student_after_stop_rate"] = after.stopped
     metrics["student_after_answered"] = after.answered
     metrics["student_after_eval_seconds"] = round(after.seconds, 2)
+    metrics["student_after_strata"] = strata_table(task, eval_examples, after.exact)
+    for name, examples in extra_sets.items():
+        row = _eval_row(_eval(deployed, task, examples, config, f"student after {name}", []), task, examples)
+        metrics.setdefault("eval_sets", {}).setdefault(name, {})["student_after"] = row
     if measure_kl and shared_vocab is not None:
         metrics["heldout_kl_after"] = heldout_kl(
             teacher.model,
@@ -346,10 +602,10 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         "task": task.name,
         "mode": decision.mode,
         "mode_reason": decision.reason,
-        "train_examples": len(encoded),
+        "train_examples": metrics.get("train_examples", 0),
         "eval_examples": len(eval_examples),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-        "data_note": f"{len(encoded)} {task.name} examples",
+        "data_note": f"{metrics.get('train_examples', 0)} {task.name} examples",
     }
     save_deployable(
         final.to(torch.bfloat16), student.tokenizer, env.model_dir, max_new_tokens=config.max_new_tokens, card=card

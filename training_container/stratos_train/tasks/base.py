@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -161,6 +161,23 @@ class Task(Protocol):
         """How much reasoning ``example`` takes, in :attr:`complexity_unit`."""
         ...
 
+    def strata(self) -> tuple[str, ...]:
+        """Labels of the task's strata (kinds of problem scored apart; empty when it has none)."""
+        ...
+
+    def stratum(self, example: Example) -> str | None:
+        """The stratum label of ``example`` (None when the task has no strata)."""
+        ...
+
+    def stratified_examples(self, split: Split, n: int, seed: int, weights: Mapping[str, float]) -> list[Example]:
+        """``n`` examples of ``split`` drawn toward the strata in proportion to ``weights`` (label -> weight),
+        deterministic in ``seed``. Raises :class:`TaskError` when the task has no strata."""
+        ...
+
+    def extra_eval_sets(self, n: int, seed: int) -> dict[str, list[Example]]:
+        """Further held-out sets scored beside the ``eval`` split (name -> ``n`` examples); may be empty."""
+        ...
+
 
 class TaskBase(ABC):
     """Shared plumbing for the concrete tasks: system message, few-shot chat assembly."""
@@ -179,6 +196,18 @@ class TaskBase(ABC):
     @abstractmethod
     def target(self, example: Example) -> str:
         """The assistant turn to train on (see :meth:`Task.target`)."""
+
+    def strata(self) -> tuple[str, ...]:
+        return ()
+
+    def stratum(self, example: Example) -> str | None:
+        return None
+
+    def stratified_examples(self, split: Split, n: int, seed: int, weights: Mapping[str, float]) -> list[Example]:
+        raise TaskError(f"task {getattr(self, 'name', type(self).__name__)!r} has no strata to draw toward")
+
+    def extra_eval_sets(self, n: int, seed: int) -> dict[str, list[Example]]:
+        return {}
 
     def prompt(self, example: Example, few_shot: Sequence[Example] = ()) -> list[Message]:
         messages: list[Message] = []
@@ -207,6 +236,24 @@ def pick_few_shot(pool: Sequence[Example], k: int, seed: int, exclude: Sequence[
     if len(usable) < k:
         raise ValueError(f"need {k} few-shot examples, the pool has {len(usable)}")
     return random.Random(seed).sample(usable, k)
+
+
+def largest_remainder(n: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Split ``n`` items over labels in proportion to ``weights`` (>= 0), rounding by largest remainder (ties:
+    label order), so the counts sum to ``n`` exactly: ``(10, {"a": 1, "b": 1, "c": 1})`` -> 4, 3, 3.
+
+    Raises:
+        ValueError: a negative weight, or no positive weight.
+    """
+    if any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {dict(weights)}")
+    total = sum(weights.values())
+    exact = {label: n * w / total for label, w in weights.items()}
+    counts = {label: int(v) for label, v in exact.items()}
+    order = sorted(exact, key=lambda label: exact[label] - counts[label], reverse=True)
+    for label in order[: n - sum(counts.values())]:
+        counts[label] += 1
+    return counts
 
 
 def sample_indices(total: int, n: int | None, seed: int) -> list[int]:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from stratos_train.tasks.base import (
     TaskBase,
     TaskDataError,
     Verdict,
+    largest_remainder,
     sample_indices,
 )
 from stratos_train.tasks.scoring import extract_number, format_number, parse_number
@@ -244,6 +247,52 @@ class Gsm8kTask(TaskBase):
 
     def complexity(self, example: Example) -> float:
         return float(reasoning_steps(example.reasoning))
+
+    def strata(self) -> tuple[str, ...]:
+        """Reasoning steps of the reference rationale: 1-2, 3, 4, 5+ (about a quarter of train each)."""
+        return STEP_STRATA
+
+    def stratum(self, example: Example) -> str | None:
+        steps = example.meta.get("steps")
+        return step_stratum(steps if isinstance(steps, int) else reasoning_steps(example.reasoning))
+
+    def stratified_examples(self, split: Split, n: int, seed: int, weights: Mapping[str, float]) -> list[Example]:
+        """``n`` examples of ``split`` drawn toward the step strata by ``weights`` (largest remainder), each
+        stratum sampled without replacement; a stratum with too few examples gives what it has and the rest
+        goes to the others in proportion.
+
+        Raises:
+            TaskDataError: the split holds fewer than ``n`` examples, or as :meth:`examples`.
+        """
+        pool = self.examples(split, None, seed)
+        if len(pool) < n:
+            raise TaskDataError(f"gsm8k {split} has {len(pool)} examples, {n} requested")
+        by: dict[str, list[Example]] = {label: [] for label in STEP_STRATA}
+        for example in pool:
+            by[self.stratum(example) or STEP_STRATA[-1]].append(example)
+        rng = random.Random(seed)
+        for items in by.values():
+            rng.shuffle(items)
+        quota = largest_remainder(n, {k: weights.get(k, 0.0) if by[k] else 0.0 for k in STEP_STRATA})
+        picked: list[Example] = []
+        for label in STEP_STRATA:
+            picked += by[label][: quota[label]]
+        spare = [ex for label in STEP_STRATA for ex in by[label][quota[label] :]]
+        rng.shuffle(spare)
+        picked += spare[: n - len(picked)]
+        rng.shuffle(picked)
+        return picked
+
+
+#: Strata of GSM8K by reasoning steps (non-empty rationale lines) of the reference.
+STEP_STRATA: tuple[str, ...] = ("1-2 steps", "3 steps", "4 steps", "5+ steps")
+
+
+def step_stratum(steps: int) -> str:
+    """``2`` -> ``"1-2 steps"``; ``7`` -> ``"5+ steps"``."""
+    if steps <= 2:
+        return STEP_STRATA[0]
+    return STEP_STRATA[min(steps, 5) - 2]
 
 
 def _reference(example: Example) -> Fraction:

@@ -47,13 +47,12 @@ import hashlib
 import itertools
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar, Literal
 
 from mahjong.agari import Agari
-from mahjong.tile import TilesConverter
 
 from stratos.spec import Metric
 from stratos_train.tasks.base import (
@@ -65,35 +64,55 @@ from stratos_train.tasks.base import (
     TaskBase,
     TaskDataError,
     Verdict,
+    largest_remainder,
+)
+from stratos_train.tasks.mahjong_suits import (
+    SUIT_LINE_RE,
+    check_suits_line,
+    closed_suit_groups,
+    open_suits,
+    suit_lines,
+    suit_waits,
+)
+from stratos_train.tasks.mahjong_tiles import (
+    COPIES,
+    GROUP_RE,
+    HAND_SIZE,
+    HONOURS,
+    N_KINDS,
+    PAIR,
+    RUN,
+    SET,
+    SUIT_STARTS,
+    TILE_INDEX,
+    TILES,
+    Arrangement,
+    Group,
+    format_arrangement,
+    format_group,
+    format_hand,
+    group_kinds,
+    parse_hand,
+    parse_tiles,
 )
 from stratos_train.tasks.scoring import answer_segment, set_f1
 
 NAME = "mahjong-winning-tiles"
-
-#: Tile kinds in the package's 34-index order: 0-8 = 1m-9m, 9-17 = 1p-9p, 18-26 = 1s-9s, 27-33 = 1z-7z.
-TILES: tuple[str, ...] = tuple(f"{n}{s}" for s in "mps" for n in range(1, 10)) + tuple(f"{n}z" for n in range(1, 8))
-TILE_INDEX: dict[str, int] = {name: i for i, name in enumerate(TILES)}
-N_KINDS = 34
-COPIES = 4
-HAND_SIZE = 13
-HONOURS = 27
-_SUIT_STARTS = (0, 9, 18)
 
 #: Share of structural classes reserved for eval. Fixed (not an option): train and eval are disjoint only
 #: if both sides split by the same share.
 EVAL_SHARE = 0.25
 _SPLIT_SALT = b"stratos-mj-split"  # 16 bytes: blake2b's "person" field
 
+#: Name of the second held-out set: random draws that wait (not built by the generator).
+RANDOM_TENPAI = "random-tenpai"
+
 #: Number-of-waits buckets; the last is open-ended ("4+").
 WAIT_BUCKETS: tuple[int, ...] = (1, 2, 3, 4)
 
-# Group shapes, in the order groups sort when starting on the same tile ("111m 11m 123m").
-SET, PAIR, RUN = 0, 1, 2
-Group = tuple[int, int]  # (34-index of the group's lowest tile, shape)
-Arrangement = tuple[Group, ...]
-
 PromptStyle = Literal["full", "compact"]
-TraceStyle = Literal["waits", "candidates", "decompose"]
+TraceStyle = Literal["waits", "candidates", "decompose", "suits"]
+TRACE_STYLES: tuple[str, ...] = ("waits", "candidates", "decompose", "suits")
 
 RULES_TEXT = (
     "Riichi mahjong. Tiles: 1-9m, 1-9p, 1-9s and honours 1-7z. A complete hand is 14 tiles: four melds "
@@ -105,77 +124,15 @@ FORMAT_TEXT: dict[str, str] = {
     "waits": "For each, write 'tile: melds and pair'; end with 'Answer: ' and the tiles.",
     "candidates": "For each candidate tile, write 'tile: melds and pair' or 'tile: no'; end with 'Answer: ' and "
     "the tiles.",
+    "suits": "Write each suit as its tiles and its melds, or 'open'; then every split of the open suits into "
+    "melds plus a leftover as 'melds + leftover = tiles that complete it'; end with 'Answer: ' and all those tiles.",
     "decompose": "Write every split of the hand into complete melds plus a leftover as 'melds + leftover = "
     "tiles that complete the leftover'; end with 'Answer: ' and all those tiles.",
 }
 
-_HAND_RE = re.compile(r"^(?:[1-9]+[mps]|[1-7]+z)+$")
-_TILE_RUN_RE = re.compile(r"(\d+)\s?([mpsz])(?![a-z])", re.IGNORECASE)
 _TRACE_LINE_RE = re.compile(r"^\s*(\d[mpsz])\s*:\s*(.*?)\s*$", re.IGNORECASE)
 _NO_WORDS = {"no", "-", "none", "x"}
 _DECOMPOSE_LINE_RE = re.compile(r"^\s*([^=+]*?)\s*\+\s*([^=+]*?)\s*=\s*(.*?)\s*$")
-_GROUP_RE = re.compile(r"^(\d{1,3})([mpsz])$", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Notation
-
-
-def parse_hand(notation: str, size: int | None = HAND_SIZE) -> list[int]:
-    """34 tile counts of a hand in one-line notation (``"123m456p789s1122z"``).
-
-    Args:
-        notation: numbers followed by their suit letter ``m``/``p``/``s`` (1-9) or ``z`` (1-7); no spaces,
-            no red fives.
-        size: required number of tiles (None: any).
-
-    Raises:
-        ValueError: bad characters, a number outside its suit's range, more than four copies of a tile, or
-            the wrong number of tiles.
-    """
-    text = notation.strip()
-    if not _HAND_RE.match(text):
-        raise ValueError(f"{notation!r} is not one-line tile notation like '123m456p789s1122z' (honours 1-7z)")
-    # Counted here, not with TilesConverter: it turns a fifth copy into the next tile kind ("11111m" -> 1m x4 + 2m).
-    counts = [0] * N_KINDS
-    for digits, suit in re.findall(r"(\d+)([mpsz])", text):
-        for digit in digits:
-            counts[TILE_INDEX[f"{digit}{suit}"]] += 1
-    over = [TILES[i] for i, c in enumerate(counts) if c > COPIES]
-    if over:
-        raise ValueError(f"{notation!r} holds more than {COPIES} copies of {', '.join(over)}")
-    if size is not None and sum(counts) != size:
-        raise ValueError(f"{notation!r} has {sum(counts)} tiles, expected {size}")
-    return counts
-
-
-def format_hand(counts: Sequence[int]) -> str:
-    """One-line notation of 34 tile counts, as the ``mahjong`` package writes it (``123m456p789s1122z``)."""
-    return str(TilesConverter.to_one_line_string(TilesConverter.to_136_array(list(counts))))
-
-
-def format_group(group: Group) -> str:
-    """``(27, SET)`` -> ``"111z"``; ``(2, RUN)`` -> ``"345m"``; ``(9, PAIR)`` -> ``"11p"``."""
-    kind, shape = group
-    number, suit = TILES[kind][0], TILES[kind][1]
-    if shape == RUN:
-        start = int(number)
-        return f"{start}{start + 1}{start + 2}{suit}"
-    return number * (2 if shape == PAIR else 3) + suit
-
-
-def parse_tiles(text: str) -> tuple[str, ...]:
-    """Tile names mentioned in free text, distinct, in tile order; unknown names (``8z``, ``0m``) kept last.
-
-    Accepts one-line notation (``"123m"``), separate tiles in any order with any separators
-    (``"6m, 3m 3m"``), a space before the suit letter (``"3 m"``) and capitals. A number followed by a word
-    (``"5 minutes"``) is not a tile.
-    """
-    seen: dict[str, None] = {}
-    for digits, suit in _TILE_RUN_RE.findall(text):
-        for digit in digits:
-            seen.setdefault(f"{digit}{suit.lower()}", None)
-    return tuple(sorted(seen, key=lambda t: (TILE_INDEX.get(t, N_KINDS), t)))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -196,7 +153,7 @@ def candidate_tiles(counts: Sequence[int]) -> list[int]:
     waits.
     """
     out: list[int] = []
-    for start in _SUIT_STARTS:
+    for start in SUIT_STARTS:
         for n in range(9):
             if counts[start + n] < COPIES and any(counts[start + m] for m in range(max(0, n - 2), min(8, n + 2) + 1)):
                 out.append(start + n)
@@ -293,7 +250,7 @@ def arrangements(counts: Sequence[int]) -> tuple[Arrangement, ...]:
     """
     if len(counts) != N_KINDS or sum(counts) != 14:
         raise ValueError(f"expected 34 counts summing to 14, got {len(counts)} counts summing to {sum(counts)}")
-    blocks = [(start, tuple(counts[start : start + 9]), True) for start in _SUIT_STARTS]
+    blocks = [(start, tuple(counts[start : start + 9]), True) for start in SUIT_STARTS]
     blocks.append((HONOURS, tuple(counts[HONOURS:]), False))
     per_block: list[list[tuple[Group, ...]]] = []
     pairs = 0
@@ -310,11 +267,6 @@ def arrangements(counts: Sequence[int]) -> tuple[Arrangement, ...]:
     if sum(1 for c in counts if c == 2) == 7:
         out.append(tuple((k, PAIR) for k in range(N_KINDS) if counts[k] == 2))
     return tuple(out)
-
-
-def format_arrangement(arrangement: Arrangement) -> str:
-    """``"123m 456p 789s 111z 22z"``."""
-    return " ".join(format_group(g) for g in arrangement)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -341,15 +293,15 @@ def render_trace(counts: Sequence[int], waits: Sequence[int], style: TraceStyle 
         lines[kind] = f"{TILES[kind]}: {format_arrangement(found[0])}"
     if style == "decompose":
         return "\n".join(decompose_lines(counts, waits)), total
+    if style == "suits":
+        solved = tuple(suit_waits(counts))
+        if solved != tuple(waits):
+            raise RuntimeError(f"per-suit solver gives {solved} for {format_hand(counts)}, verifier {tuple(waits)}")
+        return "\n".join([*suit_lines(counts), *decompose_lines(counts, waits, omit_closed=True)]), total
     if style == "candidates":
         for kind in candidate_tiles(counts):
             lines.setdefault(kind, f"{TILES[kind]}: no")
     return "\n".join(lines[k] for k in sorted(lines)), total
-
-
-def _group_kinds(group: Group) -> list[int]:
-    kind, shape = group
-    return [kind, kind + 1, kind + 2] if shape == RUN else [kind] * (2 if shape == PAIR else 3)
 
 
 def _shape_waits(counts: Sequence[int], leftover: Sequence[int]) -> list[int]:
@@ -370,7 +322,7 @@ def _shape_waits(counts: Sequence[int], leftover: Sequence[int]) -> list[int]:
             rest.remove(pairs[0])
             rest.remove(pairs[0])
             a, b = sorted(rest)
-            suit_start = next((st for st in _SUIT_STARTS if st <= a < st + 9), None)
+            suit_start = next((st for st in SUIT_STARTS if st <= a < st + 9), None)
             if suit_start is not None and suit_start <= b < suit_start + 9:
                 if b - a == 1:
                     out.update(k for k in (a - 1, b + 1) if suit_start <= k < suit_start + 9)
@@ -384,7 +336,7 @@ def _format_tiles_group(kinds: Sequence[int]) -> str:
     return "".join(TILES[k][0] for k in sorted(kinds)) + TILES[kinds[0]][1]
 
 
-def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
+def decompose_lines(counts: Sequence[int], waits: Sequence[int], omit_closed: bool = False) -> list[str]:
     """Forward reasoning for a 13-tile hand: every way to split it into complete groups plus a leftover
     shape, and the tiles that complete that shape (``trace="decompose"``).
 
@@ -394,9 +346,14 @@ def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
     held four times. The union of the lines' tiles is the answer; the generator checks that it equals
     :func:`winning_tiles`.
 
+    ``omit_closed`` (the ``suits`` trace): leave out the melds of suits that are melds only
+    (:func:`~stratos_train.tasks.mahjong_suits.open_suits`); a wait never lies in one, so the lines show only
+    the open suits, ordered by their text (melds first, so the lines run like a search over the melds).
+
     Raises:
         RuntimeError: the lines' union differs from ``waits`` (decomposer and verifier disagree).
     """
+    closed = set(range(4)) - set(open_suits(counts)) if omit_closed else set()
     found: dict[tuple[tuple[Group, ...], tuple[int, ...]], list[int]] = {}
     work = list(counts)
     for wait in waits:
@@ -404,7 +361,7 @@ def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
         for arrangement in arrangements(work):
             seven_pairs = all(shape == PAIR for _, shape in arrangement)
             for index, group in enumerate(arrangement):
-                tiles = _group_kinds(group)
+                tiles = group_kinds(group)
                 if wait not in tiles:
                     continue
                 tiles.remove(wait)
@@ -413,8 +370,10 @@ def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
                     complete, leftover = tuple(others), tuple(tiles)
                 else:
                     complete = tuple(g for g in others if g[1] != PAIR)
-                    pair = [k for g in others if g[1] == PAIR for k in _group_kinds(g)]
+                    pair = [k for g in others if g[1] == PAIR for k in group_kinds(g)]
                     leftover = tuple(sorted(pair + tiles))
+                if closed and not seven_pairs:
+                    complete = tuple(g for g in complete if g[0] // 9 not in closed)
                 key = (tuple(sorted(complete)), leftover)
                 if key not in found:
                     found[key] = _shape_waits(counts, leftover)
@@ -434,6 +393,8 @@ def decompose_lines(counts: Sequence[int], waits: Sequence[int]) -> list[str]:
         )
     if union != set(waits):
         raise RuntimeError(f"decomposition of {format_hand(counts)} gives {sorted(union)}, verifier {list(waits)}")
+    if omit_closed:
+        return sorted(text.lstrip() for _, text in lines)
     return [text for _, text in sorted(lines)]
 
 
@@ -471,7 +432,21 @@ def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[s
         if decomposed and not line.lower().lstrip().startswith("answer"):
             seen_any = True
             problem, stated = _check_decompose_line(counts, *decomposed.groups())
+            if problem:  # a ``suits`` line omits the melds-only suits: they complete it
+                closed = " ".join(format_group(g) for g in closed_suit_groups(counts))
+                complete, leftover, tiles = decomposed.groups()
+                if closed:
+                    retry = _check_decompose_line(counts, f"{complete} {closed}", leftover, tiles)[0]
+                    if retry is None or problem.startswith("the groups hold"):
+                        problem = retry
             claimed.update(stated)
+            if problem:
+                problems.append(f"{line.strip()!r}: {problem}")
+            continue
+        suit_line = SUIT_LINE_RE.match(line)
+        if suit_line:
+            seen_any = True
+            problem = check_suits_line(counts, *suit_line.groups())
             if problem:
                 problems.append(f"{line.strip()!r}: {problem}")
             continue
@@ -489,6 +464,10 @@ def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[s
             continue
         claimed.add(tile)
         problem = _check_arrangement_text(counts, tile, body)
+        if problem:  # a ``suits`` line shows only the open suits: the melds-only suits complete it
+            closed = " ".join(format_group(g) for g in closed_suit_groups(counts))
+            if closed and _check_arrangement_text(counts, tile, f"{body} {closed}") is None:
+                problem = None
         if problem:
             problems.append(f"{tile}: {problem}")
         elif tile not in waits:
@@ -497,7 +476,7 @@ def check_trace(counts: Sequence[int], reasoning: str) -> tuple[list[str], set[s
 
 
 def _parse_group_token(token: str) -> list[int] | None:
-    m = _GROUP_RE.match(token)
+    m = GROUP_RE.match(token)
     if not m:
         return None
     names = [f"{d}{m.group(2).lower()}" for d in m.group(1)]
@@ -513,7 +492,7 @@ def _group_shape(kinds: Sequence[int]) -> int | None:
     if len(kinds) == 3 and len(set(kinds)) == 1:
         return SET
     if len(kinds) == 3 and kinds[0] < HONOURS and list(kinds) == list(range(kinds[0], kinds[0] + 3)):
-        same_suit = any(st <= kinds[0] and kinds[2] < st + 9 for st in _SUIT_STARTS)
+        same_suit = any(st <= kinds[0] and kinds[2] < st + 9 for st in SUIT_STARTS)
         return RUN if same_suit else None
     return None
 
@@ -603,7 +582,7 @@ def structural_key(counts: Sequence[int]) -> tuple[tuple[tuple[int, ...], ...], 
     (n -> 10 - n) or honours permuted. Each preserves the number and shape of waits, so no structural twin of
     an eval hand may be trained on."""
     suits = []
-    for start in _SUIT_STARTS:
+    for start in SUIT_STARTS:
         block = tuple(counts[start : start + 9])
         suits.append(min(block, block[::-1]))
     return tuple(sorted(suits)), tuple(sorted(counts[HONOURS:], reverse=True))
@@ -649,7 +628,7 @@ def _propose(rng: random.Random, stratum: Stratum) -> list[int]:
     if stratum.honours:
         honour_groups = 1 if stratum.waits >= 3 else rng.choice((1, 2))
     while True:
-        suits = rng.sample(_SUIT_STARTS, rng.choice(suit_options))
+        suits = rng.sample(SUIT_STARTS, rng.choice(suit_options))
         pair_slot = rng.randrange(5)
         honour_slots = set(rng.sample(range(5), honour_groups))
         counts = [0] * N_KINDS
@@ -681,23 +660,46 @@ class GenerationReport:
     per_stratum: dict[str, int] = field(default_factory=dict)
 
 
+def stratum_quotas(n: int, weights: Mapping[str, float] | None = None) -> dict[Stratum, int]:
+    """Examples per stratum for ``n`` examples: equal shares (the first ``n % 8`` strata one more), or shares
+    proportional to ``weights`` (stratum label -> weight >= 0; missing labels weigh 0) by largest remainder.
+
+    Raises:
+        ValueError: an unknown stratum label, a negative weight, or all weights 0.
+    """
+    labels = {s.label(): s for s in STRATA}
+    if weights is None:
+        weights = dict.fromkeys(labels, 1.0)
+    unknown = sorted(set(weights) - set(labels))
+    if unknown:
+        raise ValueError(f"unknown strata {unknown}; known: {sorted(labels)}")
+    counts = largest_remainder(n, {label: weights.get(label, 0.0) for label in labels})
+    return {labels[label]: count for label, count in counts.items()}
+
+
 def generate_examples(
-    n: int, seed: int, split: Split, trace: TraceStyle = "waits", max_proposals: int | None = None
+    n: int,
+    seed: int,
+    split: Split,
+    trace: TraceStyle = "waits",
+    max_proposals: int | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> GenerationReport:
     """``n`` reverse-synthesised examples of ``split``, stratified, deduplicated, deterministic in ``seed``.
 
-    Strata (:data:`STRATA`) get ``n // 8`` examples each, the first ``n % 8`` one more. Examples come out
-    shuffled (seeded). About 10k examples/s on one core.
+    Strata (:data:`STRATA`) get equal shares, or shares proportional to ``weights`` (see
+    :func:`stratum_quotas`; the closed Knowledge Injection loop draws toward the strata its student fails).
+    Examples come out shuffled (seeded). About 10k examples/s on one core.
 
     Raises:
-        ValueError: ``n`` < 1.
+        ValueError: ``n`` < 1 or bad ``weights``.
         TaskDataError: a stratum could not be filled within ``max_proposals`` proposals (default 1000 + 200 n).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     limit = max_proposals if max_proposals is not None else 1000 + 200 * n
     rng = random.Random(seed)
-    quota = {s: n // len(STRATA) + (i < n % len(STRATA)) for i, s in enumerate(STRATA)}
+    quota = stratum_quotas(n, weights)
     need = dict(quota)
     seen: set[tuple[int, ...]] = set()
     report = GenerationReport(examples=[])
@@ -733,7 +735,79 @@ def generate_examples(
     return report
 
 
-def _make_example(hand: Sequence[int], waits: Sequence[int], stratum: Stratum, trace: TraceStyle) -> Example:
+#: Draws per vectorised batch of the random-tenpai sampler (~0.2 s each here).
+_DRAW_BATCH = 100_000
+
+
+def random_tenpai_examples(
+    n: int, seed: int, split: Split, trace: TraceStyle = "waits", max_draws: int | None = None
+) -> GenerationReport:
+    """``n`` random tenpai hands of ``split``: uniform 13-tile draws from the 136 tiles, kept when they wait.
+
+    Rejection sampling, so the hands follow the distribution of real random draws conditioned on having at
+    least one winning tile (about 1 draw in 12,000 here), not the generator's construction: no stratum quota,
+    more seven-pairs and two-open-suit hands. Draws come in vectorised batches (numpy): 13 tile indices with
+    replacement, rows with a repeated tile dropped (what is left is uniform over 13-tile subsets); a row with
+    two or more isolated singles (a single with no tile of its suit within two numbers, or a single honour) is
+    dropped before solving, as no tenpai hand has two. Survivors are solved per suit
+    (:func:`stratos_train.tasks.mahjong_suits.suit_waits`), confirmed by :func:`winning_tiles`, deduplicated
+    and split by :func:`split_of` like the generator's. ~10 eval-split hands/s on one core.
+
+    Raises:
+        ValueError: ``n`` < 1.
+        TaskDataError: fewer than ``n`` hands after ``max_draws`` draws (default 500,000 n + 10 batches;
+            ~100,000 n are needed).
+        RuntimeError: the per-suit solver and the verifier disagree on a hand.
+    """
+    import numpy as np  # the only numpy user among the tasks: the rest stays stdlib-only
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    limit = max_draws if max_draws is not None else 500_000 * n + 10 * _DRAW_BATCH
+    rng = np.random.default_rng([seed, 0x7E4])
+    report = GenerationReport(examples=[])
+    seen: set[tuple[int, ...]] = set()
+    kinds = np.arange(N_KINDS)
+    while len(report.examples) < n:
+        if report.proposals >= limit:
+            raise TaskDataError(f"random tenpai: {len(report.examples)} of {n} hands after {limit} draws")
+        draws = np.sort(rng.integers(0, N_KINDS * COPIES, size=(_DRAW_BATCH, HAND_SIZE)), axis=1)
+        report.proposals += _DRAW_BATCH
+        draws = draws[(np.diff(draws, axis=1) != 0).all(axis=1)]
+        counts = ((draws // COPIES)[:, :, None] == kinds).sum(axis=1)  # (rows, 34)
+        suits = np.zeros((len(counts), 3, 13), dtype=counts.dtype)
+        suits[:, :, 2:11] = counts[:, :HONOURS].reshape(-1, 3, 9)
+        near = suits[:, :, 0:9] + suits[:, :, 1:10] + suits[:, :, 3:12] + suits[:, :, 4:13]
+        isolated = ((suits[:, :, 2:11] == 1) & (near == 0)).sum(axis=(1, 2)) + (counts[:, HONOURS:] == 1).sum(axis=1)
+        for row in counts[isolated <= 1]:
+            hand = [int(c) for c in row]
+            if not suit_waits(hand):
+                continue
+            key = tuple(hand)
+            if key in seen:
+                report.duplicates_skipped += 1
+                continue
+            if split_of(hand) != split:
+                report.other_split_skipped += 1
+                continue
+            waits = winning_tiles(hand)
+            if tuple(suit_waits(hand)) != waits:
+                raise RuntimeError(f"per-suit solver and verifier disagree on {format_hand(hand)}")
+            seen.add(key)
+            stratum = Stratum(min(len(waits), WAIT_BUCKETS[-1]), any(hand[HONOURS:]))
+            report.examples.append(_make_example(hand, waits, stratum, trace, source="random-tenpai"))
+            if len(report.examples) == n:
+                break
+    counted: dict[str, int] = {}
+    for example in report.examples:
+        counted[example.meta["stratum"]] = counted.get(example.meta["stratum"], 0) + 1
+    report.per_stratum = counted
+    return report
+
+
+def _make_example(
+    hand: Sequence[int], waits: Sequence[int], stratum: Stratum, trace: TraceStyle, source: str = "generator"
+) -> Example:
     reasoning, total = render_trace(hand, waits, trace)
     notation = format_hand(hand)
     return Example(
@@ -746,6 +820,7 @@ def _make_example(hand: Sequence[int], waits: Sequence[int], stratum: Stratum, t
             "honours": stratum.honours,
             "stratum": stratum.label(),
             "arrangements": total,
+            "source": source,
         },
     )
 
@@ -786,17 +861,41 @@ class MahjongTask(TaskBase):
     #: Default split sizes when ``n`` is None: the spec's ``train_size`` / ``eval_size`` defaults.
     DEFAULT_SIZES: ClassVar[dict[str, int]] = {"train": 2000, "eval": 200}
 
-    def __init__(self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits") -> None:
+    def __init__(
+        self, prompt_style: PromptStyle = "compact", trace: TraceStyle = "waits", random_eval: bool = True
+    ) -> None:
         if prompt_style not in ("full", "compact"):
             raise ValueError(f"prompt_style must be 'full' or 'compact', got {prompt_style!r}")
-        if trace not in ("waits", "candidates", "decompose"):
-            raise ValueError(f"trace must be 'waits', 'candidates' or 'decompose', got {trace!r}")
+        if trace not in TRACE_STYLES:
+            raise ValueError(f"trace must be one of {', '.join(TRACE_STYLES)}, got {trace!r}")
         self.prompt_style: PromptStyle = prompt_style
         self.trace: TraceStyle = trace
+        self.random_eval = bool(random_eval)
 
     def examples(self, split: Split, n: int | None = None, seed: int = 0) -> list[Example]:
         count = self.DEFAULT_SIZES[split] if n is None else n
         return generate_examples(count, seed, split, self.trace).examples
+
+    def strata(self) -> tuple[str, ...]:
+        """Number of waits (1, 2, 3, 4+) x whether the hand holds an honour: eight strata."""
+        return tuple(s.label() for s in STRATA)
+
+    def stratum(self, example: Example) -> str | None:
+        label = example.meta.get("stratum")
+        if isinstance(label, str):
+            return label
+        hand = parse_hand(example.problem["hand"])
+        return Stratum(min(len(winning_tiles(hand)), WAIT_BUCKETS[-1]), any(hand[HONOURS:])).label()
+
+    def stratified_examples(self, split: Split, n: int, seed: int, weights: Mapping[str, float]) -> list[Example]:
+        return generate_examples(n, seed, split, self.trace, weights=weights).examples
+
+    def extra_eval_sets(self, n: int, seed: int) -> dict[str, list[Example]]:
+        """``random-tenpai``: uniform random 13-tile draws that wait (:func:`random_tenpai_examples`), held out
+        by the same structural split; empty when the task was built with ``random_eval=False``."""
+        if not self.random_eval:
+            return {}
+        return {RANDOM_TENPAI: random_tenpai_examples(n, seed, "eval", self.trace).examples}
 
     def _instructions(self) -> str | None:
         return RULES_TEXT + FORMAT_TEXT[self.trace] if self.prompt_style == "full" else None

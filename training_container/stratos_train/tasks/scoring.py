@@ -169,3 +169,23 @@ def split_items(text: str) -> tuple[str, ...]:
         if item:
             seen.setdefault(item, None)
     return tuple(seen)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion: ``(low, high)``, both in 0..1.
+
+    Unlike the normal approximation it stays inside 0..1 and is informative at 0 or ``n`` successes: 0 of
+    200 gives (0, 0.0188), so a model that scores nothing is bounded above rather than floored.
+    ``z`` = 1.959964 is the two-sided 95 % normal quantile. Source: E. B. Wilson, "Probable inference, the
+    law of succession, and statistical inference", JASA 22 (1927), eq. for the score interval.
+
+    Raises:
+        ValueError: ``n`` < 1 or ``successes`` outside 0..n.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * ((p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5)
+    return max(0.0, centre - half), min(1.0, centre + half)
