@@ -1,26 +1,28 @@
 """Headline experiment: a small student beats its teacher on Mahjong winning tiles (Knowledge Injection).
 
-Same held-out hands for every row (the task's eval split; no hand, up to suit relabelling, in training):
+Two held-out sets, disjoint from every training hand by structure (suits relabelled or mirrored, honours
+relabelled): the generator's eval split, and ``random-tenpai`` hands (uniform random 13-tile draws that wait,
+found by rejection sampling, so not built the way training hands are). Rows:
 
 * the teacher Gemma-3-270M (base, 268M parameters), zero-shot (rules and output format in the system prompt)
-  and few-shot (2 solved hands with their traces first); ``--teachers gemma-3-270m,smollm2-135m-instruct``
-  adds SmolLM2-135M-Instruct rows (~11 min more);
-* the student before training: SmolLM2-135M-Instruct (135M, half the teacher; ``--student
-  smollm2-135m-instruct@layers=15`` trains a depth-pruned 81M copy instead, with ``--train-size 1600``);
+  and few-shot (2 solved hands with their traces first) on the generator set; on the random set the prompt
+  style that scored better on the generator set (``--teachers`` adds teachers, ~5 min each);
+* the student before training: SmolLM2-135M-Instruct (``--student`` another source, e.g. a depth-pruned copy
+  ``smollm2-135m-instruct@layers=15``);
 * the student after Knowledge Injection, trained by the REAL training entry point (``train`` over an
-  ``/opt/ml``-shaped directory), exactly as a SageMaker job would run it.
+  ``/opt/ml``-shaped directory), exactly as a SageMaker job would run it, on both sets.
 
-Every row decodes greedily with the same budget (``--max-new-tokens``, 320: the longest reference trace of the
-200 eval hands is 312 tokens) and the same stop rule (a stop id, or the end of the ``Answer:`` line), under bf16
-autocast. ``ratio_after_over_teacher`` divides by the BEST teacher row. When every teacher scores 0 the ratio is
-computed with the teacher floored at one correct hand (1 / eval_size), which makes it a lower bound.
+Every row decodes greedily with the same budget (``--max-new-tokens``, 320) and the same stop rule (a stop id,
+or the end of the ``Answer:`` line), under bf16 autocast. Ratios divide by the BEST teacher row: the point
+ratio (when the teacher scores > 0) and the conservative ratio over the teacher's Wilson 95 % upper bound,
+which is what the headline quotes when the teacher scores 0 or near it (no flooring).
 
-Also ``--gsm8k``: the same pipeline on GSM8K at small scale with Knowledge Alignment (these tiny models score
-near zero on GSM8K; the run reports what moves: held-out KL to the teacher and answer-format compliance).
+``--curve``: exact accuracy against training examples (``--curve-sizes``) for the previous trace
+(``--old-trace``, decompose) and the new one (``suits``), same student and recipe, so the gain is attributable;
+plus the closed loop (``--rounds``) against one pass at the same number of training examples. No teacher rows.
 
-Usage: ``python benchmarks/mahjong_experiment.py [--json] [--eval-size 200] [--train-size 800]``
-(sized for <= 30 min on 2 cores; measured 25.2 min: teacher rows 12.9 min, training 8.1 min, student rows
-3.2 min, loading the rest).
+Usage: ``python benchmarks/mahjong_experiment.py [--json] [--eval-size 200] [--train-size N] [--curve]
+[--device cpu|cuda]``.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ TEACHERS = ("gemma-3-270m",)
 
 def evaluate_teachers(
     teachers: list[str], eval_size: int, seed: int, shots: int, max_new_tokens: int, trace: str
-) -> dict[str, dict[str, float]]:
-    """Accuracy of every teacher, zero-shot and few-shot, on the eval hands (same decoding budget and stop rule
-    as the student)."""
+) -> dict[str, dict[str, Any]]:
+    """Every teacher, zero-shot and few-shot, on the generator's eval hands; then its better prompt style on the
+    random-tenpai hands (same decoding budget and stop rule as the student)."""
     import torch
 
     from stratos_train.evaluate import evaluate
@@ -56,31 +58,42 @@ def evaluate_teachers(
 
     torch.set_num_threads(os.cpu_count() or 1)
     task = get_task("mahjong-winning-tiles", prompt_style="full", trace=trace)
-    eval_examples = task.examples("eval", eval_size, seed)
-    pool = task.examples("train", 64, seed)
-    few = pick_few_shot(pool, shots, seed)
-    out: dict[str, dict[str, float]] = {}
+    sets = {"generator": task.examples("eval", eval_size, seed), **task.extra_eval_sets(eval_size, seed)}
+    few = pick_few_shot(task.examples("train", 64, seed), shots, seed)
+    out: dict[str, dict[str, Any]] = {}
     for name in teachers:
         loaded = load_model(name)
-        for label, shot_list in (("zero-shot", []), (f"{shots}-shot", few)):
-            prompts = [task.prompt(e, shot_list) for e in eval_examples]
+        styles = {"zero-shot": [], f"{shots}-shot": few}
+
+        def row(examples: list[Any], shot_list: list[Any], label: str, model: Any = loaded) -> dict[str, Any]:
             result = evaluate(
-                loaded.model,
-                loaded.tokenizer,
-                prompts,
-                lambda text, i: _score(task, eval_examples[i], text),
+                model.model,
+                model.tokenizer,
+                [task.prompt(e, shot_list) for e in examples],
+                lambda text, i: _score(task, examples[i], text),
                 max_new_tokens=max_new_tokens,
                 batch_size=32,
-                label=f"{name} {label}",
+                label=label,
                 bf16=True,
                 stop_after_answer=True,
             )
-            out[f"{name} {label}"] = {
+            return {
                 "accuracy": result.accuracy,
+                "correct": int(sum(result.exact)),
+                "examples": len(examples),
                 "partial": result.partial,
                 "stopped": result.stopped,
                 "seconds": round(result.seconds, 1),
             }
+
+        for style, shot_list in styles.items():
+            out[f"{name} {style} generator"] = row(sets["generator"], shot_list, f"{name} {style}")
+        best = max(
+            styles, key=lambda st: (out[f"{name} {st} generator"]["accuracy"], out[f"{name} {st} generator"]["partial"])
+        )
+        for set_name, examples in sets.items():
+            if set_name != "generator":
+                out[f"{name} {best} {set_name}"] = row(examples, styles[best], f"{name} {best} {set_name}")
         del loaded
     return out
 
@@ -90,8 +103,9 @@ def _score(task: Any, example: Any, text: str) -> tuple[float, float]:
     return float(score.correct), float(score.credit)
 
 
-def run_training_job(hyperparameters: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Run the real entry point over an /opt/ml-shaped directory; return its metrics.json."""
+def run_training_job(hyperparameters: dict[str, Any], base: Path, device: str = "cpu") -> dict[str, Any]:
+    """Run the real entry point over an /opt/ml-shaped directory; return its metrics.json. ``device="cpu"``
+    hides any GPU from the job (it trains on CUDA whenever it sees one)."""
     (base / "input" / "config").mkdir(parents=True, exist_ok=True)
     encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hyperparameters.items()}
     (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(encoded))
@@ -100,6 +114,8 @@ def run_training_job(hyperparameters: dict[str, Any], base: Path) -> dict[str, A
         "STRATOS_SM_BASE": str(base),
         "PYTHONPATH": f"{REPO / 'functions'}:{REPO / 'training_container'}",
     }
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     log = base / "train.log"
     with log.open("w") as fh:
         proc = subprocess.run(
@@ -112,6 +128,48 @@ def run_training_job(hyperparameters: dict[str, Any], base: Path) -> dict[str, A
     return metrics
 
 
+def student_hyperparameters(args: argparse.Namespace, trace: str, train_size: int, rounds: int) -> dict[str, Any]:
+    """The training job's hyperparameters for the student rows (the recipe; see the README's headline)."""
+    return {
+        "task": "mahjong-winning-tiles",
+        "task_options": {"trace": trace},
+        "teacher": args.teachers.split(",")[0],
+        "student": args.student,
+        "mode": "injection",
+        "train_size": train_size,
+        "eval_size": args.eval_size,
+        "seed": args.seed,
+        "epochs": 1,
+        "per_device_batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.05,
+        "bf16": True,
+        "max_seq_len": 512,
+        "max_new_tokens": args.max_new_tokens,
+        "eval_batch_size": 64,
+        "evaluate_teacher": False,
+        "evaluate_before": True,
+        "logging_steps": 10,
+        "injection_rounds": rounds,
+        "probe_per_stratum": args.probe_per_stratum,
+        "round_patience": 2,
+    }
+
+
+def ratios(student: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
+    """Student over teacher on one set: the point ratio (None when the teacher scores 0) and the conservative
+    ratio over the teacher's Wilson 95 % upper bound."""
+    from stratos_train.tasks.scoring import wilson_interval
+
+    upper = wilson_interval(teacher["correct"], teacher["examples"])[1]
+    return {
+        "point": student["accuracy"] / teacher["accuracy"] if teacher["accuracy"] > 0 else None,
+        "over_teacher_upper": student["accuracy"] / upper,
+        "teacher_upper": upper,
+    }
+
+
 def mahjong(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     teachers = (
@@ -121,52 +179,77 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
             args.teachers.split(","), args.eval_size, args.seed, args.shots, args.max_new_tokens, args.trace
         )
     )
-    hyperparameters = {
-        "task": "mahjong-winning-tiles",
-        "task_options": {"trace": args.trace},
-        "teacher": args.teachers.split(",")[0],
-        "student": args.student,
-        "mode": "injection",
-        "train_size": args.train_size,
-        "eval_size": args.eval_size,
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "per_device_batch_size": 8,
-        "learning_rate": args.learning_rate,
-        "bf16": True,
-        "max_seq_len": 384,
-        "max_new_tokens": args.max_new_tokens,
-        "eval_batch_size": 64,
-        "evaluate_teacher": False,
-        "evaluate_before": True,
-        "logging_steps": 10,
-    }
     with tempfile.TemporaryDirectory(prefix="stratos-mahjong-") as tmp:
-        metrics = run_training_job(hyperparameters, Path(tmp))
-    best_name, best = max(teachers.items(), key=lambda kv: kv[1]["accuracy"], default=("none", {"accuracy": 0.0}))
-    floor = 1.0 / args.eval_size
-    teacher_acc = best["accuracy"]
-    after = metrics["student_after_accuracy"]
-    return {
-        "teacher_accuracy": teacher_acc,
-        "teacher_best": best_name,
-        "teachers": teachers,
-        "student": args.student,
-        "trace": args.trace,
-        "student_before_accuracy": metrics.get("student_before_accuracy"),
-        "student_after_accuracy": after,
-        "student_after_partial": metrics.get("student_after_partial"),
-        "student_after_answered": metrics.get("student_after_answered"),
-        "ratio_after_over_teacher": after / max(teacher_acc, floor),
-        "ratio_is_lower_bound": teacher_acc == 0.0,
-        "eval_size": args.eval_size,
-        "train_examples": metrics.get("train_examples"),
-        "train_seconds": metrics.get("train_seconds"),
-        "student_eval_seconds": [metrics.get("student_before_eval_seconds"), metrics.get("student_after_eval_seconds")],
-        "job_seconds": metrics.get("job_seconds"),
-        "minutes": (time.perf_counter() - start) / 60,
-        "samples": metrics.get("samples", [])[:3],
+        metrics = run_training_job(
+            student_hyperparameters(args, args.trace, args.train_size, args.rounds), Path(tmp), args.device
+        )
+    student = {
+        "generator": _set_row(metrics),
+        **{k: v["student_after"] for k, v in metrics.get("eval_sets", {}).items()},
     }
+    out: dict[str, Any] = {"teachers": teachers, "student_after": student, "ratios": {}, "teacher_best": {}}
+    for set_name, row in student.items():
+        rows = {k.rsplit(" ", 1)[0]: v for k, v in teachers.items() if k.endswith(f" {set_name}")}
+        if rows:
+            best = max(rows, key=lambda k: (rows[k]["accuracy"], rows[k]["partial"]))
+            out["teacher_best"][set_name] = best
+            out["ratios"][set_name] = ratios(row, rows[best])
+    out.update(
+        student=args.student,
+        trace=args.trace,
+        student_before_accuracy=metrics.get("student_before_accuracy"),
+        student_before_partial=metrics.get("student_before_partial"),
+        train_examples=metrics.get("train_examples"),
+        train_total_tokens=metrics.get("train_total_tokens"),
+        train_seconds=metrics.get("train_seconds"),
+        injection_rounds=metrics.get("injection_rounds"),
+        job_seconds=metrics.get("job_seconds"),
+        device=args.device,
+        minutes=(time.perf_counter() - start) / 60,
+        samples=metrics.get("samples", [])[:3],
+    )
+    return out
+
+
+def _set_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The generator set's student row from a job's metrics.json."""
+    n = metrics.get("eval_examples", 0)
+    return {
+        "accuracy": metrics["student_after_accuracy"],
+        "correct": round(metrics["student_after_accuracy"] * n),
+        "examples": n,
+        "partial": metrics.get("student_after_partial"),
+        "answered": metrics.get("student_after_answered"),
+        "strata": metrics.get("student_after_strata", {}),
+    }
+
+
+def curve(args: argparse.Namespace) -> dict[str, Any]:
+    """Exact accuracy against training examples, old trace vs new, and the closed loop vs one pass."""
+    rows: list[dict[str, Any]] = []
+    runs = [(trace, size, 1) for trace in (args.old_trace, args.trace) for size in args.curve_sizes]
+    runs += [(args.trace, args.curve_sizes[-1], args.rounds_compare)]
+    for trace, size, rounds in runs:
+        started = time.perf_counter()
+        hp = student_hyperparameters(args, trace, size, rounds) | {"evaluate_before": False}
+        with tempfile.TemporaryDirectory(prefix="stratos-curve-") as tmp:
+            metrics = run_training_job(hp, Path(tmp), args.device)
+        rows.append(
+            {
+                "trace": trace,
+                "train_examples": metrics.get("train_examples"),
+                "rounds": metrics.get("injection_rounds_run", 1),
+                "train_total_tokens": metrics.get("train_total_tokens"),
+                "generator": _set_row(metrics)["accuracy"],
+                "random_tenpai": metrics.get("eval_sets", {})
+                .get("random-tenpai", {})
+                .get("student_after", {})
+                .get("accuracy"),
+                "minutes": round((time.perf_counter() - started) / 60, 2),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {"curve": rows, "student": args.student, "eval_size": args.eval_size}
 
 
 def gsm8k(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,23 +300,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--eval-size", type=int, default=200)
-    parser.add_argument("--train-size", type=int, default=800)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--train-size", type=int, default=1200)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="closed-loop injection rounds (1 = one pass)")
+    parser.add_argument("--probe-per-stratum", type=int, default=8)
     parser.add_argument("--student", default="smollm2-135m-instruct")
     parser.add_argument("--shots", type=int, default=2)
-    parser.add_argument("--trace", default="decompose", choices=["waits", "candidates", "decompose"])
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=320,
-        help="decoding budget of every row, teacher and student (the longest eval trace is 312 tokens)",
-    )
-    parser.add_argument(
-        "--teachers", default=",".join(TEACHERS), help="comma-separated teacher models (each adds ~11-13 min)"
-    )
+    parser.add_argument("--trace", default="suits", choices=["waits", "candidates", "decompose", "suits"])
+    parser.add_argument("--old-trace", default="decompose", choices=["waits", "candidates", "decompose"])
+    parser.add_argument("--max-new-tokens", type=int, default=320, help="decoding budget of every row")
+    parser.add_argument("--teachers", default=",".join(TEACHERS), help="comma-separated teacher models")
     parser.add_argument("--no-teachers", action="store_true", help="skip the teacher rows (training pilots)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--curve", action="store_true", help="accuracy vs training examples, old vs new trace")
+    parser.add_argument("--curve-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[300, 600, 1200])
+    parser.add_argument("--rounds-compare", type=int, default=3, help="--curve: closed-loop rounds of the last row")
     parser.add_argument("--gsm8k", action="store_true", help="also run the small GSM8K alignment pipeline")
     parser.add_argument("--gsm8k-data", default=str(REPO.parent / "shared" / "data" / "gsm8k"))
     parser.add_argument("--gsm8k-train-size", type=int, default=200)
@@ -241,35 +324,72 @@ def main() -> None:
     parser.add_argument("--skip-mahjong", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {}
-    if not args.skip_mahjong:
+    if args.curve:
+        result.update(curve(args))
+    elif not args.skip_mahjong:
         result.update(mahjong(args))
     if args.gsm8k:
         result["gsm8k"] = gsm8k(args)
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    print_tables(args, result)
+
+
+def print_tables(args: argparse.Namespace, result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    if not args.skip_mahjong:
-        table = Table(title=f"Mahjong winning tiles: exact-set accuracy on {args.eval_size} held-out hands")
-        table.add_column("model")
-        table.add_column("accuracy", justify="right")
-        table.add_column("F1 (partial)", justify="right")
-        for name, row in result["teachers"].items():
-            table.add_row(f"teacher {name}", f"{row['accuracy']:.3f}", f"{row['partial']:.3f}")
-        table.add_row(f"student before ({args.student})", f"{result['student_before_accuracy']:.3f}", "")
-        table.add_row(
-            f"student after injection ({result['train_examples']} examples)",
-            f"{result['student_after_accuracy']:.3f}",
-            f"{result['student_after_partial']:.3f}",
+    if "curve" in result:
+        table = Table(
+            title=f"Exact accuracy vs training examples ({result['student']}, {args.eval_size} hands per set)"
         )
+        for column in ("trace", "examples", "rounds", "tokens", "generator", "random tenpai", "min"):
+            table.add_column(column, justify="right")
+        for row in result["curve"]:
+            table.add_row(
+                row["trace"],
+                str(row["train_examples"]),
+                str(row["rounds"]),
+                str(row["train_total_tokens"]),
+                f"{row['generator']:.3f}",
+                "-" if row["random_tenpai"] is None else f"{row['random_tenpai']:.3f}",
+                f"{row['minutes']:.1f}",
+            )
         console.print(table)
-        bound = " (lower bound: teacher floored at 1 hand)" if result["ratio_is_lower_bound"] else ""
-        console.print(
-            f"student/teacher = {result['ratio_after_over_teacher']:.1f}x{bound}; {result['minutes']:.1f} min total"
+    elif "student_after" in result:
+        table = Table(
+            title=f"Mahjong winning tiles: exact-set accuracy (F1) on {args.eval_size} held-out hands per set"
         )
+        table.add_column("model")
+        table.add_column("set")
+        table.add_column("exact", justify="right")
+        table.add_column("F1", justify="right")
+        for name, row in result["teachers"].items():
+            label, set_name = name.rsplit(" ", 1)
+            table.add_row(f"teacher {label}", set_name, f"{row['accuracy']:.3f}", f"{row['partial']:.3f}")
+        table.add_row(
+            f"student before ({result['student']})",
+            "generator",
+            f"{result['student_before_accuracy']:.3f}",
+            f"{result['student_before_partial']:.3f}",
+        )
+        for set_name, row in result["student_after"].items():
+            table.add_row(
+                f"student after ({result['train_examples']} examples)",
+                set_name,
+                f"{row['accuracy']:.3f}",
+                f"{row['partial']:.3f}",
+            )
+        console.print(table)
+        for set_name, ratio in result["ratios"].items():
+            point = "n/a (teacher 0)" if ratio["point"] is None else f"{ratio['point']:.1f}x"
+            console.print(
+                f"{set_name}: student/teacher {point}; over the teacher's Wilson 95 % upper bound "
+                f"({ratio['teacher_upper']:.3f}): {ratio['over_teacher_upper']:.1f}x"
+            )
+        console.print(f"{result['minutes']:.1f} min total")
     if args.gsm8k:
         console.print({"gsm8k": result["gsm8k"]})
 

@@ -223,6 +223,33 @@ def test_cli_invoke_and_endpoints(
     assert [e["name"] for e in json.loads(capsys.readouterr().out)] == [NAME]
 
 
+def test_cli_ask_prints_each_answer_beside_the_verifiers(endpoint: EndpointInfo, capsys: pytest.CaptureFixture[str]):
+    """``stratos ask`` (the demo's last step): the set's first N problems in order, each with the answer the
+    endpoint gave, the verifier's answer and the verdict the task's scorer gives that answer."""
+    from stratos_train.tasks import get_task
+
+    task = get_task("mahjong-winning-tiles")
+    examples = task.examples("eval", 8, 1)[:3]
+    expected = []
+    for example in examples:
+        body = {"messages": task.prompt(example), "parameters": {"max_new_tokens": NEW_TOKENS}}
+        text = invoke(NAME, body)[0]["generated_text"]
+        expected.append(("right" if task.score(example, text).correct else "wrong", " ".join(example.answer)))
+    args = ["ask", NAME, "--count", "3", "--eval-size", "8", "--seed", "1", "--max-new-tokens", str(NEW_TOKENS)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip().startswith(("│ 1 ", "│ 2 ", "│ 3 "))]
+    assert len(rows) == 3
+    for row, (verdict, reference) in zip(rows, expected, strict=True):
+        assert verdict in row and reference in row
+        assert examples[rows.index(row)].problem["hand"] in row
+    rights = sum(v == "right" for v, _ in expected)
+    assert out.strip().endswith(f"{rights} of 3 right")
+    assert main(["ask", NAME, "--set", "nope", "--count", "1", "--eval-size", "2"]) == 1
+    assert "held-out sets eval, random-tenpai" in capsys.readouterr().err
+    assert main(["ask", NAME, "--count", "9", "--eval-size", "8"]) == 2
+
+
 def test_stale_entry_is_marked_refused_and_removable(
     endpoint: EndpointInfo, home: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -190,3 +190,21 @@ def test_real_gsm8k(gsm8k_data_dir: Path) -> None:
     mean_steps = sum(task.complexity(ex) for ex in train) / len(train)
     prior = task_meta("gsm8k").complexity_prior
     assert prior is not None and mean_steps == pytest.approx(prior, abs=0.01)
+
+
+def test_step_strata_and_draws_toward_them(tmp_path: Path) -> None:
+    lines = []
+    for steps in (1, 2, 3, 4, 5, 6) * 5:
+        rationale = "\n".join(f"Step {i}: 1+1=2." for i in range(steps))
+        lines.append(json.dumps({"question": f"q{len(lines)}", "answer": f"{rationale}\n#### 2"}))
+    _write(tmp_path, "train.jsonl", lines)
+    task = Gsm8kTask(tmp_path)
+    assert task.strata() == ("1-2 steps", "3 steps", "4 steps", "5+ steps")
+    labels = [task.stratum(ex) for ex in task.examples("train")]
+    assert labels.count("1-2 steps") == 10 and labels.count("5+ steps") == 10
+    drawn = task.stratified_examples("train", 12, 0, {"4 steps": 3.0, "1-2 steps": 1.0})
+    counts = [task.stratum(ex) for ex in drawn]
+    assert counts.count("4 steps") == 5  # the stratum holds only 5: the rest spills over
+    assert len(drawn) == 12 and len({ex.id for ex in drawn}) == 12
+    with pytest.raises(TaskDataError, match="30 examples, 31 requested"):
+        task.stratified_examples("train", 31, 0, {"4 steps": 1.0})

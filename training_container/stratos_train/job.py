@@ -264,6 +264,7 @@ def train_in_rounds(
             examples=len(encoded),
             train_tokens=enc_stats.completion_tokens,
             weights=weights,
+            drawn={label: sum(1 for ex in examples if task.stratum(ex) == label) for label in strata},
             probe=scores,
             probe_accuracy=mean_accuracy(scores),
             seconds=time.perf_counter() - started,

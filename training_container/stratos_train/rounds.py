@@ -45,6 +45,7 @@ class RoundReport:
         examples: training examples of this round.
         train_tokens: completion tokens trained on in this round.
         weights: draw weight per stratum used for this round's examples (sums to 1).
+        drawn: this round's training examples per stratum.
         probe: per-stratum probe result after the round.
         probe_accuracy: mean of the per-stratum accuracies (strata weighted equally), 0..1.
         seconds: wall time of the round (training + probe).
@@ -54,6 +55,7 @@ class RoundReport:
     examples: int
     train_tokens: int
     weights: dict[str, float]
+    drawn: dict[str, int] = field(default_factory=dict)
     probe: dict[str, StratumScore] = field(default_factory=dict)
     probe_accuracy: float = 0.0
     seconds: float = 0.0

@@ -4,6 +4,10 @@
   user message (the server applies the model's chat template) and prints the generated text;
   ``--json '{...}'`` or ``--json-file FILE`` sends a body as is (``{"inputs": ..., "parameters": ...}`` or
   ``{"messages": [...]}``); ``--raw`` prints the server's JSON answer.
+* ``stratos ask ENDPOINT --task TASK [--set eval|random-tenpai] [--count N] [--seed S] [--eval-size M]`` asks
+  the endpoint the first ``N`` problems of a held-out set, built exactly as the training job builds it (same
+  task, seed and size, in the set's own order: nothing is picked), and prints each answer beside the
+  verifier's with right/wrong, then the tally;
 * ``stratos endpoints`` lists the registered endpoints (name, URL, model, pid, status) as a table;
   ``--stop NAME`` / ``--stop-all`` stops them; ``--json`` prints the list as JSON.
 
@@ -35,6 +39,20 @@ def register(subparsers: Any) -> None:
     invoke.add_argument("--raw", action="store_true", help="print the server's JSON answer instead of the text")
     invoke.add_argument("--timeout", type=float, default=600.0, metavar="S", help="HTTP timeout, s (default 600)")
     invoke.set_defaults(func=_cmd_invoke)
+
+    ask = subparsers.add_parser(
+        "ask", help="ask an endpoint held-out problems; print its answers beside the verifier's (right/wrong)"
+    )
+    ask.add_argument("endpoint", metavar="ENDPOINT", help="endpoint name (see `stratos endpoints`)")
+    ask.add_argument("--task", default="mahjong-winning-tiles", help="task name (default mahjong-winning-tiles)")
+    ask.add_argument("--set", dest="eval_set", default="eval", help="held-out set: eval, or a task's extra set")
+    ask.add_argument("--count", type=int, default=6, metavar="N", help="problems to ask (the set's first N)")
+    ask.add_argument("--seed", type=int, default=0, help="the spec's data seed (default 0)")
+    ask.add_argument("--eval-size", type=int, default=24, metavar="M", help="the spec's eval_size (default 24)")
+    ask.add_argument("--data", type=Path, help="data directory for loaded tasks (gsm8k)")
+    ask.add_argument("--max-new-tokens", type=int, default=320, metavar="N", help="budget per answer")
+    ask.add_argument("--timeout", type=float, default=600.0, metavar="S", help="HTTP timeout per problem, s")
+    ask.set_defaults(func=_cmd_ask)
 
     endpoints = subparsers.add_parser("endpoints", help="list local endpoints; --stop NAME / --stop-all stops them")
     stop = endpoints.add_mutually_exclusive_group()
@@ -89,6 +107,52 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     else:
         print("\n".join(str(item["generated_text"]) for item in answer))
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    import importlib
+
+    from stratos.local.serving import invoke
+
+    if args.count < 1 or args.eval_size < args.count:
+        print(f"--count must be 1..--eval-size ({args.eval_size}), got {args.count}", file=sys.stderr)
+        return 2
+    tasks = importlib.import_module("stratos_train.tasks")  # the container's task code, only when asked
+    try:
+        task = tasks.get_task(args.task, **({"data_dir": str(args.data)} if args.data else {}))
+        if args.eval_set == "eval":
+            examples = task.examples("eval", args.eval_size, args.seed)
+        else:
+            extra = task.extra_eval_sets(args.eval_size, args.seed)
+            if args.eval_set not in extra:
+                known = ", ".join(["eval", *extra])
+                print(f"--set {args.eval_set!r}: task {args.task} has the held-out sets {known}", file=sys.stderr)
+                return 1
+            examples = extra[args.eval_set]
+    except tasks.TaskError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.endpoint}: the first {args.count} {args.eval_set} problems (seed {args.seed})")
+    for column in ("#", "problem", "student's answer", "verifier's answer", "verdict"):
+        table.add_column(column, overflow="fold")
+    right = 0
+    for index, example in enumerate(examples[: args.count], start=1):
+        body = {"messages": task.prompt(example), "parameters": {"max_new_tokens": args.max_new_tokens}}
+        text = str(invoke(args.endpoint, body, timeout_s=args.timeout)[0]["generated_text"])
+        score = task.score(example, text)
+        right += score.correct
+        given = score.predicted
+        shown = "(no answer)" if given is None else (" ".join(given) if isinstance(given, tuple) else str(given))
+        reference = " ".join(example.answer) if isinstance(example.answer, tuple) else str(example.answer)
+        problem = " ".join(str(v) for v in example.problem.values())
+        verdict = "[green]right[/]" if score.correct else "[red]wrong[/]"
+        table.add_row(str(index), problem[:60], shown or "none", reference or "none", verdict)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    print(f"{right} of {args.count} right")
     return 0
 
 
