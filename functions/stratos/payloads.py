@@ -179,6 +179,44 @@ class TrainingMetrics(Payload):
     extra: dict[Short, float] = Field(default_factory=dict, max_length=32, description="Other scalar metrics.")
 
 
+class StratumResult(BaseModel):
+    """Exact answers in one stratum of an evaluation or probe set."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    correct: int = Field(ge=0, description="Exact answers, count.")
+    n: int = Field(ge=0, description="Problems scored, count.")
+    accuracy: float = Field(ge=0, le=1, description="correct / n, 0..1.")
+
+
+class InjectionRound(BaseModel):
+    """One round of weakness-targeted Knowledge Injection, as the container reports it (metrics.json
+    ``injection_rounds``); kept in the run record."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    round: int = Field(ge=1, le=64)
+    examples: int = Field(ge=0, description="Training examples of the round, count.")
+    train_tokens: int = Field(ge=0, description="Completion tokens of the round, count.")
+    weights: dict[Short, float] = Field(default_factory=dict, max_length=32, description="Draw weight per stratum.")
+    drawn: dict[Short, int] = Field(default_factory=dict, max_length=32, description="Examples per stratum.")
+    probe: dict[Short, StratumResult] = Field(default_factory=dict, max_length=32, description="Probe per stratum.")
+    probe_accuracy: float = Field(ge=0, le=1, description="Mean of the per-stratum probe accuracies, 0..1.")
+    seconds: float = Field(ge=0, description="Wall time of the round, s.")
+
+
+class EvalSetResult(BaseModel):
+    """One held-out set's scores for one model (metrics.json ``eval_sets.<set>.<model>``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    accuracy: float = Field(ge=0, le=1)
+    partial: float = Field(ge=0, le=1)
+    examples: int = Field(ge=0)
+    correct: int = Field(ge=0)
+    strata: dict[Short, StratumResult] = Field(default_factory=dict, max_length=32)
+
+
 class EvaluationResult(Payload):
     """Output of the evaluation gate."""
 

@@ -288,3 +288,43 @@ def test_markdown_to_html_subset():
     assert "<ul><li>one</li><li>two</li></ul>" in out
     assert "<thead><tr><th>metric</th><th>value</th></tr></thead><tbody><tr><td>acc</td><td>0.5</td></tr>" in out
     assert "<pre><code>raw &lt;tag&gt;</code></pre>" in out
+
+
+def test_strata_further_sets_and_injection_rounds(tmp_path, spec, plan, metrics, model_card, run_record):
+    row = {"correct": 3, "n": 4, "accuracy": 0.75}
+    extra = {
+        "teacher_strata": {"1 wait, honours": {"correct": 0, "n": 4, "accuracy": 0.0}},
+        "student_after_strata": {"1 wait, honours": row},
+        "eval_sets": {
+            "random-tenpai": {
+                "student_after": {
+                    "accuracy": 0.4,
+                    "partial": 0.6,
+                    "examples": 10,
+                    "correct": 4,
+                    "strata": {"1 wait, honours": row},
+                }
+            }
+        },
+        "injection_rounds": [
+            {
+                "round": 1,
+                "examples": 16,
+                "drawn": {"1 wait, honours": 2},
+                "probe": {"1 wait, honours": row},
+                "probe_accuracy": 0.75,
+            },
+            {
+                "round": 2,
+                "examples": 16,
+                "drawn": {"1 wait, honours": 5},
+                "probe": {"1 wait, honours": row},
+                "probe_accuracy": 0.8,
+            },
+        ],
+    }
+    text = report(tmp_path, spec, plan, {**metrics, **extra}, model_card, run_record).markdown.read_text()
+    assert "| random-tenpai | student after | 0.400 | 0.600 | 10 |" in text
+    assert "| 1 wait, honours | 0.00 (0/4) | 0.75 (3/4) | 0.75 (3/4) |" in text
+    assert "| stratum | teacher | student after | student after, random-tenpai |" in text
+    assert "| 2 | 16 | 5 / 0.75 | 0.800 |" in text

@@ -21,7 +21,7 @@ from stratos.pipeline.deploy import (
     rollback_alarms,
     serving_timeouts,
 )
-from stratos.pipeline.gate import training_metrics, verdict
+from stratos.pipeline.gate import tables, training_metrics, verdict
 from stratos.pipeline.models import StateDocument, StateError
 from stratos.pipeline.record import error_reason
 from stratos.pipeline.settings import Settings
@@ -276,3 +276,24 @@ def test_sample_step_events_parse():
     assert step.state.trigger is not None and step.state.timing.training_poll_seconds == 300
     aborted = load_event("execution-aborted.json")
     assert aborted["detail"]["status"] == "ABORTED" and json.loads(aborted["detail"]["input"])["source"] == "aws.s3"
+
+
+def test_per_stratum_tables_for_the_run_record() -> None:
+    row = {"correct": 1, "n": 2, "accuracy": 0.5, "ignored": True}
+    raw = {
+        "student_after_strata": {"1 wait, honours": row},
+        "eval_sets": {
+            "random-tenpai": {"student_after": {"accuracy": 0.5, "partial": 0.6, "examples": 2, "correct": 1}}
+        },
+        "injection_rounds": [
+            {"round": 1, "examples": 8, "train_tokens": 400, "probe": {"a": row}, "probe_accuracy": 0.5, "seconds": 3.2}
+        ],
+    }
+    out = tables(raw)
+    assert out["strata"] == {"1 wait, honours": {"correct": 1, "n": 2, "accuracy": 0.5}}
+    assert out["eval_sets"]["random-tenpai"]["student_after"]["correct"] == 1
+    assert out["injection_rounds"][0]["probe"]["a"]["accuracy"] == 0.5
+    assert from_dynamo(to_dynamo(out)) == out  # storable in the runs table as is
+    assert tables({}) == {}
+    with pytest.raises(TrainingFailedError, match="per-stratum table"):
+        tables({"injection_rounds": [{"round": 0}]})

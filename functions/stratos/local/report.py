@@ -824,6 +824,7 @@ def _training_section(doc: _Doc, metrics: Mapping[str, Any], loss_png: str | Non
     ]
     if rows:
         doc.table(["quantity", "value"], rows, right=[1])
+    rounds_table(doc, metrics)
     reasons = metrics.get("injection_rejection_reasons")
     if isinstance(reasons, Mapping) and reasons:
         doc.heading(3, "Teacher rationales rejected, by reason")
@@ -883,6 +884,8 @@ def _accuracy_section(
     doc.bullets(facts)
     if accuracy_png:
         doc.image(accuracy_png, "Accuracy: teacher, student before and after")
+    _eval_sets_table(doc, metrics)
+    _strata_table(doc, metrics)
     samples = [s for s in metrics.get("samples") or [] if isinstance(s, Mapping)]
     if samples:
         doc.heading(3, "Sample completions (student after)")
@@ -894,6 +897,81 @@ def _accuracy_section(
                 doc.code(completion, "text")
             else:  # an empty code block reads as a rendering bug; say what the model produced
                 doc.para(f"Completion: whitespace only, `{completion[:40]!r}` ({len(completion)} characters).")
+
+
+def _eval_sets_table(doc: _Doc, metrics: Mapping[str, Any]) -> None:
+    """Further held-out sets (Mahjong: random tenpai hands), one row per set and model."""
+    sets = _mapping(metrics, "eval_sets")
+    rows = [
+        [
+            str(name),
+            model.replace("_", " "),
+            fmt(row.get("accuracy"), ".3f"),
+            fmt(row.get("partial"), ".3f"),
+            fmt(row.get("examples")),
+        ]
+        for name, models in sets.items()
+        if isinstance(models, Mapping)
+        for model, row in models.items()
+        if isinstance(row, Mapping)
+    ]
+    if rows:
+        doc.heading(3, "Further held-out sets")
+        doc.para("Scored like the evaluation set, on problems the task builds another way (never trained on).")
+        doc.table(["set", "model", "exact accuracy", "partial credit", "examples"], rows, right=[2, 3, 4])
+
+
+def _strata_table(doc: _Doc, metrics: Mapping[str, Any]) -> None:
+    """Exact accuracy per stratum: teacher and student after on the evaluation set, then the further sets."""
+    columns: list[tuple[str, Mapping[str, Any]]] = [
+        ("teacher", _mapping(metrics, "teacher_strata")),
+        ("student after", _mapping(metrics, "student_after_strata")),
+    ]
+    for name, models in _mapping(metrics, "eval_sets").items():
+        if isinstance(models, Mapping) and isinstance(models.get("student_after"), Mapping):
+            columns.append((f"student after, {name}", _mapping(models["student_after"], "strata")))
+    columns = [(label, table) for label, table in columns if table]
+    if not columns:
+        return
+    strata = list(dict.fromkeys(k for _, table in columns for k in table))
+
+    def cell(table: Mapping[str, Any], stratum: str) -> str:
+        row = table.get(stratum)
+        if not isinstance(row, Mapping):
+            return DASH
+        return f"{fmt(row.get('accuracy'), '.2f')} ({fmt(row.get('correct'))}/{fmt(row.get('n'))})"
+
+    doc.heading(3, "Exact accuracy by stratum")
+    doc.table(["stratum", *(label for label, _ in columns)], [[s, *(cell(t, s) for _, t in columns)] for s in strata])
+
+
+def rounds_table(doc: _Doc, metrics: Mapping[str, Any]) -> None:
+    """Weakness-targeted Knowledge Injection: per round, examples drawn and probe accuracy per stratum."""
+    rounds = [r for r in metrics.get("injection_rounds") or [] if isinstance(r, Mapping)]
+    if not rounds:
+        return
+    doc.heading(3, "Injection rounds (closed loop)")
+    doc.para(
+        "Each round trains on fresh examples drawn toward the strata the student failed on the previous probe "
+        "(weight = floor + 1 - stratum accuracy), then scores a probe of fresh TRAIN-split problems per stratum. "
+        "Cells: examples drawn / probe exact accuracy after the round."
+    )
+    strata = list(dict.fromkeys(k for r in rounds for k in _mapping(r, "probe")))
+
+    def cell(r: Mapping[str, Any], stratum: str) -> str:
+        probe = _mapping(_mapping(r, "probe"), stratum)
+        return f"{fmt(_mapping(r, 'drawn').get(stratum))} / {fmt(probe.get('accuracy'), '.2f')}"
+
+    rows = [
+        [
+            fmt(r.get("round")),
+            fmt(r.get("examples")),
+            *(cell(r, s) for s in strata),
+            fmt(r.get("probe_accuracy"), ".3f"),
+        ]
+        for r in rounds
+    ]
+    doc.table(["round", "examples", *strata, "probe mean"], rows, right=[0, 1])
 
 
 def _card_section(doc: _Doc, model_card: str) -> None:

@@ -21,7 +21,15 @@ import math
 from typing import Any
 
 from stratos.errors import TrainingFailedError
-from stratos.payloads import EvaluationResult, PlanRef, TrainingJobRef, TrainingMetrics
+from stratos.payloads import (
+    EvalSetResult,
+    EvaluationResult,
+    InjectionRound,
+    PlanRef,
+    StratumResult,
+    TrainingJobRef,
+    TrainingMetrics,
+)
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, utcnow
 
@@ -63,6 +71,40 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+#: Most injection rounds, held-out sets and strata a run record keeps (the container's own limits are lower).
+MAX_ROUNDS_RECORDED = 64
+
+
+def tables(raw: dict[str, Any], source: str = "metrics.json") -> dict[str, Any]:
+    """The per-stratum and per-round tables of metrics.json for the run record (JSON-safe, typed on the way):
+    ``strata`` (student after, eval set), ``eval_sets`` (set -> model -> :class:`EvalSetResult`) and
+    ``injection_rounds`` (:class:`InjectionRound` each). Absent keys are left out.
+
+    Raises:
+        TrainingFailedError: a table is present but not in the contract's shape.
+    """
+    out: dict[str, Any] = {}
+    try:
+        if isinstance(raw.get("student_after_strata"), dict):
+            strata = {str(k): StratumResult.model_validate(v) for k, v in raw["student_after_strata"].items()}
+            out["strata"] = {k: v.model_dump(mode="json") for k, v in strata.items()}
+        if isinstance(raw.get("eval_sets"), dict):
+            out["eval_sets"] = {
+                str(name): {
+                    str(model): EvalSetResult.model_validate(row).model_dump(mode="json") for model, row in rows.items()
+                }
+                for name, rows in raw["eval_sets"].items()
+            }
+        rounds = raw.get("injection_rounds")
+        if isinstance(rounds, list):
+            out["injection_rounds"] = [
+                InjectionRound.model_validate(r).model_dump(mode="json") for r in rounds[:MAX_ROUNDS_RECORDED]
+            ]
+    except (ValueError, AttributeError) as exc:
+        raise TrainingFailedError(f"{source}: a per-stratum table does not match the metrics contract: {exc}") from exc
+    return out
 
 
 def training_metrics(raw: dict[str, Any], source: str = "metrics.json") -> TrainingMetrics:
@@ -197,6 +239,7 @@ def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
         {
             "stage": "evaluated",
             "metrics": metrics.model_dump(mode="json"),
+            **tables(raw, f"metrics.json in {archive}"),
             "mode": {
                 "requested": spec.distillation.mode.value,
                 "planned": plan.plan.mode.value,
