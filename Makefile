@@ -90,7 +90,10 @@ test: lint typecheck template-check
 DEMO_SPEC ?= events/specs/mahjong-local.json
 demo: install
 	$(VENV)/bin/stratos run $(DEMO_SPEC) --force
-	$(VENV)/bin/stratos invoke stratos-mahjong-local "Mahjong winning tiles of 1344456m456s555z?"
+	# The endpoint answers the first held-out hands of both sets (the spec's seed and eval size: none picked),
+	# each printed beside the verifier's answer.
+	$(VENV)/bin/stratos ask stratos-mahjong-local --seed 7 --eval-size 24 --count 6
+	$(VENV)/bin/stratos ask stratos-mahjong-local --set random-tenpai --seed 7 --eval-size 24 --count 4
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache build *.egg-info

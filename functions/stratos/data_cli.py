@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--answer-regex", metavar="REGEX", help="jsonl: regex for metric regex-match")
     parser.add_argument("--prompt-style", choices=("compact", "full"), help="mahjong: prompt style (compact)")
     parser.add_argument(
-        "--trace", choices=("waits", "candidates", "decompose"), help="mahjong: reasoning trace style (waits)"
+        "--trace", choices=("suits", "waits", "candidates", "decompose"), help="mahjong: reasoning trace style (suits)"
     )
     parser.set_defaults(func=run)
 

@@ -364,8 +364,8 @@ def test_prompt_styles_and_few_shot() -> None:
 
 def test_target_is_compact() -> None:
     # SmolLM2's tokenizer spends one token per digit, suit letter, space and punctuation mark, so characters
-    # bound tokens: a 2-wait target must stay well under 100 of them.
-    task = MahjongTask()
+    # bound tokens: a 2-wait target of the `waits` trace must stay well under 100 of them.
+    task = MahjongTask(trace="waits")
     examples = task.examples("eval", 400, 0)
     two_waits = [ex for ex in examples if ex.meta["n_waits"] == 2]
     assert max(len(task.target(ex)) for ex in two_waits) < 70

@@ -3,7 +3,8 @@
 ``get_task(name, **options)`` builds one; names match the spec's data sources and ``stratos.tasks_meta``:
 
 ========================== ==================================================================
-``mahjong-winning-tiles``  generator; options ``prompt_style`` (compact|full), ``trace`` (waits|candidates|decompose)
+``mahjong-winning-tiles``  generator; options ``prompt_style`` (compact|full), ``trace``
+                           (suits|waits|candidates|decompose), ``random_eval`` (bool)
 ``gsm8k``                  builtin dataset; options ``data_dir``, ``keep_annotations``
 ``jsonl``                  user files; options ``format``, ``train``, ``eval``, ``metric``, ``answer_regex``
 ========================== ==================================================================
