@@ -23,6 +23,12 @@ from stratos_train.tasks.mahjong import (
 from stratos_train.tasks.mahjong_suits import meld_split, open_suits, pair_split, suit_lines, suit_waits
 
 
+@pytest.fixture(scope="module")
+def tenpai_eval():
+    """60 random-tenpai eval hands (seed 1), shared by the tests below (sampling is the slow part)."""
+    return random_tenpai_examples(60, 1, "eval", "suits")
+
+
 def _random_hand(rng: random.Random) -> list[int]:
     counts = [0] * 34
     for tile in rng.sample(range(136), 13):
@@ -40,17 +46,17 @@ def test_meld_split_is_greedy_and_exact() -> None:
     assert pair_split((1, 1, 1, 2, 0, 0, 0, 0, 0), True) == ((0, 2), (3, 1))
 
 
-def test_suit_waits_agree_with_the_verifier() -> None:
+def test_suit_waits_agree_with_the_verifier(tenpai_eval) -> None:
     rng = random.Random(11)
     hands = [_random_hand(rng) for _ in range(20_000)]
     hands += [parse_hand(ex.problem["hand"]) for ex in generate_examples(4_000, 3, "train").examples]
-    hands += [parse_hand(ex.problem["hand"]) for ex in random_tenpai_examples(150, 4, "train").examples]
+    hands += [parse_hand(ex.problem["hand"]) for ex in tenpai_eval.examples]
     for hand in hands:
         assert tuple(suit_waits(hand)) == winning_tiles(hand), format_hand(hand)
 
 
-def test_every_wait_is_within_one_number_of_a_held_tile_of_its_suit() -> None:
-    for example in random_tenpai_examples(150, 5, "eval").examples + generate_examples(2_000, 6, "train").examples:
+def test_every_wait_is_within_one_number_of_a_held_tile_of_its_suit(tenpai_eval) -> None:
+    for example in tenpai_eval.examples + generate_examples(2_000, 6, "train").examples:
         hand = parse_hand(example.problem["hand"])
         for kind in winning_tiles(hand):
             if kind >= HONOURS:
@@ -63,7 +69,7 @@ def test_every_wait_is_within_one_number_of_a_held_tile_of_its_suit() -> None:
 def test_suits_trace_round_trips_through_the_verifier_on_10k_hands() -> None:
     task = MahjongTask(trace="suits")
     examples = generate_examples(10_000, 21, "train", "suits").examples
-    examples += random_tenpai_examples(100, 22, "train", "suits").examples
+    examples += random_tenpai_examples(40, 22, "train", "suits").examples
     for example in examples:
         verdict = task.verify(example, example.answer, example.reasoning)
         assert verdict.ok and verdict.reasoning_checked, (example.problem, verdict.reasons)
@@ -103,8 +109,8 @@ def test_false_suits_lines_are_rejected(line: str, why: str) -> None:
     assert any(why in reason for reason in verdict.reasons), verdict.reasons
 
 
-def test_random_tenpai_sampler_yields_only_tenpai_hands_of_its_split() -> None:
-    eval_report = random_tenpai_examples(60, 1, "eval", "suits")
+def test_random_tenpai_sampler_yields_only_tenpai_hands_of_its_split(tenpai_eval) -> None:
+    eval_report = tenpai_eval
     train_report = random_tenpai_examples(60, 1, "train", "suits")
     train_keys = set()
     for example in train_report.examples:
@@ -119,13 +125,13 @@ def test_random_tenpai_sampler_yields_only_tenpai_hands_of_its_split() -> None:
         assert example.meta["source"] == RANDOM_TENPAI
     assert len({ex.id for ex in eval_report.examples}) == 60
     assert eval_report.proposals > 60 * 5_000  # about one draw in 12,000 waits: really rejection sampled
-    again = random_tenpai_examples(60, 1, "eval", "suits")
-    assert [e.id for e in again.examples] == [e.id for e in eval_report.examples]
+    again = random_tenpai_examples(20, 1, "eval", "suits")  # same seed: the same hands, in the same order
+    assert [e.id for e in again.examples] == [e.id for e in eval_report.examples[:20]]
 
 
-def test_random_tenpai_hands_are_not_the_generators_distribution() -> None:
+def test_random_tenpai_hands_are_not_the_generators_distribution(tenpai_eval) -> None:
     """Seven-pairs-only hands, which the generator (four melds + a pair) never builds on purpose, show up."""
-    examples = random_tenpai_examples(120, 2, "eval").examples
+    examples = tenpai_eval.examples
     seven_pairs_only = [e for e in examples if sum(1 for c in parse_hand(e.problem["hand"]) if c == 2) == 6]
     assert seven_pairs_only
 
