@@ -323,7 +323,9 @@ def test_strata_further_sets_and_injection_rounds(tmp_path, spec, plan, metrics,
             },
         ],
     }
+    extra |= {"teacher_accuracy_upper95": 0.01885, "student_over_teacher": None, "student_over_teacher_upper95": 14.3}
     text = report(tmp_path, spec, plan, {**metrics, **extra}, model_card, run_record).markdown.read_text()
+    assert "student / teacher: n/a (teacher 0); over the teacher's Wilson 95 % upper bound (0.019): 14.3x" in text
     assert "| random-tenpai | student after | 0.400 | 0.600 | 10 |" in text
     assert "| 1 wait, honours | 0.00 (0/4) | 0.75 (3/4) | 0.75 (3/4) |" in text
     assert "| stratum | teacher | student after | student after, random-tenpai |" in text

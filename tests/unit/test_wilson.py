@@ -27,3 +27,15 @@ def test_wilson_rejects_impossible_counts() -> None:
         wilson_interval(3, 2)
     with pytest.raises(ValueError):
         wilson_interval(0, 0)
+
+
+def test_student_over_teacher_is_bounded_not_floored() -> None:
+    from stratos_train.job import student_over_teacher
+
+    zero = student_over_teacher(0.5, 0.0, 200)
+    assert zero["student_over_teacher"] is None
+    assert zero["teacher_accuracy_upper95"] == pytest.approx(0.01885, abs=1e-5)
+    assert zero["student_over_teacher_upper95"] == pytest.approx(0.5 / 0.018845, rel=1e-3)
+    some = student_over_teacher(0.5, 0.1, 100)
+    assert some["student_over_teacher"] == pytest.approx(5.0)
+    assert some["student_over_teacher_upper95"] == pytest.approx(0.5 / 0.174366, rel=1e-3)

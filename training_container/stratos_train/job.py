@@ -46,6 +46,7 @@ from stratos_train.rounds import (
 )
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Example, Task, pick_few_shot
+from stratos_train.tasks.scoring import wilson_interval
 from stratos_train.trainer import (
     DistillationTrainer,
     MetricLinesCallback,
@@ -126,6 +127,18 @@ def strata_table(task: Task, examples: Sequence[Example], exact: Sequence[float]
     """Per-stratum ``{"correct", "n", "accuracy"}`` of scored examples; empty for a task without strata."""
     scores = probe_scores([task.stratum(ex) for ex in examples], [e >= 1.0 for e in exact], task.strata())
     return {k: {"correct": v.correct, "n": v.n, "accuracy": round(v.accuracy, 4)} for k, v in scores.items()}
+
+
+def student_over_teacher(student: float, teacher: float, n: int) -> dict[str, float | None]:
+    """The honest ratio: student accuracy over the teacher's point accuracy (None when the teacher scores 0)
+    and over the teacher's Wilson 95 % upper bound (never floored; :func:`~stratos_train.tasks.scoring.
+    wilson_interval`), both on the same ``n`` held-out examples."""
+    upper = wilson_interval(round(teacher * n), n)[1]
+    return {
+        "teacher_accuracy_upper95": round(upper, 5),
+        "student_over_teacher": student / teacher if teacher > 0 else None,
+        "student_over_teacher_upper95": student / upper,
+    }
 
 
 def _eval_row(result: EvalResult, task: Task, examples: Sequence[Example]) -> dict[str, Any]:
@@ -575,6 +588,8 @@ def _finish(
     metrics["student_after_answered"] = after.answered
     metrics["student_after_eval_seconds"] = round(after.seconds, 2)
     metrics["student_after_strata"] = strata_table(task, eval_examples, after.exact)
+    if isinstance(metrics.get("teacher_accuracy"), float) and eval_examples:
+        metrics.update(student_over_teacher(after.accuracy, metrics["teacher_accuracy"], len(eval_examples)))
     for name, examples in extra_sets.items():
         row = _eval_row(_eval(deployed, task, examples, config, f"student after {name}", []), task, examples)
         metrics.setdefault("eval_sets", {}).setdefault(name, {})["student_after"] = row

@@ -881,6 +881,14 @@ def _accuracy_section(
         ),
         f"stopped on a stop token before the budget: {fmt(metrics.get('student_after_stop_rate'), '.3f')}",
     ]
+    upper = _number(metrics.get("teacher_accuracy_upper95"))
+    if upper is not None:
+        point = _number(metrics.get("student_over_teacher"))
+        facts.append(
+            f"student / teacher: {'n/a (teacher 0)' if point is None else fmt(point, '.1f') + 'x'}; over the "
+            f"teacher's Wilson 95 % upper bound ({fmt(upper, '.3f')}): "
+            f"{fmt(_number(metrics.get('student_over_teacher_upper95')), '.1f')}x (no flooring)"
+        )
     doc.bullets(facts)
     if accuracy_png:
         doc.image(accuracy_png, "Accuracy: teacher, student before and after")
