@@ -45,10 +45,18 @@ TEACHERS = ("gemma-3-270m",)
 
 
 def evaluate_teachers(
-    teachers: list[str], eval_size: int, seed: int, shots: int, max_new_tokens: int, trace: str
+    teachers: list[str],
+    eval_size: int,
+    seed: int,
+    shots: int,
+    max_new_tokens: int,
+    trace: str,
+    cache_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every teacher, zero-shot and few-shot, on the generator's eval hands; then its better prompt style on the
-    random-tenpai hands (same decoding budget and stop rule as the student)."""
+    random-tenpai hands (same decoding budget and stop rule as the student). With ``cache_dir`` the teachers'
+    greedy completions come from the completion cache when the same weights already answered the same prompts
+    (``stratos_train.evaluate``); the rows are scored again either way."""
     import torch
 
     from stratos_train.evaluate import evaluate
@@ -76,6 +84,7 @@ def evaluate_teachers(
                 label=label,
                 bf16=True,
                 stop_after_answer=True,
+                cache_dir=cache_dir,
             )
             return {
                 "accuracy": result.accuracy,
@@ -176,9 +185,16 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
         {}
         if args.no_teachers
         else evaluate_teachers(
-            args.teachers.split(","), args.eval_size, args.seed, args.shots, args.max_new_tokens, args.trace
+            args.teachers.split(","),
+            args.eval_size,
+            args.seed,
+            args.shots,
+            args.max_new_tokens,
+            args.trace,
+            None if args.no_eval_cache else Path(args.eval_cache),
         )
     )
+    teacher_minutes = (time.perf_counter() - start) / 60
     with tempfile.TemporaryDirectory(prefix="stratos-mahjong-") as tmp:
         metrics = run_training_job(
             student_hyperparameters(args, args.trace, args.train_size, args.rounds), Path(tmp), args.device
@@ -205,6 +221,7 @@ def mahjong(args: argparse.Namespace) -> dict[str, Any]:
         injection_rounds=metrics.get("injection_rounds"),
         job_seconds=metrics.get("job_seconds"),
         device=args.device,
+        teacher_minutes=teacher_minutes,
         minutes=(time.perf_counter() - start) / 60,
         samples=metrics.get("samples", [])[:3],
     )
@@ -312,6 +329,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=320, help="decoding budget of every row")
     parser.add_argument("--teachers", default=",".join(TEACHERS), help="comma-separated teacher models")
     parser.add_argument("--no-teachers", action="store_true", help="skip the teacher rows (training pilots)")
+    parser.add_argument(
+        "--eval-cache",
+        default=str(Path.home() / ".cache" / "stratos" / "completions"),
+        help="completion cache of the teacher rows (a frozen teacher is decoded once per prompt set)",
+    )
+    parser.add_argument("--no-eval-cache", action="store_true", help="decode the teacher rows even when cached")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--curve", action="store_true", help="accuracy vs training examples, old vs new trace")

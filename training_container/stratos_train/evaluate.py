@@ -1,11 +1,22 @@
-"""Held-out evaluation: greedy decoding that stops at the stop ids, scored by the task's scorer."""
+"""Held-out evaluation: greedy decoding that stops at the stop ids, scored by the task's scorer.
+
+Greedy decoding is deterministic: the same weights, prompts and decoding settings give the same completions.
+:func:`generate` can therefore keep them in a *completion cache* (a folder; ``cache_dir``), keyed by a SHA-256
+over the model's weights (:func:`model_fingerprint`), the rendered prompts and every decoding setting, so a
+frozen model (a teacher) is never decoded twice on the same prompts. Scoring always reruns on the cached text.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,6 +136,37 @@ def greedy_decode(
     return new_tokens, finished
 
 
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 over a model's parameter and buffer names, shapes, dtypes and bytes (~1 s per GB here);
+    memoised on the model object, so a model must not be trained between two calls."""
+    known = getattr(model, "_stratos_fingerprint", None)
+    if isinstance(known, str):
+        return known
+    digest = hashlib.sha256()
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        data = tensor.detach().cpu().contiguous()
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    value = digest.hexdigest()
+    model._stratos_fingerprint = value
+    return value
+
+
+def _cache_path(cache_dir: Path, model: Any, rendered: Sequence[str], settings: dict[str, Any]) -> Path:
+    key = hashlib.sha256(
+        json.dumps({"model": model_fingerprint(model), "prompts": list(rendered), **settings}, sort_keys=True).encode()
+    ).hexdigest()
+    return cache_dir / f"{key}.json"
+
+
+def _write_atomic(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)  # readers never see a half-written entry
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -135,6 +177,7 @@ def generate(
     batch_size: int = 16,
     bf16: bool = False,
     stop_after_answer: bool = False,
+    cache_dir: Path | None = None,
 ) -> tuple[list[str], list[bool]]:
     """Greedy completions for chat prompts, batched with left padding (longest prompts first).
 
@@ -145,6 +188,8 @@ def generate(
         stop_after_answer: also end a row once it has written its final answer line (the format every task
             asks for ends there; :func:`stratos_train.tasks.scoring.answer_line_done`, checked only after a token
             that holds a newline). Such a row counts as stopped.
+        cache_dir: completion cache folder (module docstring); None = no cache. The batch size does not enter
+            the key: rows are decoded independently (left padding, positions from the mask).
 
     Rows are decoded by :func:`greedy_decode`, which drops finished rows from the batch.
 
@@ -158,6 +203,14 @@ def generate(
     texts: list[str] = []
     stopped: list[bool] = []
     rendered = [render_prompt(tokenizer, p) for p in prompts]
+    cached: Path | None = None
+    if cache_dir is not None:
+        settings = {"max_new_tokens": max_new_tokens, "bf16": bf16, "stop_after_answer": stop_after_answer}
+        cached = _cache_path(Path(cache_dir), model, rendered, {**settings, "stops": stops})
+        if cached.is_file():
+            doc = json.loads(cached.read_text(encoding="utf-8"))
+            logger.info("completion cache hit: %d completions from %s", len(doc["texts"]), cached)
+            return list(doc["texts"]), [bool(x) for x in doc["stopped"]]
     # Longest first: less padding per batch.
     order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i]))
     results: dict[int, tuple[str, bool]] = {}
@@ -191,6 +244,8 @@ def generate(
     for i in range(len(rendered)):
         texts.append(results[i][0])
         stopped.append(results[i][1])
+    if cached is not None:
+        _write_atomic(cached, {"texts": texts, "stopped": stopped})
     return texts, stopped
 
 
@@ -205,6 +260,7 @@ def evaluate(
     label: str = "model",
     bf16: bool = False,
     stop_after_answer: bool = False,
+    cache_dir: Path | None = None,
 ) -> EvalResult:
     """Generate for every prompt and score it.
 
@@ -212,6 +268,7 @@ def evaluate(
         score: ``(completion, example index) -> (exact 0/1, partial 0..1)``.
         bf16: bf16 autocast for generation (see :func:`generate`).
         stop_after_answer: end each generation after its final answer line (see :func:`generate`).
+        cache_dir: completion cache (see :func:`generate`).
     """
     start = time.perf_counter()
     texts, stopped = generate(
@@ -222,6 +279,7 @@ def evaluate(
         batch_size=batch_size,
         bf16=bf16,
         stop_after_answer=stop_after_answer,
+        cache_dir=cache_dir,
     )
     scores = [score(t, i) for i, t in enumerate(texts)]
     n = max(1, len(scores))
