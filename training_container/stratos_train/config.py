@@ -109,6 +109,9 @@ class TrainConfig(BaseModel):
         description="Also score the student (and teacher) on the task's further held-out sets (Mahjong: random "
         "tenpai hands), eval_size each.",
     )
+    extra_eval_teacher: bool = Field(
+        default=True, description="Score the teacher on the further held-out sets too (when evaluate_teacher)."
+    )
 
     # --- optimisation
     epochs: float = Field(default=1.0, gt=0, le=100, description="Passes over the training set.")

@@ -380,7 +380,7 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         metrics["teacher_answered"] = teacher_eval.answered
         metrics["teacher_eval_seconds"] = round(teacher_eval.seconds, 2)
         metrics["teacher_strata"] = strata_table(task, eval_examples, teacher_eval.exact)
-        for name, examples in extra_sets.items():
+        for name, examples in extra_sets.items() if config.extra_eval_teacher else ():
             row = _eval_row(_eval(teacher, task, examples, config, f"teacher {name}", shots), task, examples)
             metrics.setdefault("eval_sets", {}).setdefault(name, {})["teacher"] = row
     if _is_main() and config.evaluate_before:
