@@ -42,3 +42,13 @@ def test_cache_key_covers_weights_prompts_and_settings(tmp_path) -> None:
     assert len(entries) == 4  # budget, prompts and weights each make a new entry
     assert all(set(json.loads(p.read_text())) == {"texts", "stopped"} for p in entries)
     assert ev.model_fingerprint(model) != ev.model_fingerprint(other)
+
+
+def test_fingerprint_covers_scalar_buffers() -> None:
+    """Gemma 3 keeps 0-dim buffers (its embedding scale): they are hashed like any other tensor."""
+    model, _ = _tiny()
+    model.register_buffer("embed_scale", torch.tensor(24.0), persistent=False)
+    before = ev.model_fingerprint(model)
+    other, _ = _tiny()
+    other.register_buffer("embed_scale", torch.tensor(25.0), persistent=False)
+    assert before != ev.model_fingerprint(other)

@@ -145,7 +145,7 @@ def model_fingerprint(model: Any) -> str:
     digest = hashlib.sha256()
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        data = tensor.detach().cpu().contiguous()
+        data = tensor.detach().cpu().contiguous().reshape(-1)  # 1-D: a 0-dim tensor cannot be viewed as bytes
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     value = digest.hexdigest()
     model._stratos_fingerprint = value
