@@ -137,7 +137,7 @@ def plan_job(
     teacher, student = catalog.model(chosen.teacher), catalog.model(chosen.student)
     instance = catalog.instance(chosen.training_instance)
     assert teacher is not None and student is not None and instance is not None
-    hp = hyperparameters(spec, chosen, student.params, accelerated=instance.accelerator_count > 0)
+    hp = hyperparameters(spec, chosen, teacher, student, accelerated=instance.accelerator_count > 0)
     models = models_s3_uri or f"s3://{bucket}/models/"
     return AdHocJob(
         task_id=spec.task_id,
@@ -147,10 +147,17 @@ def plan_job(
         volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
         max_runtime_seconds=result.chosen.max_runtime_seconds,
         hyperparameters=hp.to_api(),
-        channels={c.ChannelName: c.DataSource.S3DataSource.S3Uri for c in channels(spec, chosen, models)},
+        channels={c.ChannelName: c.DataSource.S3DataSource.S3Uri for c in channels(spec, teacher, student, models)},
         output_s3_uri=f"s3://{bucket}/adhoc/{spec.task_id}/",
         estimated_cost_usd=chosen.training_cost_usd,
-        notes=[f"teacher and student model directories are read from {models}<model id>/"],
+        notes=[
+            f"teacher and student model directories are read from {models}<model id>/"
+            + (
+                f" (the depth-pruned student {student.id} from {student.staged_id}/, pruned at load)"
+                if student.pruned_from
+                else ""
+            )
+        ],
     )
 
 

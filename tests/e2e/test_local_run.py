@@ -14,7 +14,7 @@ from stratos.local.run import LocalRunOptions, run_local
 from tests.conftest import REPO
 
 SPEC = REPO / "events" / "specs" / "mahjong-local.json"
-TINY_SOURCES = {"gemma-3-270m": "tiny:1", "smollm2-135m-instruct": "tiny:3", "student:smollm2-135m-instruct": "tiny:2"}
+TINY_SOURCES = {"gemma-3-270m": "tiny:1", "smollm2-135m-instruct": "tiny:3", "smollm2-135m-instruct-l15": "tiny:2"}
 TINY_OVERRIDES = {
     "max_steps": "4",
     "train_size": "48",
@@ -64,7 +64,7 @@ def test_local_run_success_then_noop_then_force(home):
     assert result.status == "SUCCEEDED", result.reason
     out = result.to_json()
     assert out["run_id"].startswith("mahjong-local-")
-    assert out["plan"]["teacher"] == "gemma-3-270m" and out["plan"]["student"] == "smollm2-135m-instruct"
+    assert out["plan"]["teacher"] == "gemma-3-270m" and out["plan"]["student"] == "smollm2-135m-instruct-l15"
     assert out["mode"] == "injection"  # different tokenizers: alignment is impossible
     for key in ("teacher_accuracy", "student_before_accuracy", "student_after_accuracy"):
         assert key in out["metrics"]
@@ -72,7 +72,7 @@ def test_local_run_success_then_noop_then_force(home):
     for state in ("ValidateSpec", "SelectPlan", "StartTrainingJob", "EvaluationGate", "Deploy", "RunSucceeded"):
         assert state in states
     assert any(rec.get("train_loss") for rec in progress)
-    # Channel-specific model sources win: the student channel got "student:<id>", not the plain id's source.
+    # The pruned student's channel is its base's folder on AWS; locally it gets the pruned id's own source.
     [hyper] = (home / "runs").glob("work-*/jobs/*/input/config/hyperparameters.json")
     assert json.loads(hyper.read_text())["student"] == "tiny:2"
     # The deployed student answers over the SageMaker hosting contract.

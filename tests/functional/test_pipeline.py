@@ -113,6 +113,36 @@ def test_success_path_end_to_end(make_stack):
     assert largest < 32 * 1024
 
 
+def test_a_depth_pruned_student_trains_from_its_base_and_deploys_under_its_own_id(make_stack):
+    """The planner picks the catalog's 15-layer SmolLM2 for alignment with the full model as teacher; the job
+    reads the BASE model's staged folder and prunes it at load; the job, model and config name the copy."""
+    run = make_stack()
+    stack = run.stack
+    candidates = {"teachers": ["smollm2-135m-instruct"], "students": ["smollm2-135m-instruct-l15"]}
+    spec = mahjong_spec(**{"candidates": candidates, "distillation.mode": "alignment", "constraints.min_accuracy": 0.0})
+    described = run.upload_and_wait(spec)
+    assert described["status"] == "SUCCEEDED", described
+    [request] = run.sagemaker.training_requests
+    base = f"s3://{stack.artifacts_bucket}/models/smollm2-135m-instruct/"
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]} == {
+        "teacher": base,
+        "student": base,
+    }
+    hp = request["HyperParameters"]
+    assert (hp["teacher"], hp["student"]) == ("channel:teacher", "channel:student@layers=15")
+    assert (hp["teacher_id"], hp["student_id"]) == ("smollm2-135m-instruct", "smollm2-135m-instruct-l15")
+    assert {"Key": "stratos:student", "Value": "smollm2-135m-instruct-l15"} in request["Tags"]
+    output = json.loads(described["output"])
+    run_id = output["run"]["names"]["run_id"]
+    assert stack.run_record(run_id)["plan"]["student"] == "smollm2-135m-instruct-l15"
+    sm = stack.client("sagemaker")
+    [model] = sm.list_models()["Models"]
+    [config] = sm.list_endpoint_configs()["EndpointConfigs"]
+    for arn in (model["ModelArn"], config["EndpointConfigArn"]):
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags["stratos:student"] == "smollm2-135m-instruct-l15" and tags["stratos:run-id"] == run_id
+
+
 def test_training_failed(make_stack):
     reason = "AlgorithmError: CUDA out of memory (at trainer.py:120)"
     run = make_stack(script=Script(statuses=("InProgress", "Failed"), failure_reason=reason))
@@ -264,9 +294,14 @@ def test_serving_quota_falls_back_and_reuses_the_trained_student_when_it_can(mak
 
 
 def test_serving_quota_with_no_other_serving_type_fails_naming_it(make_stack):
-    chosen = planned(mahjong_spec()).chosen  # every frontier plan of this budget serves on the same CPU type
+    # With the full 135M student every frontier plan of this budget serves on the same CPU type (its pruned
+    # copies would also fit the next size down).
+    spec = mahjong_spec(candidates={"students": ["smollm2-135m-instruct"]})
+    result = planned(spec)
+    chosen = result.chosen
+    assert {p.serving_instance for p in result.selection.frontier} == {chosen.serving_instance}
     run = make_stack(quotas=Quotas(endpoint={chosen.serving_instance}))
-    described = run.upload_and_wait(mahjong_spec())
+    described = run.upload_and_wait(spec)
     assert (described["status"], described["error"]) == ("FAILED", "QuotaExceededError")
     assert f"{chosen.serving_instance} (serving) is over the account's quota" in described["cause"]
     assert run.endpoints() == []

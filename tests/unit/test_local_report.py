@@ -330,3 +330,24 @@ def test_strata_further_sets_and_injection_rounds(tmp_path, spec, plan, metrics,
     assert "| 1 wait, honours | 0.00 (0/4) | 0.75 (3/4) | 0.75 (3/4) |" in text
     assert "| stratum | teacher | student after | student after, random-tenpai |" in text
     assert "| 2 | 16 | 5 / 0.75 | 0.800 |" in text
+
+
+def test_local_run_section_and_failure_name_and_reason(tmp_path, spec):
+    record = {
+        "run_id": "mahjong-local-abc",
+        "status": "FAILED",
+        "error": {"name": "TrainingFailedError", "reason": "training job j failed (Failed): out of memory"},
+        "local_notes": ["candidates.teachers: the catalog -> ['gemma-3-270m'] (only PyPI models run locally)"],
+        "local_changes": ["student smollm2-135m-instruct depth-pruned to 15 layers", "batch 4 (AWS: 8)"],
+    }
+    text = write_report(tmp_path, spec=spec, plan={}, metrics={}, model_card="", run_record=record).markdown.read_text()
+    assert "| error | TrainingFailedError |" in text
+    assert "| reason | training job j failed (Failed): out of memory |" in text
+    assert "Contents: [Local run](#local-run) · [Spec](#spec)" in text
+    local = text.split("\n## Local run\n", 1)[1].split("\n## ", 1)[0]
+    assert "* candidates.teachers: the catalog -> ['gemma-3-270m'] (only PyPI models run locally)" in local
+    assert "* local sizing: student smollm2-135m-instruct depth-pruned to 15 layers; batch 4 (AWS: 8)" in local
+    plain = write_report(
+        tmp_path / "aws", spec=spec, plan={}, metrics={}, model_card="", run_record={"status": "SUCCEEDED"}
+    )
+    assert "Local run" not in plain.markdown.read_text()

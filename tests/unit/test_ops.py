@@ -9,6 +9,7 @@ import json
 import pytest
 
 from stratos.ops import OpsToolingError, image_uri, plan_job
+from stratos.planner.catalog import load_catalog
 from tests.conftest import SPECS
 
 HAS_SDK = importlib.util.find_spec("sagemaker") is not None
@@ -18,10 +19,16 @@ needs_sdk = pytest.mark.skipif(not HAS_SDK, reason='the SageMaker SDK is not ins
 def test_plan_job_is_what_the_pipeline_would_train():
     job = plan_job(SPECS / "mahjong-winning-tiles.json", bucket="my-artifacts")
     assert job.task_id == "mahjong-winning-tiles"
-    assert job.channels == {
-        "teacher": f"s3://my-artifacts/models/{job.teacher}/",
-        "student": f"s3://my-artifacts/models/{job.student}/",
+    catalog = load_catalog()
+    teacher, student = catalog.model(job.teacher), catalog.model(job.student)
+    assert job.channels == {  # a depth-pruned student reads its base's folder
+        "teacher": f"s3://my-artifacts/models/{teacher.staged_id}/",
+        "student": f"s3://my-artifacts/models/{student.staged_id}/",
     }
+    assert job.hyperparameters["student_id"] == job.student
+    assert job.hyperparameters["student"] == "channel:student" + (
+        f"@layers={student.layers}" if student.pruned_from else ""
+    )
     assert job.hyperparameters["task"] == "mahjong-winning-tiles" and job.max_runtime_seconds >= 60
     assert all(isinstance(v, str) for v in job.hyperparameters.values())
 

@@ -26,8 +26,9 @@ from stratos.pipeline.models import StateDocument, StateError
 from stratos.pipeline.record import error_reason
 from stratos.pipeline.settings import Settings
 from stratos.pipeline.sweep import due_reasons
-from stratos.pipeline.training import channels, hyperparameters, volume_size_gb
+from stratos.pipeline.training import channels, hyperparameters, model_source, volume_size_gb
 from stratos.pipeline.validate import data_uris, deployment_checks
+from stratos.planner.catalog import load_catalog
 from stratos.spec import RedistillPolicy, validate_spec_document
 from tests.conftest import REPO, SPECS
 
@@ -47,6 +48,8 @@ PLAN = PlanSummary(
     total_cost_usd=301.5,
     score=0.9,
 )
+CATALOG = load_catalog()
+TEACHER, STUDENT = CATALOG.model(PLAN.teacher), CATALOG.model(PLAN.student)
 
 
 def _jsonl_spec() -> Any:
@@ -70,22 +73,24 @@ def test_hyperparameters_are_what_the_training_container_accepts(which):
     spec = {"mahjong": lambda: validate_spec_document(MAHJONG), "gsm8k": lambda: validate_spec_document(GSM8K)}.get(
         which, _jsonl_spec
     )()
-    hp = hyperparameters(spec, PLAN, student_params=134_515_008, accelerated=True)
+    hp = hyperparameters(spec, PLAN, TEACHER, STUDENT, accelerated=True)
     raw = hp.to_api()
     assert all(isinstance(v, str) for v in raw.values()) and all(len(v) <= 2500 for v in raw.values())
     config = config_module.parse_hyperparameters(raw)  # the container's own parser, every value a string
     assert config.teacher == "channel:teacher" and config.student == "channel:student"
+    assert (config.teacher_id, config.student_id) == ("qwen2.5-3b-instruct", "smollm2-135m-instruct")
     assert config.mode == spec.distillation.mode.value
     assert config.max_new_tokens == spec.constraints.latency.output_tokens
     assert config.bf16 is True and config.lora is False and config.teacher_rationales is True
     if which == "jsonl":
         assert config.task == "jsonl"
         assert config.task_options == {"format": "chat", "metric": "regex-match", "answer_regex": "ID: (\\d+)"}
-        names = [c.ChannelName for c in channels(spec, PLAN, "s3://models/")]
+        names = [c.ChannelName for c in channels(spec, TEACHER, STUDENT, "s3://models/")]
         assert names == ["teacher", "student", "train", "eval"]
     elif which == "gsm8k":
         assert config.task == "gsm8k"
-        assert [c.ChannelName for c in channels(spec, PLAN, "s3://models/")] == ["teacher", "student", "data"]
+        names = [c.ChannelName for c in channels(spec, TEACHER, STUDENT, "s3://models/")]
+        assert names == ["teacher", "student", "data"]
     else:
         assert (config.task, config.train_size, config.eval_size, config.seed) == (
             "mahjong-winning-tiles",
@@ -96,8 +101,36 @@ def test_hyperparameters_are_what_the_training_container_accepts(which):
 
 
 def test_large_students_train_lora_and_cpu_instances_skip_bf16():
-    hp = hyperparameters(validate_spec_document(MAHJONG), PLAN, student_params=7_000_000_000, accelerated=False)
+    big = CATALOG.model("qwen2.5-7b-instruct")
+    hp = hyperparameters(validate_spec_document(MAHJONG), PLAN, CATALOG.model("qwen2.5-72b-instruct"), big, False)
     assert (hp.lora, hp.bf16) == ("true", "false")
+
+
+def test_a_pruned_student_trains_from_its_base_models_folder_pruned_at_load():
+    """``smollm2-135m-instruct-l15`` is not staged on its own: the student channel is its base's folder and the
+    container's source prunes it (``channel:student@layers=15``); the catalog id goes along for the model card."""
+    config_module = pytest.importorskip("stratos_train.config", reason="the training container package is absent")
+    teacher, pruned = CATALOG.model("smollm2-135m-instruct"), CATALOG.model("smollm2-135m-instruct-l15")
+    plan = PLAN.model_copy(update={"teacher": teacher.id, "student": pruned.id, "mode": "alignment"})
+    spec = validate_spec_document(MAHJONG)
+    assert (model_source("student", pruned), model_source("teacher", teacher)) == (
+        "channel:student@layers=15",
+        "channel:teacher",
+    )
+    uris = {c.ChannelName: c.DataSource.S3DataSource.S3Uri for c in channels(spec, teacher, pruned, "s3://b/models/")}
+    assert uris == {
+        "teacher": "s3://b/models/smollm2-135m-instruct/",
+        "student": "s3://b/models/smollm2-135m-instruct/",
+    }
+    config = config_module.parse_hyperparameters(
+        hyperparameters(spec, plan, teacher, pruned, accelerated=True).to_api()
+    )
+    assert (config.student, config.student_id, config.teacher_id) == (
+        "channel:student@layers=15",
+        "smollm2-135m-instruct-l15",
+        "smollm2-135m-instruct",
+    )
+    assert config.teacher_rationales is False  # the planned mode is alignment
 
 
 def test_volume_grows_with_the_models_and_has_a_floor():

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
-from stratos.planner.catalog import Component, load_catalog, parse_instances, parse_models
+from stratos.planner.catalog import (
+    Component,
+    decoder_layer_params,
+    depth_pruned,
+    load_catalog,
+    parse_instances,
+    parse_models,
+)
 from stratos.spec import TaskKind
 from tests.conftest import REPO
 
@@ -189,3 +197,112 @@ def test_a_zero_price_is_rejected_not_read_as_free():
 def test_duplicate_model_ids_are_rejected(catalog):
     with pytest.raises(ValueError, match="duplicate"):
         catalog.replace(models=[*catalog.models, copy.copy(catalog.models[0])])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Depth-pruned copies: catalog entries of their own.
+
+#: SmolLM2-135M-Instruct's Hugging Face config (what the local GGUF also holds).
+SMOLLM2_135M_CONFIG = {
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "tie_word_embeddings": True,
+    "max_position_embeddings": 8192,
+}
+PRUNED_135M = {10: 63_713_088, 15: 81_413_568, 20: 99_114_048}
+
+
+def test_pruned_smollm2_students_are_catalog_entries(catalog):
+    base = catalog.model("smollm2-135m-instruct")
+    assert base.pruned_from is None and base.staged_id == base.id
+    for keep, params in PRUNED_135M.items():
+        m = catalog.model(f"smollm2-135m-instruct-l{keep}")
+        assert m is not None and m.pruned_from == base.id and m.staged_id == base.id
+        assert (m.layers, m.params) == (keep, params)
+        assert m.hf_repo == base.hf_repo  # where the weights come from; the repository still names the base
+        assert m.roles == frozenset({"student"})
+        same = ("hidden_size", "attention_heads", "kv_heads", "head_dim", "context_length", "vocab_size")
+        assert all(getattr(m, f) == getattr(base, f) for f in same)
+        assert (m.tokenizer_family, m.chat_template, m.licence) == (base.tokenizer_family, True, base.licence)
+        assert m.body_params == params - 49152 * 576
+        assert "depth-pruned" in m.sources["pruning"].text and m.sources["config"] == base.sources["config"]
+        for kind in TaskKind:
+            prior = m.priors[kind]
+            assert prior.accuracy == pytest.approx(base.priors[kind].accuracy * keep / 30, abs=1e-4)
+            assert prior.source.startswith("Stratos estimate") and f"{keep}/30" in prior.source
+    # Each base is followed by its copies, so default candidates keep the file's order.
+    ids = [m.id for m in catalog.models]
+    assert ids[ids.index(base.id) + 1 : ids.index(base.id) + 4] == [f"{base.id}-l{k}" for k in (20, 15, 10)]
+    assert "smollm2-135m-instruct-l15" in {m.id for m in catalog.with_role("student")}
+    assert "smollm2-135m-instruct-l15" not in {m.id for m in catalog.with_role("teacher")}
+    assert catalog.model("HuggingFaceTB/SmolLM2-135M-Instruct") is base
+
+
+def test_pruned_parameter_counts_match_a_config_built_model_pruned_by_the_container(catalog):
+    """The catalog's formula against what ``stratos_train.models.depth_prune`` leaves of a Llama of the real
+    shape (built on the meta device: shapes only, no weights). The real weights give the same counts: 134,515,008
+    in the converted SmolLM2-135M-Instruct, 81,413,568 in its 15 kept layers."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    models = pytest.importorskip("stratos_train.models", reason="the training container package is absent")
+    with torch.device("meta"):
+        full = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMOLLM2_135M_CONFIG))
+    assert sum(p.numel() for p in full.parameters()) == catalog.model("smollm2-135m-instruct").params
+    for keep in PRUNED_135M:
+        with torch.device("meta"):  # a fresh config each time: depth_prune rewrites num_hidden_layers in place
+            model = models.depth_prune(
+                transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMOLLM2_135M_CONFIG)), keep
+            )
+        assert sum(p.numel() for p in model.parameters()) == catalog.model(f"smollm2-135m-instruct-l{keep}").params
+
+
+def test_decoder_layer_params_of_smollm2_135m():
+    attention = 2 * 576 * 576 + 2 * 576 * 192
+    mlp = 3 * 576 * 1536
+    assert decoder_layer_params(134_515_008, 30, 49152, 576, tied=True) == attention + mlp + 2 * 576
+    with pytest.raises(ValueError, match="equal decoder layers"):
+        decoder_layer_params(134_515_009, 30, 49152, 576, tied=True)
+
+
+def _with_pruned(model_id: str, layers: list[int]) -> dict:
+    doc = _models_doc()
+    for m in doc["models"]:
+        m.pop("pruned_layers", None)
+        if m["id"] == model_id:
+            m["pruned_layers"] = layers
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("model_id", "layers", "match"),
+    [
+        ("smollm2-135m-instruct", [30], r"pruned_layers must each be in 1 \.\. 29"),
+        ("smollm2-135m-instruct", [0], r"pruned_layers must each be in 1 \.\. 29"),
+        ("smollm2-135m-instruct", [15, 15], "repeats"),
+        ("gemma-3-270m", [9], "sliding-window"),
+    ],
+)
+def test_loader_rejects_impossible_pruned_copies(model_id, layers, match):
+    with pytest.raises(ValidationError, match=match):
+        parse_models(_with_pruned(model_id, layers))
+
+
+def test_loader_rejects_pruning_a_model_whose_count_is_not_equal_layers():
+    doc = _with_pruned("smollm2-135m-instruct", [15])
+    doc["models"][0]["params"] += 1
+    with pytest.raises(ValidationError, match="equal decoder layers"):
+        parse_models(doc)
+
+
+def test_pruned_ids_cannot_shadow_a_released_model(catalog):
+    base = catalog.model("smollm2-135m-instruct")
+    clash = dataclasses.replace(base, id="smollm2-135m-instruct-l15", hf_repo="someone/else")
+    with pytest.raises(ValueError, match="duplicate"):
+        catalog.replace(models=[*catalog.models, clash])
+    with pytest.raises(ValueError, match="already a depth-pruned copy"):
+        depth_pruned(catalog.model("smollm2-135m-instruct-l15"), 10)

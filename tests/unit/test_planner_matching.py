@@ -66,3 +66,24 @@ def test_candidate_modes_per_requested_mode(cat):
     assert candidate_modes(DistillationMode.ALIGNMENT, cross) == ["alignment"]  # kept, to count its rejection
     assert cross.reason("alignment") == TOKENIZER_MISMATCH
     assert candidate_modes(DistillationMode.INJECTION, same) == ["injection"]
+
+
+def test_a_pruned_copy_of_the_teacher_is_a_legitimate_alignment_student(cat):
+    """Distilling a model into its own depth-pruned copy is the Minitron recipe: not ``same-model``; the copy
+    has the teacher's tokenizer and its own (smaller) parameter count."""
+    teacher, student = cat.model("smollm2-135m-instruct"), cat.model("smollm2-135m-instruct-l15")
+    v = match_pair(teacher, student)
+    assert v.alignment is None and v.injection is None and v.shared_vocab == 49152
+    assert v.capacity_ratio == pytest.approx(134_515_008 / 81_413_568)  # 1.65: the pruned count, not the base's
+    assert candidate_modes(DistillationMode.ALIGNMENT, v) == ["alignment"]
+
+
+def test_pruned_copies_obey_the_capacity_ratio_and_tokenizer_rules(cat):
+    base = cat.model("smollm2-135m-instruct")
+    shallow = match_pair(base, cat.model("smollm2-135m-instruct-l20"))  # 99.1M: ratio 1.36 < 1.5
+    assert shallow.alignment == shallow.injection == CAPACITY_RATIO
+    assert match_pair(cat.model("smollm2-135m-instruct-l15"), base).injection == CAPACITY_RATIO  # copy teaching base
+    pruned = cat.model("smollm2-135m-instruct-l10")
+    assert match_pair(pruned, pruned).alignment == SAME_MODEL
+    assert match_pair(cat.model("smollm2-1.7b-instruct"), pruned).alignment is None  # the base's family: smollm2
+    assert match_pair(cat.model("gemma-3-270m"), cat.model("smollm2-135m-instruct-l15")).alignment == TOKENIZER_MISMATCH

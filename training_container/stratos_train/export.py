@@ -94,8 +94,22 @@ def package_model(model_dir: Path, archive: Path) -> list[str]:
 
 
 def render_model_card(card: dict[str, Any]) -> str:
-    """A Markdown model card from the run's facts (base models, mode and why, data, metrics, limits)."""
+    """A Markdown model card from the run's facts (base models, mode and why, data, metrics, limits).
+
+    ``teacher`` / ``student`` name the models (catalog ids when the job was given them); ``*_source``, when it
+    differs, says how each was loaded (e.g. ``channel:student@layers=15``: the base's weights, depth-pruned).
+    """
     metrics = card.get("metrics", {})
+    sources = [
+        f"{role} `{card[role]}` loaded from `{card[f'{role}_source']}`"
+        for role in ("teacher", "student")
+        if card.get(f"{role}_source") not in (None, card.get(role))
+    ]
+    loaded = f"\n* Loaded: {'; '.join(sources)}" if sources else ""
+    examples = (
+        f"Training examples: {card.get('train_examples', '?')}; "
+        f"held-out evaluation examples: {card.get('eval_examples', '?')}"
+    )
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(metrics.items()) if not isinstance(v, dict | list))
     return f"""---
 library_name: transformers
@@ -110,7 +124,7 @@ Distilled by Stratos from teacher `{card.get("teacher", "unknown")}` into studen
 
 * Task: `{card.get("task", "unknown")}`
 * Mode: **{card.get("mode", "unknown")}** — {card.get("mode_reason", "")}
-* Training examples: {card.get("train_examples", "?")}; held-out evaluation examples: {card.get("eval_examples", "?")}
+* {examples}{loaded}
 
 ## Evaluation (held-out set, greedy decoding)
 

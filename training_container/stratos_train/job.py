@@ -357,6 +357,8 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
 
     shots = pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else []
     metrics: dict[str, Any] = {"task": task.name, "teacher": config.teacher, "student": config.student}
+    # The sources say how the models were loaded (channel:student@layers=15); the catalog ids say which they are.
+    metrics |= {k: v for k, v in (("teacher_id", config.teacher_id), ("student_id", config.student_id)) if v}
 
     def probe() -> tuple[float, float, float, int]:
         sample = train_examples[: config.probe_size]
@@ -613,8 +615,10 @@ def _finish(
     metrics["job_seconds"] = round(time.perf_counter() - started, 2)
     card = {
         "title": f"Stratos student for {task.name}",
-        "teacher": config.teacher,
-        "student": config.student,
+        "teacher": config.teacher_id or config.teacher,
+        "student": config.student_id or config.student,
+        "teacher_source": config.teacher,
+        "student_source": config.student,
         "task": task.name,
         "mode": decision.mode,
         "mode_reason": decision.reason,

@@ -50,6 +50,8 @@ class _Job:
     final: TrainingStatus | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     metric_lines_seen: int = 0
+    #: Model channels loaded from a local source instead of S3: channel -> (catalog id, source).
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class ProcessTrainingRunner:
@@ -62,9 +64,12 @@ class ProcessTrainingRunner:
         env: extra environment for the job (e.g. ``STRATOS_THREADS``).
         on_progress: called with ``(job name, metrics dict)`` for every metrics line the job prints.
         model_sources: catalog model id -> a model source the container loads without S3 (the PyPI models,
-            ``smollm2-135m-instruct@layers=15``, ``tiny:1``). A ``teacher``/``student`` channel whose S3 prefix
-            names such an id (``.../models/<id>/``) is replaced by that source instead of downloaded: on AWS
-            the models are staged in S3, locally they install from PyPI.
+            ``smollm2-135m-instruct@layers=15``, ``tiny:1``). A ``teacher``/``student`` channel whose model
+            has such a source is replaced by it instead of downloaded: on AWS the models are staged in S3,
+            locally they install from PyPI. The model is the job's ``<channel>_id`` hyperparameter (the
+            catalog id), else the id its S3 prefix names (``.../models/<id>/``); a depth-pruned catalog
+            student (``smollm2-135m-instruct-l15``) reads its base's prefix with the source
+            ``channel:student@layers=15`` on AWS, and here gets its own id's source.
         overrides: hyperparameters applied on top of the job's (local compute sizing), recorded in the job
             folder as ``input/config/local-overrides.json``.
     """
@@ -97,11 +102,15 @@ class ProcessTrainingRunner:
         config = base / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
         hyperparameters = dict(job.hyperparameters)
+        sources: dict[str, tuple[str, str]] = {}
         for channel, uri in job.channels.items():
-            model_id = uri.rstrip("/").rsplit("/", 1)[-1]
+            model_id = hyperparameters.get(f"{channel}_id") or uri.rstrip("/").rsplit("/", 1)[-1]
             source = self.model_sources.get(f"{channel}:{model_id}", self.model_sources.get(model_id))
-            if hyperparameters.get(channel) == f"channel:{channel}" and source is not None:
+            # "channel:student@layers=15": the catalog id (a pruned copy) already says what its source holds.
+            from_channel = hyperparameters.get(channel, "").split("@", 1)[0] == f"channel:{channel}"
+            if from_channel and source is not None:
                 hyperparameters[channel] = source
+                sources[channel] = (model_id, source)
                 continue
             self._download_prefix(uri, base / "input" / "data" / channel)
         hyperparameters.update(self.overrides)
@@ -123,7 +132,7 @@ class ProcessTrainingRunner:
                 start_new_session=True,  # a Ctrl-C in the CLI is handled there, not by the job directly
             )
         with self._lock:
-            self.jobs[job.name] = _Job(job, base, process, time.monotonic(), log_path)
+            self.jobs[job.name] = _Job(job, base, process, time.monotonic(), log_path, sources=sources)
 
     def poll(self, name: str) -> TrainingStatus:
         with self._lock:

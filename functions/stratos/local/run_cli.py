@@ -66,7 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             options,
             on_state=_StatePrinter(console, every=args.verbose),
             on_progress=progress.update,
-            on_note=lambda text: console.print(f"[yellow]local[/yellow] {text}"),
+            on_note=lambda text: console.print(f"[yellow]local[/yellow] {_one_line(text)}", soft_wrap=True),
         )
     except InputValidationError as exc:
         console.print(f"[red]{args.spec}: INVALID[/red]")
@@ -74,7 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {err}")
         return 1
     except StratosError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {_one_line(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         console.print("[red]interrupted: the training process was stopped; nothing is left running[/red]")
@@ -152,16 +152,32 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("—" if value is None else str(value))
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line, literal for rich (a reason may hold ``[...]``, which rich would read as markup)."""
+    from rich.markup import escape
+
+    return escape(" ".join(str(text).split()))
+
+
 def _summary(console: Any, result: Any) -> None:
+    """The run's outcome: status, run id and (failed) error name on one line, the reason on the next; what the
+    local run changed about the job; the plan, mode and accuracy tables; the endpoint and the report."""
     from rich.table import Table
 
     colour = "green" if result.status == "SUCCEEDED" else "red"
+    error = getattr(result, "error", "")
     console.print(
-        f"\n[bold {colour}]{result.status}[/bold {colour}] run {result.run_id}"
-        + (" (already ran)" if result.reused else "")
+        f"\n[bold {colour}]{result.status}[/bold {colour}] run {_one_line(result.run_id or '(no run id)')}"
+        + (f": [bold]{_one_line(error)}[/bold]" if error else "")
+        + (" (already ran)" if result.reused else ""),
+        highlight=False,
+        soft_wrap=True,
     )
     if result.reason:
-        console.print(f"reason: {result.reason}")
+        console.print(f"reason: {_one_line(result.reason)}", highlight=False, soft_wrap=True)
+    changes = getattr(result, "local_changes", None) or []
+    if changes:
+        console.print(f"local sizing: {_one_line('; '.join(changes))}", highlight=False, soft_wrap=True)
     plan = result.plan or {}
     if plan:
         table = Table(title="plan (priced as on AWS)")

@@ -34,12 +34,21 @@ from stratos.local.training import ScriptedTrainingRunner, TrainingRunner
 #: The repository's template (functions/stratos/local -> repository root).
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 ACCOUNT = "123456789012"
-#: Values for the parameters that have no default in the template (images live in ECR in AWS).
-LOCAL_PARAMETERS = {
-    "TrainingImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/stratos-train:local",
-    "InferenceImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/stratos-serve-gpu:local",
-    "CpuInferenceImageUri": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/stratos-serve-cpu:local",
-}
+#: S3's own region: the only one where CreateBucket takes no LocationConstraint.
+S3_DEFAULT_REGION = "us-east-1"
+
+
+def local_parameters(region: str) -> dict[str, str]:
+    """Values for the parameters that have no default in the template: the images, in the ECR registry of the
+    stack's region (SageMaker pulls a job's or endpoint's image from its own region)."""
+    registry = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com"
+    return {
+        "TrainingImageUri": f"{registry}/stratos-train:local",
+        "InferenceImageUri": f"{registry}/stratos-serve-gpu:local",
+        "CpuInferenceImageUri": f"{registry}/stratos-serve-cpu:local",
+    }
+
+
 _MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -61,7 +70,7 @@ class EmbeddedStack:
         quotas: instance types the account cannot get.
         endpoint_script: how endpoints change state.
         template: the template file.
-        region: the region everything lives in.
+        region: the region everything lives in (``stratos run`` builds it in the spec's ``constraints.region``).
         stack_name: prefix of every physical name.
         extra_env: environment set on top of the functions' template environment (local-only settings, e.g.
             ``POWERTOOLS_METRICS_DISABLED``); restored on exit like the rest.
@@ -80,8 +89,8 @@ class EmbeddedStack:
     ) -> None:
         self.template_path = Path(template)
         self.template = load_template(self.template_path)
-        self.parameters = parameter_values(self.template, {**LOCAL_PARAMETERS, **(parameters or {})})
         self.region = region
+        self.parameters = parameter_values(self.template, {**local_parameters(region), **(parameters or {})})
         self.stack_name = stack_name
         self._runner = runner
         self._quotas = quotas
@@ -267,7 +276,7 @@ class EmbeddedStack:
 
     def _bucket(self, name: str, props: Mapping[str, Any]) -> None:
         s3 = self.client("s3")
-        s3.create_bucket(Bucket=name)
+        self.create_bucket(name)
         if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         notification = props.get("NotificationConfiguration") or {}
@@ -372,6 +381,13 @@ class EmbeddedStack:
     @property
     def artifacts_bucket(self) -> str:
         return self.resources["ArtifactsBucket"]
+
+    def create_bucket(self, name: str) -> None:
+        """CreateBucket in the stack's region (outside us-east-1, S3 needs the region as LocationConstraint)."""
+        args: dict[str, Any] = {"Bucket": name}
+        if self.region != S3_DEFAULT_REGION:
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self.client("s3").create_bucket(**args)
 
     def upload(self, bucket: str, key: str, body: bytes) -> None:
         """PutObject (the training runner writes job outputs with it)."""

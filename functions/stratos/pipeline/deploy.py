@@ -15,7 +15,9 @@ Creating / Updating / RollingBack / ...     :class:`~stratos.errors.ResourceBusy
 Failed                                      delete (waiter), then create it again ("recreated")
 =========================================== ====================================================
 
-Model and endpoint config are created first and are idempotent by name ("already exists" = success).
+Model and endpoint config are created first and are idempotent by name ("already exists" = success); both
+are tagged with the planned student's catalog id (``stratos:student``, e.g. ``smollm2-135m-instruct-l15`` for a
+depth-pruned copy), and the serving timeouts are sized from that student's own parameter count.
 FinishDeployment runs once the endpoint is InService on this run's config and only then deletes the
 previous config and its model. A rejected or failed run never reaches this module; :func:`deploy` also
 refuses a document whose evaluation did not pass.
@@ -202,13 +204,15 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
         raise DeploymentError(f"training job {training.job_name} has no model artifacts")
     image = svc.settings.require("inference_image_uri" if serving.accelerator_count else "cpu_inference_image_uri")
     tags = _tags(run.names.run_id, run.task_id)
+    # The endpoint is shared by the task's runs (blue/green), so only this run's model and config name the student.
+    named = [*tags, {"Key": "stratos:student", "Value": student.id}]
     sm.create_model(
         names.model_name,
         svc.settings.require("sagemaker_role_arn"),
         image,
         model_data,
         container_env(spec, serving.accelerator_count),
-        tags,
+        named,
     )
     download_s, startup_s = serving_timeouts(student.params)
     variant = {
@@ -220,7 +224,7 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
         "ModelDataDownloadTimeoutInSeconds": download_s,
         "ContainerStartupHealthCheckTimeoutInSeconds": startup_s,
     }
-    sm.create_endpoint_config(names.endpoint_config_name, [variant], tags)
+    sm.create_endpoint_config(names.endpoint_config_name, [variant], named)
     endpoint = sm.describe_endpoint(names.endpoint_name)
     action = decide(endpoint, names.endpoint_config_name)
     previous: str | None = None

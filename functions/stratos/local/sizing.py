@@ -1,0 +1,131 @@
+"""What a local run changed about its training job, in words (the ``stratos run`` summary and the report).
+
+A local run applies ``overrides`` (hyperparameters sized for a CPU) on top of the job PrepareTrainingJob
+asked for, and loads model channels from local sources (a depth-pruned student, say). Only what differs from
+the job as it would run on AWS is described: the job's own hyperparameter where PrepareTrainingJob set one,
+else the training container's default (``stratos_train.config.TrainConfig``, the one home of those defaults;
+local mode runs that package, so it is importable wherever this is).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: ``<source>@layers=<n>``: a depth-pruned copy (``stratos_train.models``).
+_PRUNED_RE = re.compile(r"^(?P<base>.+)@layers=(?P<n>\d+)$")
+
+
+def _flag(on: str, off: str) -> Callable[[Any], str]:
+    return lambda value: on if value else off
+
+
+#: Plain words for a hyperparameter's value; keys not listed read ``key value``.
+WORDS: dict[str, Callable[[Any], str]] = {
+    "teacher_rationales": _flag(
+        "teacher rationales on",
+        "teacher rationales off, so Knowledge Injection trained on the task's own verified reasoning only",
+    ),
+    "extra_eval_teacher": _flag(
+        "the teacher is scored on the further held-out sets too",
+        "the teacher is not scored on the further held-out sets",
+    ),
+    "evaluate_teacher": _flag("the teacher is scored", "the teacher is not scored"),
+    "bf16": _flag("bf16", "fp32"),
+    "lora": _flag("LoRA adapters", "all weights trained"),
+    "per_device_batch_size": lambda v: f"batch {v}",
+    "learning_rate": lambda v: f"learning rate {v:g}" if isinstance(v, float) else f"learning rate {v}",
+    "max_seq_len": lambda v: f"sequences cut at {v} tokens",
+    "max_new_tokens": lambda v: f"decoding budget {v} tokens",
+    "eval_batch_size": lambda v: f"evaluation batch {v}",
+    "logging_steps": lambda v: f"a metrics line every {v} steps",
+    "probe_size": lambda v: f"mode probe on {v} examples",
+    "max_steps": lambda v: f"{v} optimiser steps",
+    "train_size": lambda v: f"{v} training examples",
+    "eval_size": lambda v: f"{v} held-out examples",
+}
+
+
+def _container_config() -> Any | None:
+    """``stratos_train.config`` (None without the training extra: values are then compared as strings)."""
+    try:
+        return importlib.import_module("stratos_train.config")
+    except ImportError:
+        return None
+
+
+def _decode(config: Any | None, raw: str) -> Any:
+    return raw if config is None else config.decode_hyperparameter(raw)
+
+
+def _default(config: Any | None, key: str) -> Any | None:
+    """The container's default for ``key`` (None: unknown key, a factory default, or no container package)."""
+    if config is None:
+        return None
+    field = config.TrainConfig.model_fields.get(key)
+    if field is None or field.default_factory is not None:
+        return None
+    return field.default
+
+
+def _words(key: str, value: Any) -> str:
+    words = WORDS.get(key)
+    return words(value) if words else f"{key} {value}"
+
+
+def describe_overrides(job: Mapping[str, str], overrides: Mapping[str, str]) -> list[str]:
+    """The overrides that change the job, in words, each with what AWS would run.
+
+    Args:
+        job: the hyperparameters CreateTrainingJob carried (strings, before the overrides).
+        overrides: the local hyperparameters applied on top (strings).
+
+    Returns:
+        One phrase per override whose value differs from the job's (or, where the job sets none, from the
+        container's default), e.g. ``"decoding budget 320 tokens (AWS: 64)"``; flags read on their own
+        (``"bf16"``, ``"teacher rationales off, so ..."``).
+    """
+    config = _container_config()
+    out: list[str] = []
+    for key, raw in overrides.items():
+        local = _decode(config, raw)
+        aws = _decode(config, job[key]) if key in job else _default(config, key)
+        if aws is not None and aws == local:
+            continue
+        text = _words(key, local)
+        if aws is not None and not isinstance(local, bool):
+            text += f" (AWS: {aws})"
+        out.append(text)
+    return out
+
+
+def describe_sources(sources: Mapping[str, tuple[str, str]], job: Mapping[str, str] | None = None) -> list[str]:
+    """Model channels loaded as something other than what the job loads on AWS, in words.
+
+    Args:
+        sources: channel -> (catalog id, the source the container loaded), e.g.
+            ``{"student": ("smollm2-135m-instruct", "smollm2-135m-instruct@layers=15")}``.
+        job: the job's hyperparameters: ``<channel>`` is what it loads on AWS (``channel:student``, or
+            ``channel:student@layers=15`` for a catalog student that is itself a depth-pruned copy).
+    """
+    out: list[str] = []
+    for channel, (model_id, source) in sources.items():
+        base, _, local_cut = source.partition("@")
+        aws_cut = (job or {}).get(channel, "").partition("@")[2]
+        if local_cut == aws_cut and (base == model_id or aws_cut):
+            continue  # the model AWS loads (cut alike), installed from PyPI instead of staged in S3
+        pruned = _PRUNED_RE.match(source)
+        if pruned and pruned["base"] == model_id:
+            out.append(f"{channel} {model_id} depth-pruned to {pruned['n']} layers")
+        else:
+            out.append(f"{channel} {model_id} loaded as {source}")
+    return out
+
+
+def describe_local_job(
+    job: Mapping[str, str], overrides: Mapping[str, str], sources: Mapping[str, tuple[str, str]]
+) -> list[str]:
+    """Everything the local run changed about one training job: model sources first, then hyperparameters."""
+    return describe_sources(sources, job) + describe_overrides(job, overrides)

@@ -1,0 +1,49 @@
+"""Local-run plumbing that needs no stack: the region's images and prices, and the run-scoped quiet."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import pytest
+
+from stratos.local.run import LocalRunError, check_region, quiet_libraries
+from stratos.local.stack import EmbeddedStack
+from stratos.spec import validate_spec_document
+from tests.conftest import SPECS
+
+
+def _spec(region: str):
+    doc = json.loads((SPECS / "mahjong-local.json").read_text(encoding="utf-8"))
+    doc["constraints"]["region"] = region
+    return validate_spec_document(doc)
+
+
+def test_images_are_in_the_stack_region_registry():
+    stack = EmbeddedStack(region="eu-west-1")
+    for name in ("TrainingImageUri", "InferenceImageUri", "CpuInferenceImageUri"):
+        assert ".dkr.ecr.eu-west-1.amazonaws.com/" in stack.parameters[name]
+
+
+def test_a_region_needs_snapshot_prices():
+    check_region(_spec("us-west-2"))
+    with pytest.raises(LocalRunError, match=r"'ap-south-1'.*prices for eu-west-1, us-east-1, us-west-2 only"):
+        check_region(_spec("ap-south-1"))
+
+
+def test_quiet_silences_logs_and_warnings_for_the_run_only(capsys: pytest.CaptureFixture[str]):
+    moto = logging.getLogger("moto.test")
+    moto.addHandler(handler := logging.StreamHandler())
+    try:
+        before = logging.root.manager.disable
+        with quiet_libraries(verbose=False), warnings.catch_warnings(record=True) as caught:
+            moto.error("Exception=FailureEventException")
+            warnings.warn("No application metrics to publish", UserWarning, stacklevel=1)
+        assert caught == [] and "FailureEventException" not in capsys.readouterr().err
+        assert logging.root.manager.disable == before
+        with quiet_libraries(verbose=True):
+            moto.error("shown when verbose")
+        assert "shown when verbose" in capsys.readouterr().err
+    finally:
+        moto.removeHandler(handler)
