@@ -119,3 +119,25 @@ def test_summary_says_what_the_local_run_changed():
         "SUCCEEDED run mahjong-local-abc",
         "local sizing: student smollm2-135m-instruct depth-pruned to 15 layers; decoding budget 320 tokens (AWS: 64)",
     ]
+
+
+def test_plan_table_never_cuts_a_model_id_short():
+    console, out = _console()
+    plan = {
+        "teacher": "gemma-3-270m",
+        "student": "smollm2-135m-instruct-l15",
+        "training_instance": "ml.g6e.xlarge",
+        "serving_instance": "ml.c7i.xlarge",
+        "mode": "injection",
+        "expected_accuracy": 0.161,
+        "p50_latency_ms": 1321.056,
+        "total_cost_usd": 156.769,
+    }
+    result = SimpleNamespace(
+        status="SUCCEEDED", run_id="r", reused=False, reason=None, plan=plan, endpoint=None, report=None, metrics={}
+    )
+    _summary(console, result)
+    text = out.getvalue()
+    assert "…" not in text
+    row = next(line for line in text.splitlines() if "gemma-3-270m" in line)
+    assert "smollm2-135m-instruct-l15" in row and "1,321" in row and "156.77" in row

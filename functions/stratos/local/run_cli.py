@@ -159,6 +159,10 @@ def _one_line(text: str) -> str:
     return escape(" ".join(str(text).split()))
 
 
+def _number(value: Any, pattern: str) -> str:
+    return pattern.format(value) if isinstance(value, int | float) else _fmt(value)
+
+
 def _summary(console: Any, result: Any) -> None:
     """The run's outcome: status, run id and (failed) error name on one line, the reason on the next; what the
     local run changed about the job; the plan, mode and accuracy tables; the endpoint and the report."""
@@ -182,7 +186,8 @@ def _summary(console: Any, result: Any) -> None:
     if plan:
         table = Table(title="plan (priced as on AWS)")
         for col in ("teacher", "student", "training", "serving", "mode", "exp. accuracy", "p50 ms", "total USD"):
-            table.add_column(col)
+            # Model ids are never cut short: a narrow console folds them instead of ending them in "…".
+            table.add_column(col, overflow="fold", min_width=len(str(plan.get(col, ""))) if col in plan else None)
         table.add_row(
             plan.get("teacher", "—"),
             plan.get("student", "—"),
@@ -190,8 +195,8 @@ def _summary(console: Any, result: Any) -> None:
             plan.get("serving_instance", "—"),
             str(plan.get("mode", "—")),
             _fmt(plan.get("expected_accuracy")),
-            _fmt(plan.get("p50_latency_ms")),
-            _fmt(plan.get("total_cost_usd")),
+            _number(plan.get("p50_latency_ms"), "{:,.0f}"),
+            _number(plan.get("total_cost_usd"), "{:,.2f}"),
         )
         console.print(table)
     m = result.metrics or {}
