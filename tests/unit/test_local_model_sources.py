@@ -108,3 +108,18 @@ def test_runner_gives_the_pruned_student_its_own_local_source(tmp_path: Path, mo
     with_defaults.start(job)
     written = json.loads((tmp_path / "defaults" / "job-1" / "input" / "config" / "hyperparameters.json").read_text())
     assert written["student"] == "smollm2-135m-instruct@layers=15"  # today's local student, unchanged
+
+
+def test_an_accuracy_floor_set_for_replaced_candidates_is_lifted_with_a_note():
+    raw = (SPECS / "gsm8k.json").read_bytes()
+    assert json.loads(raw)["constraints"]["min_accuracy"] == 0.3
+    spec, doc, notes = local_spec(raw, "gsm8k.json")
+    assert spec.constraints.min_accuracy == 0.0 and doc["constraints"]["min_accuracy"] == 0.0
+    assert "constraints.min_accuracy: 0.3 -> 0 (set for the named candidates, not the PyPI models)" in notes
+
+
+def test_an_accuracy_floor_stays_when_the_named_candidates_run_locally():
+    doc = json.loads((SPECS / "mahjong-local.json").read_bytes())
+    doc["constraints"]["min_accuracy"] = 0.2
+    spec, _, notes = local_spec(json.dumps(doc).encode(), "spec.json")
+    assert notes == [] and spec.constraints.min_accuracy == 0.2

