@@ -10,9 +10,8 @@ import pytest
 
 from stratos.local.run import LocalRunOptions, run_local
 from tests.conftest import SPECS
+from tests.e2e.test_local_run import TINY_SOURCES  # tiny config-built stand-ins for every local catalog model
 
-#: Tiny config-built stand-ins for every local catalog model (teachers and students share a tiny vocabulary).
-TINY_SOURCES = {"gemma-3-270m": "tiny:1", "smollm2-135m-instruct": "tiny:3", "smollm2-135m-instruct-l15": "tiny:2"}
 TINY_OVERRIDES = {
     "max_steps": "2",
     "train_size": "16",
