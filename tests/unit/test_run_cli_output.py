@@ -5,10 +5,28 @@ from __future__ import annotations
 
 import io
 from types import SimpleNamespace
+from typing import Any
 
 from rich.console import Console
 
 from stratos.local.run_cli import _Progress, _StatePrinter, _summary
+
+
+def _result(**fields: Any) -> SimpleNamespace:
+    """A run result as ``_summary`` reads it: a successful run with nothing to show, but ``fields``."""
+    defaults: dict[str, Any] = {
+        "status": "SUCCEEDED",
+        "run_id": "r",
+        "error": "",
+        "reason": "",
+        "reused": False,
+        "plan": None,
+        "metrics": {},
+        "endpoint": None,
+        "report": None,
+        "local_changes": [],
+    }
+    return SimpleNamespace(**(defaults | fields))
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -47,13 +65,9 @@ def test_progress_off_a_terminal_prints_plain_lines_with_eta():
 
 def test_summary_shows_accuracy_and_partial_credit():
     console, out = _console()
-    result = SimpleNamespace(
-        status="SUCCEEDED",
+    result = _result(
         run_id="mahjong-local-abc",
-        reused=False,
         reason=None,
-        plan=None,
-        endpoint=None,
         report="/tmp/report.html",
         metrics={
             "mode": "injection",
@@ -77,17 +91,11 @@ def test_summary_shows_accuracy_and_partial_credit():
 
 def test_failed_summary_is_run_id_and_error_then_the_reason_on_one_line_each():
     console, out = _console()
-    result = SimpleNamespace(
+    result = _result(
         status="FAILED",
         run_id="gsm8k-h6xfck4dzpcq",
         error="SpecValidationError",
         reason="s3://b/specs/gsm8k.json is invalid: candidates.teachers [x]: " + "very long " * 20 + "\nsecond line",
-        reused=False,
-        plan=None,
-        metrics={},
-        endpoint=None,
-        report=None,
-        local_changes=[],
     )
     _summary(console, result)
     lines = out.getvalue().strip().splitlines()
@@ -99,16 +107,8 @@ def test_failed_summary_is_run_id_and_error_then_the_reason_on_one_line_each():
 
 def test_summary_says_what_the_local_run_changed():
     console, out = _console()
-    result = SimpleNamespace(
-        status="SUCCEEDED",
+    result = _result(
         run_id="mahjong-local-abc",
-        error="",
-        reason="",
-        reused=False,
-        plan=None,
-        metrics={},
-        endpoint=None,
-        report=None,
         local_changes=[
             "student smollm2-135m-instruct depth-pruned to 15 layers",
             "decoding budget 320 tokens (AWS: 64)",
@@ -133,9 +133,7 @@ def test_plan_table_never_cuts_a_model_id_short():
         "p50_latency_ms": 1321.056,
         "total_cost_usd": 156.769,
     }
-    result = SimpleNamespace(
-        status="SUCCEEDED", run_id="r", reused=False, reason=None, plan=plan, endpoint=None, report=None, metrics={}
-    )
+    result = _result(reason=None, plan=plan)
     _summary(console, result)
     text = out.getvalue()
     assert "…" not in text

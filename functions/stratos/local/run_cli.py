@@ -185,19 +185,20 @@ def _summary(console: Any, result: Any) -> None:
     plan = result.plan or {}
     if plan:
         table = Table(title="plan (priced as on AWS)")
-        for col in ("teacher", "student", "training", "serving", "mode", "exp. accuracy", "p50 ms", "total USD"):
+        row = {
+            "teacher": plan.get("teacher", "—"),
+            "student": plan.get("student", "—"),
+            "training": plan.get("training_instance", "—"),
+            "serving": plan.get("serving_instance", "—"),
+            "mode": str(plan.get("mode", "—")),
+            "exp. accuracy": _fmt(plan.get("expected_accuracy")),
+            "p50 ms": _number(plan.get("p50_latency_ms"), "{:,.0f}"),
+            "total USD": _number(plan.get("total_cost_usd"), "{:,.2f}"),
+        }
+        for col, cell in row.items():
             # Model ids are never cut short: a narrow console folds them instead of ending them in "…".
-            table.add_column(col, overflow="fold", min_width=len(str(plan.get(col, ""))) if col in plan else None)
-        table.add_row(
-            plan.get("teacher", "—"),
-            plan.get("student", "—"),
-            plan.get("training_instance", "—"),
-            plan.get("serving_instance", "—"),
-            str(plan.get("mode", "—")),
-            _fmt(plan.get("expected_accuracy")),
-            _number(plan.get("p50_latency_ms"), "{:,.0f}"),
-            _number(plan.get("total_cost_usd"), "{:,.2f}"),
-        )
+            table.add_column(col, overflow="fold", min_width=len(cell) if col in ("teacher", "student") else None)
+        table.add_row(*row.values())
         console.print(table)
     m = result.metrics or {}
     if m:

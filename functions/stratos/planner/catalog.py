@@ -263,6 +263,21 @@ def decoder_layer_params(params: int, layers: int, vocab_rows: int, hidden_size:
     return per_layer
 
 
+def check_prunable(model_id: str, layers: int, sliding_window: int | None, keep: int) -> None:
+    """Whether a model of ``layers`` decoder layers can be modelled depth-pruned to ``keep`` of them.
+
+    Raises:
+        ValueError: the model interleaves sliding-window layers (which layers stay global would depend on the
+            kept indices), or ``keep`` is outside ``1 .. layers - 1``.
+    """
+    if sliding_window is not None:
+        raise ValueError(f"{model_id}: depth pruning of sliding-window models is not modelled")
+    if not 1 <= keep < layers:
+        raise ValueError(
+            f"{model_id}: cannot keep {keep} of {layers} layers (pruned_layers must each be in 1 .. {layers - 1})"
+        )
+
+
 def depth_pruned(base: ModelSpec, keep: int) -> ModelSpec:
     """The catalog entry of ``base`` depth-pruned to ``keep`` of its decoder layers (a student of its own).
 
@@ -293,10 +308,7 @@ def depth_pruned(base: ModelSpec, keep: int) -> ModelSpec:
     """
     if base.pruned_from is not None:
         raise ValueError(f"{base.id} is already a depth-pruned copy of {base.pruned_from}")
-    if base.sliding_window is not None:
-        raise ValueError(f"{base.id}: depth pruning of sliding-window models is not modelled")
-    if not 1 <= keep < base.layers:
-        raise ValueError(f"{base.id}: cannot keep {keep} of {base.layers} layers (1 .. {base.layers - 1})")
+    check_prunable(base.id, base.layers, base.sliding_window, keep)
     per_layer = decoder_layer_params(
         base.params, base.layers, base.vocab_size_padded, base.hidden_size, base.tied_embeddings
     )
@@ -436,10 +448,8 @@ class _Model(_Doc):
         if self.pruned_layers:
             if len(set(self.pruned_layers)) != len(self.pruned_layers):
                 raise ValueError(f"{self.id}: pruned_layers repeats a layer count")
-            if self.sliding_window is not None:
-                raise ValueError(f"{self.id}: pruned_layers on a sliding-window model is not modelled")
-            if not all(1 <= n < self.layers for n in self.pruned_layers):
-                raise ValueError(f"{self.id}: pruned_layers must each be in 1 .. {self.layers - 1}")
+            for keep in self.pruned_layers:
+                check_prunable(self.id, self.layers, self.sliding_window, keep)
             try:
                 decoder_layer_params(
                     self.params, self.layers, self.vocab_size_padded, self.hidden_size, self.tied_embeddings
