@@ -37,10 +37,20 @@ def gsm8k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _shipped_data(data: dict[str, str]) -> Path | None:
+    """A JSONL spec's files ship in ``events/data/<its S3 folder>`` (e.g. ``.../datasets/word-forms/train.jsonl``
+    in ``events/data/word-forms``), the folder the README passes as ``--data``."""
+    if data.get("source") != "jsonl":
+        return None
+    folder = SPECS.parent / "data" / data["train_uri"].rsplit("/", 2)[-2]
+    assert (folder / data["eval_uri"].rsplit("/", 1)[-1]).is_file(), f"no shipped data for {data} in {folder}"
+    return folder
+
+
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.json")), ids=lambda p: p.name)
 def test_example_spec_runs_end_to_end(spec: Path, tmp_path: Path, gsm8k_dir: Path) -> None:
     doc = json.loads(spec.read_text(encoding="utf-8"))
-    data = gsm8k_dir if doc["data"]["source"] == "builtin" else None
+    data = {"builtin": gsm8k_dir, "jsonl": _shipped_data(doc["data"])}.get(doc["data"]["source"])
     options = LocalRunOptions(spec_path=spec, data_dir=data, serve=False, home=tmp_path / "home")
     options.model_sources = dict(TINY_SOURCES)
     options.overrides.update(TINY_OVERRIDES)

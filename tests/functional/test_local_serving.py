@@ -38,6 +38,8 @@ from stratos.local.serving import (
     stop_endpoint,
 )
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.timeout(180)
 
 PROMPT = "Which tiles complete 123m456p789s1122z?"
@@ -248,6 +250,29 @@ def test_cli_ask_prints_each_answer_beside_the_verifiers(endpoint: EndpointInfo,
     assert main(["ask", NAME, "--set", "nope", "--count", "1", "--eval-size", "2"]) == 1
     assert "held-out sets eval, random-tenpai" in capsys.readouterr().err
     assert main(["ask", NAME, "--count", "9", "--eval-size", "8"]) == 2
+
+
+def test_cli_ask_reads_the_task_from_the_spec(endpoint: EndpointInfo, capsys: pytest.CaptureFixture[str]):
+    """``stratos ask --spec SPEC --data DIR`` builds the held-out set as the training job does from that spec:
+    here the shipped word-forms JSONL example (the user's files, found in DIR by their base names)."""
+    from stratos_train.tasks import get_task
+
+    spec, data = REPO / "events/specs/word-forms-local.json", REPO / "events/data/word-forms"
+    task = get_task(
+        "jsonl", format="chat", metric="exact-match", train=str(data / "train.jsonl"), eval=str(data / "eval.jsonl")
+    )
+    examples = task.examples("eval")[:2]
+    args = ["ask", NAME, "--spec", str(spec), "--data", str(data), "--count", "2", "--max-new-tokens", "8"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip().startswith(("│ 1 ", "│ 2 "))]
+    assert len(rows) == 2
+    for row, example in zip(rows, examples, strict=True):
+        assert str(example.answer) in row and ("right" in row or "wrong" in row)
+    assert main(["ask", NAME, "--spec", str(spec), "--count", "1"]) == 2
+    assert "pass --data DIR" in capsys.readouterr().err
+    assert main(["ask", NAME, "--spec", str(spec), "--data", str(data), "--seed", "3"]) == 2
+    assert "drop --seed" in capsys.readouterr().err
 
 
 def test_stale_entry_is_marked_refused_and_removable(

@@ -113,6 +113,27 @@ def test_success_path_end_to_end(make_stack):
     assert largest < 32 * 1024
 
 
+def test_a_jsonl_spec_sends_createtrainingjob_strings_only(make_stack):
+    """User JSONL data has no train_size / eval_size: those hyperparameters are left out, never sent as JSON
+    nulls (SageMaker, and the embedded AWS like it, refuses a HyperParameters value that is not a string)."""
+    run = make_stack()
+    bucket = f"s3://{run.stack.artifacts_bucket}/datasets/words"
+    data = {
+        "source": "jsonl",
+        "format": "chat",
+        "train_uri": f"{bucket}/train.jsonl",
+        "eval_uri": f"{bucket}/eval.jsonl",
+    }
+    spec = mahjong_spec(**{"data": data, "task.kind": "open-qa", "task.metric": "exact-match"})
+    described = run.upload_and_wait(spec)
+    assert described["status"] == "SUCCEEDED", described
+    [request] = run.sagemaker.training_requests
+    hp = request["HyperParameters"]
+    assert all(isinstance(v, str) for v in hp.values()), hp
+    assert hp["task"] == "jsonl" and "train_size" not in hp and "eval_size" not in hp
+    assert [c["ChannelName"] for c in request["InputDataConfig"]][2:] == ["train", "eval"]
+
+
 def test_a_depth_pruned_student_trains_from_its_base_and_deploys_under_its_own_id(make_stack):
     """The planner picks the catalog's 15-layer SmolLM2 for alignment with the full model as teacher; the job
     reads the BASE model's staged folder and prunes it at load; the job, model and config name the copy."""

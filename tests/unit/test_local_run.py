@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from stratos.local.run import LocalRunError, check_region, quiet_libraries
+from stratos.local.run import TRACE_MAX_NEW_TOKENS, LocalRunError, check_region, quiet_libraries, sized_overrides
 from stratos.local.stack import EmbeddedStack
 from stratos.spec import validate_spec_document
 from tests.conftest import SPECS
@@ -47,3 +47,13 @@ def test_quiet_silences_logs_and_warnings_for_the_run_only(capsys: pytest.Captur
         assert "shown when verbose" in capsys.readouterr().err
     finally:
         moto.removeHandler(handler)
+
+
+def test_only_a_generated_task_decodes_past_the_specs_output_budget():
+    mahjong = _spec("us-east-1")
+    gsm8k = validate_spec_document(json.loads((SPECS / "gsm8k-local.json").read_text(encoding="utf-8")))
+    base = {"bf16": "true"}
+    assert sized_overrides(mahjong, base) == {"bf16": "true", "max_new_tokens": TRACE_MAX_NEW_TOKENS}
+    assert sized_overrides(gsm8k, base) == base  # the job keeps latency.output_tokens (256)
+    assert sized_overrides(mahjong, {"max_new_tokens": "64"}) == {"max_new_tokens": "64"}  # --set wins
+    assert base == {"bf16": "true"}  # the caller's mapping is left as it was

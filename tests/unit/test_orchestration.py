@@ -76,6 +76,9 @@ def test_hyperparameters_are_what_the_training_container_accepts(which):
     hp = hyperparameters(spec, PLAN, TEACHER, STUDENT, accelerated=True)
     raw = hp.to_api()
     assert all(isinstance(v, str) for v in raw.values()) and all(len(v) <= 2500 for v in raw.values())
+    # What the state machine hands CreateTrainingJob is the payload's JSON as it stands: strings only, no nulls
+    # (a JSONL spec has no train_size / eval_size).
+    assert json.loads(hp.model_dump_json()) == raw
     config = config_module.parse_hyperparameters(raw)  # the container's own parser, every value a string
     assert config.teacher == "channel:teacher" and config.student == "channel:student"
     assert (config.teacher_id, config.student_id) == ("qwen2.5-3b-instruct", "smollm2-135m-instruct")

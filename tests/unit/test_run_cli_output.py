@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from stratos.local.run_cli import _Progress, _StatePrinter, _summary
+from stratos.local.run_cli import _Progress, _StatePrinter, _summary, ask_command
 
 
 def _result(**fields: Any) -> SimpleNamespace:
@@ -139,3 +139,35 @@ def test_plan_table_never_cuts_a_model_id_short():
     assert "…" not in text
     row = next(line for line in text.splitlines() if "gemma-3-270m" in line)
     assert "smollm2-135m-instruct-l15" in row and "1,321" in row and "156.77" in row
+
+
+def test_summary_shows_the_mode_evidence_format_compliance_kl_and_the_ask_line():
+    console, out = _console()
+    result = _result(
+        plan={"teacher": "t", "student": "s", "mode": "injection"},
+        endpoint={"name": "word-forms-local-student", "url": "http://127.0.0.1:1"},
+        metrics={
+            "mode": "alignment",
+            "mode_reason": "teacher covers the task (coverage 0.88 >= 0.50): match its distributions",
+            "mode_evidence": {"probe_size": 8, "coverage": 0.875},
+            "eval_examples": 87,
+            "teacher_answered": 1.0,
+            "student_before_answered": 0.0,
+            "student_after_answered": 0.966,
+            "heldout_kl_before": 9.1129,
+            "heldout_kl_after": 3.4693,
+        },
+    )
+    ask = ask_command("word-forms-local-student", "events/specs/word-forms-local.json", "events/data/word-forms")
+    _summary(console, result, ask)
+    lines = out.getvalue().splitlines()
+    mode = next(line for line in lines if line.startswith("mode:"))
+    assert "coverage 0.88 >= 0.50" in mode and "probed on 8 held-out examples" in mode
+    assert "the plan assumed injection" in mode
+    assert "answered (format)" in out.getvalue()
+    assert "0.966" in next(line for line in lines if "student after" in line)
+    assert "held-out KL(teacher ‖ student): 9.113 -> 3.469 nats/token" in lines
+    assert lines[-1] == (
+        "held-out problems with verdicts: stratos ask word-forms-local-student"
+        " --spec events/specs/word-forms-local.json --data events/data/word-forms --count 3"
+    )

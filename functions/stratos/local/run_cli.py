@@ -84,7 +84,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
-        _summary(console, result)
+        name = (result.endpoint or {}).get("name", "")
+        ask = ask_command(name, args.spec, None if args.data is None else str(args.data)) if name else ""
+        _summary(console, result, ask)
     return 0 if result.status == "SUCCEEDED" else 1
 
 
@@ -163,9 +165,30 @@ def _number(value: Any, pattern: str) -> str:
     return pattern.format(value) if isinstance(value, int | float) else _fmt(value)
 
 
-def _summary(console: Any, result: Any) -> None:
+def _mode_line(metrics: dict[str, Any], plan: dict[str, Any]) -> str:
+    """``mode: <mode> — <reason>`` and its evidence: the probe's size, and the plan's mode when the job's
+    auto switch decided otherwise (the planner predicts the mode from catalog priors, the job measures)."""
+    mode = metrics.get("mode", "—")
+    line = f"mode: [bold]{mode}[/bold] — {_one_line(metrics.get('mode_reason', ''))}"
+    evidence = metrics.get("mode_evidence") or {}
+    details = []
+    if evidence.get("probe_size"):
+        details.append(f"teacher probed on {evidence['probe_size']} held-out examples")
+    planned = plan.get("mode")
+    if planned and mode != "—" and str(planned) != str(mode):
+        details.append(f"the plan assumed {planned} from the catalog's priors")
+    return line + (f" ({'; '.join(details)})" if details else "")
+
+
+def ask_command(endpoint: str, spec: str, data: str | None) -> str:
+    """The ``stratos ask`` line that puts the run's first held-out problems to its endpoint."""
+    return f"stratos ask {endpoint} --spec {spec}" + (f" --data {data}" if data else "") + " --count 3"
+
+
+def _summary(console: Any, result: Any, ask: str = "") -> None:
     """The run's outcome: status, run id and (failed) error name on one line, the reason on the next; what the
-    local run changed about the job; the plan, mode and accuracy tables; the endpoint and the report."""
+    local run changed about the job; the plan, the mode and its evidence, the accuracy table (with format
+    compliance) and held-out KL; the endpoint with the ``ask`` command line, and the report."""
     from rich.table import Table
 
     colour = "green" if result.status == "SUCCEEDED" else "red"
@@ -202,17 +225,24 @@ def _summary(console: Any, result: Any) -> None:
         console.print(table)
     m = result.metrics or {}
     if m:
-        console.print(f"mode: [bold]{m.get('mode', '—')}[/bold] — {m.get('mode_reason', '')}")
+        console.print(_mode_line(m, plan), highlight=False, soft_wrap=True)
         acc = Table(title=f"accuracy on {m.get('eval_examples', '?')} held-out examples")
         acc.add_column("model")
         acc.add_column("accuracy", justify="right")
         acc.add_column("partial credit", justify="right")
+        acc.add_column("answered (format)", justify="right")
         for key in ("teacher", "student_before", "student_after"):
-            acc.add_row(key.replace("_", " "), _fmt(m.get(f"{key}_accuracy")), _fmt(m.get(f"{key}_partial")))
+            cells = (m.get(f"{key}_accuracy"), m.get(f"{key}_partial"), m.get(f"{key}_answered"))
+            acc.add_row(key.replace("_", " "), *(_fmt(c) for c in cells))
         console.print(acc)
+        before, after = m.get("heldout_kl_before"), m.get("heldout_kl_after")
+        if isinstance(before, int | float) and isinstance(after, int | float):
+            console.print(f"held-out KL(teacher ‖ student): {before:.3f} -> {after:.3f} nats/token", highlight=False)
     if result.endpoint:
         name = result.endpoint["name"]
         console.print(f'endpoint: {name} at {result.endpoint["url"]}  (stratos invoke {name} "...")')
+        if ask:
+            console.print(f"held-out problems with verdicts: {ask}", highlight=False, soft_wrap=True)
     if result.report:
         console.print(f"report: {result.report}")
     sys.stdout.flush()

@@ -4,10 +4,11 @@
   user message (the server applies the model's chat template) and prints the generated text;
   ``--json '{...}'`` or ``--json-file FILE`` sends a body as is (``{"inputs": ..., "parameters": ...}`` or
   ``{"messages": [...]}``); ``--raw`` prints the server's JSON answer.
-* ``stratos ask ENDPOINT --task TASK [--set eval|random-tenpai] [--count N] [--seed S] [--eval-size M]`` asks
-  the endpoint the first ``N`` problems of a held-out set, built exactly as the training job builds it (same
-  task, seed and size, in the set's own order: nothing is picked), and prints each answer beside the
-  verifier's with right/wrong, then the tally;
+* ``stratos ask ENDPOINT --spec SPEC [--data DIR] [--set eval|random-tenpai] [--count N]`` asks the endpoint
+  the first ``N`` problems of a held-out set, built exactly as the training job builds it (the spec's task,
+  seed and size, its data files from ``DIR`` as ``stratos run --data`` stages them; in the set's own order:
+  nothing is picked), and prints each answer beside the verifier's with right/wrong, then the tally.
+  Without a spec, ``--task TASK [--seed S] [--eval-size M]`` name a built-in task and its set;
 * ``stratos endpoints`` lists the registered endpoints (name, URL, model, pid, status) as a table;
   ``--stop NAME`` / ``--stop-all`` stops them; ``--json`` prints the list as JSON.
 
@@ -44,12 +45,13 @@ def register(subparsers: Any) -> None:
         "ask", help="ask an endpoint held-out problems; print its answers beside the verifier's (right/wrong)"
     )
     ask.add_argument("endpoint", metavar="ENDPOINT", help="endpoint name (see `stratos endpoints`)")
-    ask.add_argument("--task", default="mahjong-winning-tiles", help="task name (default mahjong-winning-tiles)")
+    ask.add_argument("--spec", type=Path, metavar="SPEC", help="the task spec the endpoint was trained for")
+    ask.add_argument("--task", help="without --spec: a built-in task name (default mahjong-winning-tiles)")
     ask.add_argument("--set", dest="eval_set", default="eval", help="held-out set: eval, or a task's extra set")
     ask.add_argument("--count", type=int, default=6, metavar="N", help="problems to ask (the set's first N)")
-    ask.add_argument("--seed", type=int, default=0, help="the spec's data seed (default 0)")
-    ask.add_argument("--eval-size", type=int, default=24, metavar="M", help="the spec's eval_size (default 24)")
-    ask.add_argument("--data", type=Path, help="data directory for loaded tasks (gsm8k)")
+    ask.add_argument("--seed", type=int, help="without --spec: the data seed (default 0)")
+    ask.add_argument("--eval-size", type=int, metavar="M", help="without --spec: the eval_size (default 24)")
+    ask.add_argument("--data", type=Path, help="the data files (gsm8k's folder; a JSONL spec's files by base name)")
     ask.add_argument("--max-new-tokens", type=int, default=320, metavar="N", help="budget per answer")
     ask.add_argument("--timeout", type=float, default=600.0, metavar="S", help="HTTP timeout per problem, s")
     ask.set_defaults(func=_cmd_ask)
@@ -115,24 +117,31 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
     from stratos.local.serving import invoke
 
-    if args.count < 1 or args.eval_size < args.count:
-        print(f"--count must be 1..--eval-size ({args.eval_size}), got {args.count}", file=sys.stderr)
+    if args.count < 1:
+        print(f"--count must be at least 1, got {args.count}", file=sys.stderr)
         return 2
+    settings = _ask_settings(args)
+    if settings is None:
+        return 2
+    name, options, eval_size, seed = settings
     tasks = importlib.import_module("stratos_train.tasks")  # the container's task code, only when asked
     try:
-        task = tasks.get_task(args.task, **({"data_dir": str(args.data)} if args.data else {}))
+        task = tasks.get_task(name, **options)
         if args.eval_set == "eval":
-            examples = task.examples("eval", args.eval_size, args.seed)
+            examples = task.examples("eval", eval_size, seed)
         else:
-            extra = task.extra_eval_sets(args.eval_size, args.seed)
+            extra = task.extra_eval_sets(eval_size, seed)
             if args.eval_set not in extra:
                 known = ", ".join(["eval", *extra])
-                print(f"--set {args.eval_set!r}: task {args.task} has the held-out sets {known}", file=sys.stderr)
+                print(f"--set {args.eval_set!r}: task {name} has the held-out sets {known}", file=sys.stderr)
                 return 1
             examples = extra[args.eval_set]
     except tasks.TaskError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    if len(examples) < args.count:
+        print(f"--count {args.count}: the {args.eval_set} set has {len(examples)} problems", file=sys.stderr)
+        return 2
     from rich.console import Console
     from rich.table import Table
 
@@ -154,6 +163,50 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     Console(width=None if sys.stdout.isatty() else 120).print(table)
     print(f"{right} of {args.count} right")
     return 0
+
+
+def _ask_settings(args: argparse.Namespace) -> tuple[str, dict[str, str], int | None, int] | None:
+    """(task name, task options, eval size, seed) from ``--spec`` (as the training job reads the spec) or from
+    ``--task``/``--eval-size``/``--seed``; ``None`` with a message printed when the arguments do not fit."""
+    data = {"data_dir": str(args.data)} if args.data else {}
+    if args.spec is None:
+        return (
+            args.task or "mahjong-winning-tiles",
+            data,
+            24 if args.eval_size is None else args.eval_size,
+            args.seed or 0,
+        )
+    given = [
+        flag
+        for flag, value in (("--task", args.task), ("--eval-size", args.eval_size), ("--seed", args.seed))
+        if value is not None
+    ]
+    if given:
+        print(f"--spec sets the task, its eval size and seed; drop {', '.join(given)}", file=sys.stderr)
+        return None
+    from stratos.errors import InputValidationError
+    from stratos.pipeline.training import task_settings
+    from stratos.spec import JsonlData, parse_spec
+
+    try:
+        spec = parse_spec(args.spec.read_bytes(), str(args.spec))
+    except OSError as exc:
+        print(f"{args.spec}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
+    except InputValidationError as exc:
+        print(f"{args.spec}: INVALID: " + "; ".join(str(err) for err in exc.errors), file=sys.stderr)
+        return None
+    settings = task_settings(spec)
+    options = dict(settings.options)
+    if isinstance(spec.data, JsonlData):
+        if args.data is None:
+            print(f"{args.spec} reads the user's JSONL files: pass --data DIR (as for stratos run)", file=sys.stderr)
+            return None
+        for key, uri in (("train", spec.data.train_uri), ("eval", spec.data.eval_uri)):
+            options[key] = str(args.data / str(uri).rsplit("/", 1)[-1])
+    else:
+        options.update(data)
+    return settings.task, options, settings.eval_size, settings.seed
 
 
 def _cmd_endpoints(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, model_serializer
 
 from stratos.errors import PayloadTooLargeError
 from stratos.payloads import (
@@ -186,9 +186,15 @@ class Hyperparameters(Payload):
     teacher_rationales: _Flag
     domain_notes: Annotated[str, Field(max_length=HYPERPARAMETER_VALUE_MAX)] = ""
 
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Unset fields are left out of every dump: the state machine passes this map to CreateTrainingJob as
+        it stands, and SageMaker's ``HyperParameters`` takes strings only (a JSON null is rejected)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
     def to_api(self) -> dict[str, str]:
         """The ``HyperParameters`` map (unset fields omitted)."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+        return dict(self.model_dump(mode="json"))
 
 
 class TrainingRequest(Payload):

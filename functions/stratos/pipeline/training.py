@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stratos.errors import SpecValidationError
 from stratos.naming import RunNames
@@ -58,6 +58,31 @@ def model_source(channel: str, model: ModelSpec) -> str:
     return source if model.pruned_from is None else f"{source}@layers={model.layers}"
 
 
+class TaskSettings(NamedTuple):
+    """How the training job builds a spec's task: ``stratos_train.tasks.get_task(task, **options)``, then
+    ``examples(split, train_size | eval_size, seed)`` (sizes None: the whole file, for user JSONL)."""
+
+    task: str
+    options: dict[str, str]
+    train_size: int | None
+    eval_size: int | None
+    seed: int
+
+
+def task_settings(spec: TaskSpec) -> TaskSettings:
+    """The task name, task options, sizes and seed that ``spec``'s data and task sections select (the data
+    channels' file paths are added where the data is: by the container, or by ``stratos ask --spec``)."""
+    data = spec.data
+    if isinstance(data, GeneratorData):
+        return TaskSettings(data.generator, {}, data.train_size, data.eval_size, data.seed)
+    if isinstance(data, BuiltinDatasetData):
+        return TaskSettings(data.name, {}, data.train_size, data.eval_size, data.seed)
+    options = {"format": data.format.value, "metric": spec.task.metric.value}
+    if spec.task.answer_regex:
+        options["answer_regex"] = spec.task.answer_regex
+    return TaskSettings("jsonl", options, None, None, 0)
+
+
 def hyperparameters(
     spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec, accelerated: bool
 ) -> Hyperparameters:
@@ -68,20 +93,7 @@ def hyperparameters(
     evidence come back in metrics.json); the planner's predicted mode only sizes the job. A student above
     :data:`LORA_ABOVE_PARAMS` (its own count: a pruned copy's, not its base's) trains LoRA adapters.
     """
-    data = spec.data
-    options: dict[str, Any] = {}
-    task: str
-    train_size: int | None
-    eval_size: int | None
-    if isinstance(data, GeneratorData):
-        task, train_size, eval_size, seed = data.generator, data.train_size, data.eval_size, data.seed
-    elif isinstance(data, BuiltinDatasetData):
-        task, train_size, eval_size, seed = data.name, data.train_size, data.eval_size, data.seed
-    else:
-        task, train_size, eval_size, seed = "jsonl", None, None, 0
-        options = {"format": data.format.value, "metric": spec.task.metric.value}
-        if spec.task.answer_regex:
-            options["answer_regex"] = spec.task.answer_regex
+    task, options, train_size, eval_size, seed = task_settings(spec)
     lora = student.params > LORA_ABOVE_PARAMS
     return Hyperparameters(
         task=task,
