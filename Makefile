@@ -91,9 +91,9 @@ DEMO_SPEC ?= events/specs/mahjong-local.json
 demo: install
 	$(VENV)/bin/stratos run $(DEMO_SPEC) --force
 	# The endpoint answers the first held-out hands of both sets (the spec's seed and eval size: none picked),
-	# each printed beside the verifier's answer.
-	$(VENV)/bin/stratos ask stratos-mahjong-local --seed 7 --eval-size 24 --count 6
-	$(VENV)/bin/stratos ask stratos-mahjong-local --set random-tenpai --seed 7 --eval-size 24 --count 4
+	# each printed beside the reference answer.
+	$(VENV)/bin/stratos ask stratos-mahjong-local --spec $(DEMO_SPEC) --count 6
+	$(VENV)/bin/stratos ask stratos-mahjong-local --spec $(DEMO_SPEC) --set random-tenpai --count 4
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -268,7 +268,10 @@ def test_cli_ask_reads_the_task_from_the_spec(endpoint: EndpointInfo, capsys: py
     rows = [line for line in out.splitlines() if line.strip().startswith(("│ 1 ", "│ 2 "))]
     assert len(rows) == 2
     for row, example in zip(rows, examples, strict=True):
-        assert str(example.answer) in row and ("right" in row or "wrong" in row)
+        # The question (not the worked example before it) and the reference as the scorer reads it.
+        question = example.problem["messages"][-1]["content"]
+        assert question[:30] in row and f"│ {task.extract_answer(example.answer)} " in row
+        assert "right" in row or "wrong" in row
     assert main(["ask", NAME, "--spec", str(spec), "--count", "1"]) == 2
     assert "pass --data DIR" in capsys.readouterr().err
     assert main(["ask", NAME, "--spec", str(spec), "--data", str(data), "--seed", "3"]) == 2

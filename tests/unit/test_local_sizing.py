@@ -55,3 +55,12 @@ def test_sources_name_a_student_pruned_only_here_and_skip_the_model_aws_loads():
     assert describe_local_job(JOB, {"max_new_tokens": "64"}, sources) == [
         "student smollm2-135m-instruct depth-pruned to 15 layers"
     ]
+
+
+def test_a_change_only_the_other_mode_reads_is_left_out():
+    job = {"teacher_rationales": "true", "max_new_tokens": "64"}
+    overrides = {"teacher_rationales": "false", "max_new_tokens": "320"}
+    rationales = "teacher rationales off, so Knowledge Injection trained on the task's own verified reasoning only"
+    assert describe_local_job(job, overrides, {}, "injection") == [rationales, "decoding budget 320 tokens (AWS: 64)"]
+    assert describe_local_job(job, overrides, {}, "alignment") == ["decoding budget 320 tokens (AWS: 64)"]
+    assert describe_local_job(job, overrides, {}) == [rationales, "decoding budget 320 tokens (AWS: 64)"]  # unknown

@@ -469,10 +469,12 @@ def _collect(
     local_changes: list[str] = []
     if jobs:
         job = jobs[-1]
-        local_changes = describe_local_job(job.spec.hyperparameters, runner.overrides, job.sources)
         metrics_path = job.base / "output" / "data" / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
+        mode = metrics.get("mode")
+        ran = mode if isinstance(mode, str) else None
+        local_changes = describe_local_job(job.spec.hyperparameters, runner.overrides, job.sources, ran)
         if (job.base / "model" / "config.json").exists():
             model_dir = job.base / "model"
     record = stack.run_record(run_id) if run_id else None

@@ -7,7 +7,7 @@
 * ``stratos ask ENDPOINT --spec SPEC [--data DIR] [--set eval|random-tenpai] [--count N]`` asks the endpoint
   the first ``N`` problems of a held-out set, built exactly as the training job builds it (the spec's task,
   seed and size, its data files from ``DIR`` as ``stratos run --data`` stages them; in the set's own order:
-  nothing is picked), and prints each answer beside the verifier's with right/wrong, then the tally.
+  nothing is picked), and prints each answer beside the reference answer with right/wrong, then the tally.
   Without a spec, ``--task TASK [--seed S] [--eval-size M]`` name a built-in task and its set;
 * ``stratos endpoints`` lists the registered endpoints (name, URL, model, pid, status) as a table;
   ``--stop NAME`` / ``--stop-all`` stops them; ``--json`` prints the list as JSON.
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     invoke.set_defaults(func=_cmd_invoke)
 
     ask = subparsers.add_parser(
-        "ask", help="ask an endpoint held-out problems; print its answers beside the verifier's (right/wrong)"
+        "ask", help="ask an endpoint held-out problems; print its answers beside the reference answers (right/wrong)"
     )
     ask.add_argument("endpoint", metavar="ENDPOINT", help="endpoint name (see `stratos endpoints`)")
     ask.add_argument("--spec", type=Path, metavar="SPEC", help="the task spec the endpoint was trained for")
@@ -145,8 +145,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{args.endpoint}: the first {args.count} {args.eval_set} problems (seed {args.seed})")
-    for column in ("#", "problem", "student's answer", "verifier's answer", "verdict"):
+    # A subsample's seed says which problems these are; a whole file (user JSONL) is asked in its own order.
+    drawn = "" if eval_size is None else f" (seed {seed})"
+    title = f"{args.endpoint}: the first {args.count} {args.eval_set} problems{drawn}"
+    table = Table(title=title)
+    for column in ("#", "problem", "student's answer", "reference answer", "verdict"):
         table.add_column(column, overflow="fold")
     right = 0
     for index, example in enumerate(examples[: args.count], start=1):
@@ -156,13 +159,32 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         right += score.correct
         given = score.predicted
         shown = "(no answer)" if given is None else (" ".join(given) if isinstance(given, tuple) else str(given))
-        reference = " ".join(example.answer) if isinstance(example.answer, tuple) else str(example.answer)
-        problem = " ".join(str(v) for v in example.problem.values())
+        reference = _shown_reference(task, example.answer)
+        problem = _shown_problem(example.problem)
         verdict = "[green]right[/]" if score.correct else "[red]wrong[/]"
         table.add_row(str(index), problem[:60], shown or "none", reference or "none", verdict)
     Console(width=None if sys.stdout.isatty() else 120).print(table)
     print(f"{right} of {args.count} right")
     return 0
+
+
+def _shown_problem(problem: dict[str, Any]) -> str:
+    """A problem on one line: a chat record's last user turn (its earlier turns are worked examples), else the
+    problem's fields."""
+    messages = problem.get("messages")
+    if isinstance(messages, list):
+        users = [str(m.get("content", "")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            return users[-1]
+    return " ".join(str(v) for v in problem.values())
+
+
+def _shown_reference(task: Any, answer: Any) -> str:
+    """The reference as the scorer reads it (``Answer: kicked`` -> ``kicked``; a tile tuple joined)."""
+    if isinstance(answer, tuple):
+        return " ".join(answer)
+    extracted = task.extract_answer(str(answer))
+    return str(answer) if extracted is None else str(extracted)
 
 
 def _ask_settings(args: argparse.Namespace) -> tuple[str, dict[str, str], int | None, int] | None:

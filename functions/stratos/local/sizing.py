@@ -124,8 +124,21 @@ def describe_sources(sources: Mapping[str, tuple[str, str]], job: Mapping[str, s
     return out
 
 
+#: Hyperparameters only one distillation mode reads: a change to them is not worth saying when the job ran the
+#: other mode (teacher rationales feed Knowledge Injection's data only).
+MODE_ONLY: dict[str, str] = {"teacher_rationales": "injection"}
+
+
 def describe_local_job(
-    job: Mapping[str, str], overrides: Mapping[str, str], sources: Mapping[str, tuple[str, str]]
+    job: Mapping[str, str],
+    overrides: Mapping[str, str],
+    sources: Mapping[str, tuple[str, str]],
+    mode: str | None = None,
 ) -> list[str]:
-    """Everything the local run changed about one training job: model sources first, then hyperparameters."""
-    return describe_sources(sources, job) + describe_overrides(job, overrides)
+    """Everything the local run changed about one training job: model sources first, then hyperparameters.
+
+    ``mode`` is the mode the job ran (its metrics' ``mode``; None when unknown, e.g. the job failed early):
+    overrides of hyperparameters only the other mode reads (:data:`MODE_ONLY`) are then left out.
+    """
+    relevant = {k: v for k, v in overrides.items() if mode is None or MODE_ONLY.get(k, mode) == mode}
+    return describe_sources(sources, job) + describe_overrides(job, relevant)
