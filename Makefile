@@ -55,7 +55,7 @@ cfn-lint: install
 
 asl-validate: install $(ASL_VALIDATOR)
 	$(ASL_VALIDATOR) --json-path statemachine/distillation.asl.json
-	$(PY) -m stratos.local.stack --render-definition > $(TOOLS)/distillation.rendered.asl.json
+	$(PY) -m stratos_cli.local.stack --render-definition > $(TOOLS)/distillation.rendered.asl.json
 	$(ASL_VALIDATOR) --json-path $(TOOLS)/distillation.rendered.asl.json
 
 template-check: sam-validate cfn-lint asl-validate
@@ -69,7 +69,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy functions/stratos
+	$(VENV)/bin/mypy functions/lambda/stratos functions/stratos_cli
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,10 +1,10 @@
 """Cold-start benchmark of the Lambda handlers: how long importing each handler module takes in a fresh
 interpreter, the way a Lambda execution environment imports it during INIT.
 
-For every handler module (the template's ``Handler`` entries, ``functions/<step>/app.py``) it starts
-``--repeats`` fresh Python processes (``cwd=functions/``, the CodeUri root) and times
+For every handler module (the template's ``Handler`` entries, ``functions/lambda/<step>/app.py``) it starts
+``--repeats`` fresh Python processes (``cwd=functions/lambda/``, the CodeUri root) and times
 ``importlib.import_module(<module>)`` inside each with ``time.perf_counter``; the median is the figure the
-budget applies to (300 ms). One warm-up process first byte-compiles ``functions/`` (ship the package with its
+budget applies to (300 ms). One warm-up process first byte-compiles ``functions/lambda/`` (ship the package with its
 ``.pyc`` files: a Lambda's code directory is read-only, so nothing is cached there at run time). Also
 reported, from the same processes: the time to then ``import boto3`` and create the first client, which the
 adapters defer to the first AWS call (so the first invocation pays it), and whether any heavy library
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FUNCTIONS = REPO / "functions"
+FUNCTIONS = REPO / "functions" / "lambda"
 HEAVY = ("torch", "transformers", "numpy", "moto", "sagemaker", "matplotlib", "rich")
 BUDGET_MS = 300.0
 
@@ -43,7 +43,7 @@ print(json.dumps({"import_ms": 1000 * (t1 - t0), "boto3_client_ms": 1000 * (t2 -
 
 
 def handler_modules() -> list[str]:
-    """Handler modules named by template.yaml (``functions/<step>/app.py``), in template order."""
+    """Handler modules named by template.yaml (``functions/lambda/<step>/app.py``), in template order."""
     modules: list[str] = []
     for line in (REPO / "template.yaml").read_text(encoding="utf-8").splitlines():
         line = line.strip()

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "functions"), str(REPO / "training_container")]
+sys.path[:0] = [str(REPO / "functions" / "lambda"), str(REPO / "functions"), str(REPO / "training_container")]
 
 #: Teachers evaluated by default (the module docstring has the alternatives).
 TEACHERS = ("gemma-3-270m",)

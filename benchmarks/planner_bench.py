@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions" / "lambda"))
 
 from stratos.errors import NoFeasiblePlanError
 from stratos.planner.catalog import Catalog, Prior, load_catalog

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stratos.local.run import LocalRunOptions, run_local
+from stratos_cli.local.run import LocalRunOptions, run_local
 from tests.conftest import SPECS
 from tests.e2e.test_local_run import TINY_SOURCES  # tiny config-built stand-ins for every local catalog model
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stratos.local.run import LocalRunOptions, run_local
+from stratos_cli.local.run import LocalRunOptions, run_local
 from tests.conftest import REPO
 
 SPEC = REPO / "events" / "specs" / "mahjong-local.json"
@@ -30,7 +30,7 @@ TINY_OVERRIDES = {
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("STRATOS_HOME", str(tmp_path / "home"))
     yield tmp_path / "home"
-    from stratos.local.serving import stop_all
+    from stratos_cli.local.serving import stop_all
 
     stop_all()
 
@@ -76,7 +76,7 @@ def test_local_run_success_then_noop_then_force(home):
     [hyper] = (home / "runs").glob("work-*/jobs/*/input/config/hyperparameters.json")
     assert json.loads(hyper.read_text())["student"] == "tiny:2"
     # The deployed student answers over the SageMaker hosting contract.
-    from stratos.local.serving import invoke
+    from stratos_cli.local.serving import invoke
 
     answer = invoke(out["endpoint"]["name"], {"inputs": "Mahjong winning tiles of 123m456p789s1122z?"})
     assert isinstance(answer[0]["generated_text"], str)

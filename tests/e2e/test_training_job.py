@@ -35,7 +35,11 @@ TINY = {
 def run_train(base: Path, hyperparameters: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
     (base / "input" / "config").mkdir(parents=True, exist_ok=True)
     (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    env = {**os.environ, "STRATOS_SM_BASE": str(base), "PYTHONPATH": str(REPO / "functions")}
+    env = {
+        **os.environ,
+        "STRATOS_SM_BASE": str(base),
+        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("functions/lambda", "functions")),
+    }
     return subprocess.run(
         [sys.executable, "-m", "stratos_train.entrypoint"],
         capture_output=True,

@@ -1,6 +1,6 @@
 """Functional tier: the real state machine definition, executed by moto, calling the real handlers in-process.
 
-Every stack is built from template.yaml by :class:`stratos.local.stack.EmbeddedStack`; poll intervals are the
+Every stack is built from template.yaml by :class:`stratos_cli.local.stack.EmbeddedStack`; poll intervals are the
 template's parameters, set to 0 s here.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from stratos.local.moto_hooks import EndpointScript, Quotas
-from stratos.local.stack import EmbeddedStack
-from stratos.local.training import Script, ScriptedTrainingRunner
+from stratos_cli.local.moto_hooks import EndpointScript, Quotas
+from stratos_cli.local.stack import EmbeddedStack
+from stratos_cli.local.training import Script, ScriptedTrainingRunner
 from tests.conftest import SPECS
 
 FAST = {

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import stratos.local.process_runner as process_runner
-from stratos.local.run import LocalRunOptions, run_local
+import stratos_cli.local.process_runner as process_runner
+from stratos_cli.local.run import LocalRunOptions, run_local
 from tests.conftest import REPO, SPECS
 
 #: The full SmolLM2 as the student, depth-pruned here only (on AWS it trains whole): a local change to report.
@@ -111,7 +111,7 @@ def test_local_changes_are_described_and_a_failure_has_its_name_and_reason(tmp_p
 
 
 def test_a_region_without_snapshot_prices_is_refused_before_anything_starts(tmp_path: Path) -> None:
-    from stratos.local.run import LocalRunError
+    from stratos_cli.local.run import LocalRunError
 
     spec = _spec(tmp_path, "mahjong-local.json", region="ap-south-1")
     with pytest.raises(LocalRunError, match=r"constraints.region 'ap-south-1'.*us-east-1"):
@@ -127,7 +127,7 @@ def test_failed_run_prints_run_id_error_and_reason_and_nothing_raw(tmp_path: Pat
     spec.write_text(json.dumps(doc), encoding="utf-8")
     env = {**os.environ, "STRATOS_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "default"}
     done = subprocess.run(
-        [sys.executable, "-m", "stratos.cli", "run", str(spec), "--no-serve"],
+        [sys.executable, "-m", "stratos_cli.cli", "run", str(spec), "--no-serve"],
         capture_output=True,
         text=True,
         cwd=REPO / "functions",

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from stratos.cli import main
 from stratos.errors import InputValidationError
-from stratos.local.serving import (
+from stratos_cli.cli import main
+from stratos_cli.local.serving import (
     EndpointInfo,
     EndpointStartError,
     EndpointUnavailableError,

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from stratos.local.moto_hooks import EndpointScript, Quotas
-from stratos.local.training import Script, sample_metrics
 from stratos.naming import SpecIdentity, run_names
 from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import plan
 from stratos.planner.pricing import snapshot_price_table
 from stratos.spec import validate_spec_document
+from stratos_cli.local.moto_hooks import EndpointScript, Quotas
+from stratos_cli.local.training import Script, sample_metrics
 from tests.conftest import load_event
 from tests.functional.conftest import SFN_LIMIT, Run, mahjong_spec
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stratos.errors import RETRYABLE_ERRORS, TERMINAL_ERRORS
-from stratos.local.template import load_template
+from stratos_cli.local.template import load_template
 from tests.conftest import REPO
 
 ASL_PATH = REPO / "statemachine" / "distillation.asl.json"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stratos.cli import main
+from stratos_cli.cli import main
 from stratos_train.tasks.mahjong import TILES, parse_hand, winning_tiles
 from tests.conftest import REPO
 
@@ -118,7 +118,7 @@ def test_few_shot_pool_too_small(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_console_script_prints_no_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "stratos.cli", "data", "nonsense", "--out", "-"],
+        [sys.executable, "-m", "stratos_cli.cli", "data", "nonsense", "--out", "-"],
         capture_output=True,
         text=True,
         cwd=REPO / "functions",
@@ -129,6 +129,6 @@ def test_console_script_prints_no_traceback() -> None:
 
 
 def test_data_command_does_not_load_tasks_until_run() -> None:
-    code = "import sys, stratos.cli; stratos.cli.build_parser(); print('stratos_train' in sys.modules)"
+    code = "import sys, stratos_cli.cli; stratos_cli.cli.build_parser(); print('stratos_train' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "functions")
     assert result.stdout.strip() == "False"

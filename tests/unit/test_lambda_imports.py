@@ -27,7 +27,7 @@ LAMBDA_MODULES = (
     "stratos.planner.store",
     "stratos.planner.steps",
     "stratos.planner.reference",
-    "stratos.planner.cli",
+    "stratos_cli.plan_cli",
     "stratos.pipeline",
     "stratos.pipeline.settings",
     "stratos.pipeline.models",
@@ -47,7 +47,7 @@ LAMBDA_MODULES = (
     "stratos.aws.sagemaker",
     "stratos.aws.stepfunctions",
 )
-#: One module per Lambda function folder (functions/<step>/app.py), as the template's Handler names them.
+#: One module per Lambda function folder (functions/lambda/<step>/app.py), as the template's Handler names them.
 HANDLER_MODULES = (
     "validate_spec.app",
     "look_up_prices.app",
@@ -67,7 +67,7 @@ def test_domain_modules_import_no_heavy_library():
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "functions"
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "functions" / "lambda"
     )
     assert json.loads(out.stdout) == []
 
@@ -79,7 +79,7 @@ def _imported_by(module: str) -> list[str]:
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "functions"
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "functions" / "lambda"
     )
     loaded: list[str] = json.loads(out.stdout)
     return loaded
@@ -92,7 +92,7 @@ def test_each_handler_imports_no_torch_transformers_or_moto():
 
 
 def test_handler_list_matches_the_template():
-    from stratos.local.template import load_template
+    from stratos_cli.local.template import load_template
 
     handlers = {
         r["Properties"]["Handler"].rsplit(".", 1)[0]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-import stratos.local.process_runner as process_runner
-from stratos.local.process_runner import ProcessTrainingRunner
-from stratos.local.run import LOCAL_MODEL_SOURCES, local_spec
-from stratos.local.training import TrainingJobSpec
+import stratos_cli.local.process_runner as process_runner
+from stratos_cli.local.process_runner import ProcessTrainingRunner
+from stratos_cli.local.run import LOCAL_MODEL_SOURCES, local_spec
+from stratos_cli.local.training import TrainingJobSpec
 from tests.conftest import SPECS
 
 PRUNED = "smollm2-135m-instruct-l15"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from stratos.cli import main
-from stratos.local.report import (
+from stratos_cli.cli import main
+from stratos_cli.local.report import (
     DASH,
     _scoring,
     markdown_to_html,

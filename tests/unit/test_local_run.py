@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from stratos.local.run import TRACE_MAX_NEW_TOKENS, LocalRunError, check_region, quiet_libraries, sized_overrides
-from stratos.local.stack import EmbeddedStack
 from stratos.spec import validate_spec_document
+from stratos_cli.local.run import TRACE_MAX_NEW_TOKENS, LocalRunError, check_region, quiet_libraries, sized_overrides
+from stratos_cli.local.stack import EmbeddedStack
 from tests.conftest import SPECS
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stratos.local.serving import MAX_NEW_TOKENS_LIMIT, RequestError, parse_request
+from stratos_cli.local.serving import MAX_NEW_TOKENS_LIMIT, RequestError, parse_request
 
 
 def body(doc: Any) -> bytes:

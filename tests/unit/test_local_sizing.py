@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from stratos.local.sizing import describe_local_job, describe_overrides, describe_sources
+from stratos_cli.local.sizing import describe_local_job, describe_overrides, describe_sources
 
 #: The hyperparameters PrepareTrainingJob sets for an injection plan on a GPU (strings, as SageMaker has them).
 JOB = {"mode": "auto", "max_new_tokens": "64", "bf16": "true", "lora": "false", "teacher_rationales": "true"}

@@ -1,4 +1,4 @@
-"""Guards on the moto internals stratos.local hooks into: if moto changes any of them, these fail loudly and
+"""Guards on the moto internals stratos_cli.local hooks into: if moto changes any of them, these fail loudly and
 name the hook to re-check (moto is pinned ==5.2.5 in pyproject)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import inspect
 
 import pytest
 
-from stratos.local import moto_hooks
-from stratos.local.moto_hooks import PINNED_MOTO_VERSION, check_moto, normalise_s3_event, signature_of
+from stratos_cli.local import moto_hooks
+from stratos_cli.local.moto_hooks import PINNED_MOTO_VERSION, check_moto, normalise_s3_event, signature_of
 from tests.conftest import REPO
 
 pytest.importorskip("moto")
@@ -113,7 +113,7 @@ def test_hooks_are_undone_on_exit():
     from moto.events.models import Rule
     from moto.sagemaker.models import SageMakerModelBackend
 
-    from stratos.local.training import ScriptedTrainingRunner
+    from stratos_cli.local.training import ScriptedTrainingRunner
 
     before = (LambdaSimpleBackend.invoke, Rule.send_to_targets, SageMakerModelBackend.create_training_job)
     with moto_hooks.installed(ScriptedTrainingRunner(lambda b, k, d: None)):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from stratos.ops import OpsToolingError, image_uri, plan_job
 from stratos.planner.catalog import load_catalog
+from stratos_cli.ops import OpsToolingError, image_uri, plan_job
 from tests.conftest import SPECS
 
 HAS_SDK = importlib.util.find_spec("sagemaker") is not None
@@ -36,7 +36,7 @@ def test_plan_job_is_what_the_pipeline_would_train():
 def test_cli_dry_run_needs_no_sdk(capsys):
     import argparse
 
-    from stratos import ops
+    from stratos_cli import ops
 
     parser = argparse.ArgumentParser()
     ops.register(parser.add_subparsers())
@@ -65,7 +65,7 @@ def test_launch_starts_a_training_job_with_model_trainer(monkeypatch):
     moto = pytest.importorskip("moto")
     import boto3
 
-    from stratos.ops import launch
+    from stratos_cli.ops import launch
 
     monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

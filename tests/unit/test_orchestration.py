@@ -12,7 +12,6 @@ import pytest
 
 from stratos.aws.records import from_dynamo, to_dynamo
 from stratos.errors import ConfigurationError, SpecValidationError, TrainingFailedError
-from stratos.local.training import sample_metrics
 from stratos.payloads import SFN_PAYLOAD_LIMIT_BYTES, PlanSummary, TrainingMetrics, size_upper_bound
 from stratos.pipeline import models
 from stratos.pipeline.deploy import (
@@ -30,6 +29,7 @@ from stratos.pipeline.training import channels, hyperparameters, model_source, v
 from stratos.pipeline.validate import data_uris, deployment_checks
 from stratos.planner.catalog import load_catalog
 from stratos.spec import RedistillPolicy, validate_spec_document
+from stratos_cli.local.training import sample_metrics
 from tests.conftest import REPO, SPECS
 
 MAHJONG = json.loads((SPECS / "mahjong-winning-tiles.json").read_text(encoding="utf-8"))

@@ -21,7 +21,7 @@ from stratos.planner.catalog import (
 from stratos.spec import TaskKind
 from tests.conftest import REPO
 
-DATA = REPO / "functions" / "stratos" / "data"
+DATA = REPO / "functions" / "lambda" / "stratos" / "data"
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stratos.cli import main
+from stratos_cli.cli import main
 from tests.conftest import REPO, SPECS
 
 PLAN_KEYS = {
@@ -47,7 +47,7 @@ def test_json_output_contract(capsys):
 
 
 def test_mahjong_spec_answers_in_under_a_second():
-    command = [sys.executable, "-m", "stratos.cli", "plan", MAHJONG, "--json"]
+    command = [sys.executable, "-m", "stratos_cli.cli", "plan", MAHJONG, "--json"]
     best = float("inf")
     for _ in range(2):
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from stratos.local.run_cli import _Progress, _StatePrinter, _summary, ask_command
+from stratos_cli.run_cli import _Progress, _StatePrinter, _summary, ask_command
 
 
 def _result(**fields: Any) -> SimpleNamespace:

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stratos.cli import main as cli_main
 from stratos.errors import SpecValidationError
 from stratos.spec import (
     DEFAULT_WEIGHTS,
@@ -24,6 +23,7 @@ from stratos.spec import (
     parse_spec,
     spec_json_schema,
 )
+from stratos_cli.cli import main as cli_main
 from tests.conftest import REPO, SPECS
 
 INVALID = REPO / "tests" / "data" / "invalid_specs"
@@ -83,7 +83,7 @@ def test_cli_validate_mixed_exit_one_and_reports_each(capsys):
 def test_console_script_installed():
     """`stratos` is a real console command (pip install -e . created it)."""
     exe = REPO / ".venv" / "bin" / "stratos"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stratos.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stratos_cli.cli"]
     ok = subprocess.run([*cmd, "validate", str(SPECS / "mahjong-winning-tiles.json")], capture_output=True)
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run([*cmd, "validate", str(INVALID / "typo-in-field-name.json")], capture_output=True, text=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stratos.local.template import (
+from stratos_cli.local.template import (
     Resolver,
     TemplateError,
     load_template,
@@ -109,7 +109,7 @@ def test_least_privilege_no_wildcard_actions():
 
 
 def test_functions_share_one_code_uri_and_their_handlers_exist():
-    assert T["Globals"]["Function"]["CodeUri"] == "functions/"
+    assert T["Globals"]["Function"]["CodeUri"] == "functions/lambda/"
     assert T["Globals"]["Function"]["Runtime"] == "python3.11"
     for name, fn in _of_type("AWS::Serverless::Function").items():
         assert "CodeUri" not in fn["Properties"], name

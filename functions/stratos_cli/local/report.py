@@ -447,7 +447,7 @@ def plot_accuracy(
 
 
 def _pareto_document(plan: Mapping[str, Any], task_id: str) -> dict[str, Any] | None:
-    """The slice of the plan document the planner's :func:`~stratos.planner.cli.plot_frontier` draws, or
+    """The slice of the plan document the planner's :func:`~stratos_cli.plan_cli.plot_frontier` draws, or
     ``None`` when the plan lacks a frontier or a chosen plan with numeric cost, latency and accuracy."""
     needed = ("total_cost_usd", "p50_latency_ms", "expected_accuracy")
 
@@ -1054,7 +1054,7 @@ def write_report(
 
     pareto_doc = _pareto_document(plan, task_id)
     if pareto_doc is not None:
-        from stratos.planner.cli import plot_frontier
+        from stratos_cli.plan_cli import plot_frontier
 
         images["pareto"] = images_dir / "pareto.png"
         plot_frontier(pareto_doc, str(images["pareto"]))

@@ -17,7 +17,7 @@ default) holding ``{name, url, port, pid, model_dir, started_at, status, log_pat
 own file beside it. :func:`start_endpoint` replaces an endpoint of the same name blue/green (the new server
 must answer ``/ping`` before the old one is stopped), as SageMaker's UpdateEndpoint does.
 
-Run one server by hand with ``python -m stratos.local.serving --model-dir DIR --port P --endpoint-name NAME``.
+Run one server by hand with ``python -m stratos_cli.local.serving --model-dir DIR --port P --endpoint-name NAME``.
 
 torch and transformers are imported only inside the server process's model loader; the registry functions
 import the standard library only.
@@ -48,7 +48,7 @@ from typing import Any, Literal, cast
 
 from stratos.errors import FieldError, InputValidationError, StratosError
 
-logger = logging.getLogger("stratos.local.serving")
+logger = logging.getLogger("stratos_cli.local.serving")
 
 HOST = "127.0.0.1"
 """The only interface the server binds: local use, no authentication."""
@@ -68,7 +68,7 @@ DEFAULT_STOP_TIMEOUT_S = 15.0
 DEFAULT_INVOKE_TIMEOUT_S = 600.0
 """HTTP timeout of :func:`invoke`, s (long CPU generations)."""
 ROLES = ("system", "user", "assistant")
-SERVER_MODULE = "stratos.local.serving"
+SERVER_MODULE = "stratos_cli.local.serving"
 #: SageMaker's endpoint-name rule, reused so a local name is also a valid cloud name (and a safe file name).
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 #: Parameters accepted under ``parameters`` (a subset of TGI's): name -> what it means.
@@ -526,9 +526,9 @@ def serve(model_dir: Path, port: int, endpoint_name: str, *, port_file: Path | N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stratos.local.serving``: one endpoint server in the foreground (logs to stderr)."""
+    """``python -m stratos_cli.local.serving``: one endpoint server in the foreground (logs to stderr)."""
     parser = argparse.ArgumentParser(
-        prog="python -m stratos.local.serving", description="Serve a deployed model dir on 127.0.0.1."
+        prog="python -m stratos_cli.local.serving", description="Serve a deployed model dir on 127.0.0.1."
     )
     parser.add_argument("--model-dir", required=True, type=Path, help="deployed model directory")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free one; default 8080)")
@@ -745,10 +745,12 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 
 def _python_path() -> str:
-    """PYTHONPATH for the server: the directory holding this ``stratos`` package first (source checkouts)."""
-    root = str(Path(__file__).resolve().parents[2])
+    """PYTHONPATH for the server: the folders holding ``stratos_cli`` and the ``stratos`` core first (source
+    checkouts)."""
+    functions = Path(__file__).resolve().parents[2]
+    roots = [str(functions), str(functions / "lambda")]
     current = os.environ.get("PYTHONPATH")
-    return root + (os.pathsep + current if current else "")
+    return os.pathsep.join(roots + ([current] if current else []))
 
 
 def start_endpoint(

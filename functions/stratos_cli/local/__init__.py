@@ -1,14 +1,14 @@
 """The embedded AWS: the real template, state machine and handlers on one machine, over moto.
 
-* :mod:`stratos.local.template` — read ``template.yaml`` (CloudFormation tags, SAM globals) and resolve the
+* :mod:`stratos_cli.local.template` — read ``template.yaml`` (CloudFormation tags, SAM globals) and resolve the
   intrinsics the stack uses, so the embedded resources are built FROM the template, never re-typed.
-* :mod:`stratos.local.moto_hooks` — version-pinned hooks into moto 5.2.5: Lambda invocations run the real
+* :mod:`stratos_cli.local.moto_hooks` — version-pinned hooks into moto 5.2.5: Lambda invocations run the real
   handlers in-process; EventBridge rules start Step Functions executions; SageMaker gains what moto lacks
   (training-job status driven by a training runner, endpoint state changes, UpdateEndpoint, quotas,
   "already exists").
-* :mod:`stratos.local.training` — the training-runner interface (create -> status sequence) with a scripted
+* :mod:`stratos_cli.local.training` — the training-runner interface (create -> status sequence) with a scripted
   runner; a real local training process plugs in behind the same interface.
-* :mod:`stratos.local.stack` — :class:`~stratos.local.stack.EmbeddedStack`: build everything, upload specs,
+* :mod:`stratos_cli.local.stack` — :class:`~stratos_cli.local.stack.EmbeddedStack`: build everything, upload specs,
   wait for executions, fire the schedule.
 
 Never imported by a Lambda handler (moto is not in the Lambda package); tests enforce it.

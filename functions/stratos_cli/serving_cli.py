@@ -99,7 +99,7 @@ def _body(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from stratos.local.serving import invoke
+    from stratos_cli.local.serving import invoke
 
     body = _body(args)
     if body is None:
@@ -115,7 +115,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 def _cmd_ask(args: argparse.Namespace) -> int:
     import importlib
 
-    from stratos.local.serving import invoke
+    from stratos_cli.local.serving import invoke
 
     if args.count < 1:
         print(f"--count must be at least 1, got {args.count}", file=sys.stderr)
@@ -232,7 +232,7 @@ def _ask_settings(args: argparse.Namespace) -> tuple[str, dict[str, str], int | 
 
 
 def _cmd_endpoints(args: argparse.Namespace) -> int:
-    from stratos.local.serving import list_endpoints, state_dir, stop_all, stop_endpoint
+    from stratos_cli.local.serving import list_endpoints, state_dir, stop_all, stop_endpoint
 
     if args.stop_all or args.stop:
         stopped = stop_all() if args.stop_all else [stop_endpoint(name) for name in args.stop]

@@ -1,4 +1,4 @@
-"""``stratos run SPEC``: the local pipeline with live progress and a final summary (see :mod:`stratos.local.run`)."""
+"""``stratos run SPEC``: the local pipeline with live progress and a final summary (:mod:`stratos_cli.local.run`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from stratos.errors import InputValidationError, StratosError
-    from stratos.local.run import LocalRunOptions, run_local
+    from stratos_cli.local.run import LocalRunOptions, run_local
 
     console = Console(stderr=args.json)
     if not console.is_terminal:  # a log file or CI: wide enough that the tables do not wrap

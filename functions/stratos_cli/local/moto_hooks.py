@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
-from stratos.local.training import TERMINAL, TrainingJobSpec, TrainingRunner
+from stratos_cli.local.training import TERMINAL, TrainingJobSpec, TrainingRunner
 
 #: The moto version these hooks were written against (pyproject pins it).
 PINNED_MOTO_VERSION = "5.2.5"
@@ -53,8 +53,8 @@ def check_moto() -> None:
 
     if moto.__version__ != PINNED_MOTO_VERSION:
         raise MotoHookError(
-            f"stratos.local hooks are written for moto {PINNED_MOTO_VERSION}, found {moto.__version__}: re-check "
-            "every hook in stratos/local/moto_hooks.py against the new moto, then update the pin"
+            f"stratos_cli.local hooks are written for moto {PINNED_MOTO_VERSION}, found {moto.__version__}: re-check "
+            "every hook in stratos_cli/local/moto_hooks.py against the new moto, then update the pin"
         )
 
 
@@ -112,7 +112,7 @@ class Invocation:
 
 class InProcessLambdas:
     """Every Lambda invoke (Step Functions tasks, ``lambda:Invoke``) imports the function's ``Handler``
-    (``module.function``, importable because ``functions/`` is on ``sys.path``) and calls it with the decoded
+    (``module.function``, importable because ``functions/lambda/`` is on ``sys.path``) and calls it with the decoded
     payload. An exception becomes ``x-amz-function-error: Unhandled`` with ``{"errorType": <class name>,
     "errorMessage", "stackTrace"}``, exactly what Step Functions routes ``Catch``/``Retry`` on.
     """
@@ -350,7 +350,7 @@ class SimulatedSageMaker:
     """moto's SageMaker plus what Stratos relies on:
 
     * training jobs: ``ResourceInUse`` for a taken name, ``ResourceLimitExceeded`` for a type in
-      :attr:`quotas`, and the status the :class:`~stratos.local.training.TrainingRunner` reports;
+      :attr:`quotas`, and the status the :class:`~stratos_cli.local.training.TrainingRunner` reports;
     * models and endpoint configs: "already existing" ValidationExceptions, any ``ml.*`` instance type;
     * endpoints: Creating -> InService (or Failed) after :attr:`script` polls; ``UpdateEndpoint`` (Updating ->
       InService on the new config, rolled back, or Failed); quotas; :meth:`hold` keeps an endpoint in a state

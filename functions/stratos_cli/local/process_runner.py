@@ -1,6 +1,6 @@
 """A training runner that runs the REAL training container as a local process.
 
-It implements :class:`~stratos.local.training.TrainingRunner` for the embedded SageMaker: on
+It implements :class:`~stratos_cli.local.training.TrainingRunner` for the embedded SageMaker: on
 CreateTrainingJob it lays out an ``/opt/ml``-shaped folder (hyperparameters as strings, one folder per input
 channel downloaded from the embedded S3), starts ``python -m stratos_train.entrypoint`` over it, and on every
 DescribeTrainingJob reports the process's state the way SageMaker would:
@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from stratos.aws.artifacts import tar_gz
-from stratos.local.training import TrainingJobSpec, TrainingStatus
 from stratos.types import split_uri
+from stratos_cli.local.training import TrainingJobSpec, TrainingStatus
 
 METRICS_PREFIX = "[stratos-metrics]"
 FAILURE_REASON_MAX = 1024

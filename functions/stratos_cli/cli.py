@@ -18,11 +18,11 @@ from stratos.errors import StratosError
 #: Modules that add a subcommand: each has ``register(subparsers)`` which adds its parser and sets
 #: ``func``. Keep their top-level imports light; import heavy libraries inside the command function.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "stratos.data_cli",
-    "stratos.planner.cli",
-    "stratos.local.serving_cli",
-    "stratos.local.run_cli",
-    "stratos.ops",
+    "stratos_cli.data_cli",
+    "stratos_cli.plan_cli",
+    "stratos_cli.serving_cli",
+    "stratos_cli.run_cli",
+    "stratos_cli.ops",
 )
 
 

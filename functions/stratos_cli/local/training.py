@@ -1,6 +1,6 @@
 """Training runners: what a "SageMaker training job" does in the embedded AWS.
 
-The simulated SageMaker (:class:`~stratos.local.moto_hooks.SimulatedSageMaker`) hands every
+The simulated SageMaker (:class:`~stratos_cli.local.moto_hooks.SimulatedSageMaker`) hands every
 CreateTrainingJob to a :class:`TrainingRunner` and asks it for the job's status on every
 DescribeTrainingJob. :class:`ScriptedTrainingRunner` replays a status sequence and, on ``Completed``, writes
 the outputs a real job would (``model.tar.gz`` and ``output.tar.gz`` with ``metrics.json`` under

