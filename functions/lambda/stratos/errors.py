@@ -15,22 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-
-class StratosError(Exception):
-    """Base of every error the pipeline raises on purpose.
-
-    Attributes:
-        retryable: True when the same call may succeed if repeated later (throttling, a resource that is
-            still changing state). The ASL retries exactly the retryable ones, with backoff.
-    """
-
-    retryable: ClassVar[bool] = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary ``{"error": <class name>, "message": <str>}`` for run records and the CLI."""
-        return {"error": type(self).__name__, "message": str(self)}
+# The common base lives in the contract (the training container derives its errors from it too).
+from stratos_contract.errors import StratosError as StratosError
 
 
 @dataclass(frozen=True)

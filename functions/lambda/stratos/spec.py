@@ -21,7 +21,6 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -38,6 +37,10 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from stratos.errors import FieldError, SpecValidationError, short_repr
+from stratos_contract.tasks import DistillationMode as DistillationMode
+from stratos_contract.tasks import Metric as Metric
+from stratos_contract.tasks import RecordFormat as RecordFormat
+from stratos_contract.tasks import TaskKind as TaskKind
 
 #: Largest accepted spec document, bytes. A spec is a few KB; a larger file is almost surely a wrong upload.
 MAX_SPEC_BYTES = 64 * 1024
@@ -135,55 +138,6 @@ ModelId = Annotated[
 ]
 InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance type like ml.g5.xlarge", 32)]
 InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", 16)]
-
-
-class TaskKind(StrEnum):
-    """Family of the task; the planner keys its prior accuracy per model on it."""
-
-    MATH_WORD_PROBLEMS = "math-word-problems"
-    """Grade-school arithmetic word problems with a numeric answer (GSM8K-like)."""
-    SYMBOLIC_REASONING = "symbolic-reasoning"
-    """Rule-based puzzles in a narrow domain (e.g. Mahjong winning tiles): rare in pre-training data."""
-    CLASSIFICATION = "classification"
-    """Pick one label from a closed set."""
-    EXTRACTION = "extraction"
-    """Copy or normalise a span of the input (entities, fields)."""
-    OPEN_QA = "open-qa"
-    """Short factual answers in free text."""
-
-
-class Metric(StrEnum):
-    """How a completion is scored against the reference answer (1.0 = correct, 0.0 = wrong)."""
-
-    EXACT_MATCH = "exact-match"
-    """Normalised string equality (whitespace collapsed, case-folded)."""
-    SET_MATCH = "set-match"
-    """The answer is a set of items; exact set equality scores 1, F1 is reported as partial credit."""
-    NUMERIC_MATCH = "numeric-match"
-    """The final number in the completion equals the reference (commas, currency and units stripped)."""
-    REGEX_MATCH = "regex-match"
-    """``task.answer_regex`` extracts the answer (group 1, else the whole match), then exact match."""
-
-
-class DistillationMode(StrEnum):
-    """Which distillation the training job runs."""
-
-    AUTO = "auto"
-    """Probe the teacher on the eval set and choose by coverage and task complexity."""
-    ALIGNMENT = "alignment"
-    """Knowledge Alignment: token-level KD on the teacher's logits (needs a shared tokenizer)."""
-    INJECTION = "injection"
-    """Knowledge Injection: fine-tune on verified, reverse-synthesised (prompt, reasoning, answer) data."""
-
-
-class RecordFormat(StrEnum):
-    """Record format of user JSONL files (one JSON object per line)."""
-
-    CHAT = "chat"
-    """``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``; the last message
-    is the assistant's reference answer."""
-    PROMPT_COMPLETION = "prompt-completion"
-    """``{"prompt": str, "completion": str}``; the completion is the reference answer."""
 
 
 class TaskSection(_Strict):

@@ -1,6 +1,6 @@
 """Tasks: data (loaded or reverse-synthesised), prompts, answer extraction, scoring and verification.
 
-``get_task(name, **options)`` builds one; names match the spec's data sources and ``stratos.tasks_meta``:
+``get_task(name, **options)`` builds one; names are the contract's (``stratos_contract.tasks.TASKS``):
 
 ========================== ==================================================================
 ``mahjong-winning-tiles``  generator; options ``prompt_style`` (compact|full), ``trace``

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from stratos.errors import StratosError
-from stratos.spec import Metric
+from stratos_contract.errors import StratosError
+from stratos_contract.tasks import Metric
 
 #: A chat message as the tokenizer's chat template takes it: ``{"role": "system"|"user"|"assistant",
 #: "content": str}``.

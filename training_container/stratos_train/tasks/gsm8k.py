@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
-from stratos.spec import Metric
+from stratos_contract.tasks import TASKS
 from stratos_train.tasks.base import (
     Answer,
     Example,
@@ -144,10 +144,11 @@ class Gsm8kTask(TaskBase):
     """
 
     name = NAME
-    metric = Metric.NUMERIC_MATCH
-    has_verifier = True
-    has_generator = False
-    complexity_unit = "reasoning steps (non-empty rationale lines)"
+    # The task's facts are the contract's (stratos_contract.tasks), the ones the Lambdas plan with.
+    metric = TASKS[NAME].required_metric()
+    has_verifier = TASKS[NAME].has_verifier
+    has_generator = TASKS[NAME].has_generator
+    complexity_unit = TASKS[NAME].complexity_unit
 
     def __init__(self, data_dir: str | Path | None = None, keep_annotations: bool = False) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stratos.spec import Metric, RecordFormat
+from stratos_contract.tasks import TASKS, Metric, RecordFormat
 from stratos_train.tasks.base import (
     Answer,
     Example,
@@ -71,9 +71,10 @@ class JsonlTask(TaskBase):
     """
 
     name = NAME
-    has_verifier = False
-    has_generator = False
-    complexity_unit = "non-empty lines of the reference answer"
+    # The task's facts are the contract's (stratos_contract.tasks); the metric is the spec's (an argument).
+    has_verifier = TASKS[NAME].has_verifier
+    has_generator = TASKS[NAME].has_generator
+    complexity_unit = TASKS[NAME].complexity_unit
 
     def __init__(
         self,

@@ -56,7 +56,7 @@ from typing import ClassVar, Literal
 
 from mahjong.agari import Agari
 
-from stratos.spec import Metric
+from stratos_contract.tasks import TASKS
 from stratos_train.tasks.base import (
     Answer,
     Example,
@@ -857,10 +857,11 @@ class MahjongTask(TaskBase):
     """
 
     name = NAME
-    metric = Metric.SET_MATCH
-    has_verifier = True
-    has_generator = True
-    complexity_unit = "complete arrangements over all winning tiles"
+    # The task's facts are the contract's (stratos_contract.tasks), the ones the Lambdas plan with.
+    metric = TASKS[NAME].required_metric()
+    has_verifier = TASKS[NAME].has_verifier
+    has_generator = TASKS[NAME].has_generator
+    complexity_unit = TASKS[NAME].complexity_unit
 
     #: Default split sizes when ``n`` is None: the spec's ``train_size`` / ``eval_size`` defaults.
     DEFAULT_SIZES: ClassVar[dict[str, int]] = {"train": 2000, "eval": 200}

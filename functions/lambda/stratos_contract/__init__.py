@@ -1,0 +1,12 @@
+"""The contract between the Lambdas and the training container: what both sides import, written once.
+
+Pure pydantic and the standard library (no boto3, powertools, torch or transformers), so it ships in the
+Lambda package (``functions/lambda/``) and is copied into the training image alike.
+
+* :mod:`stratos_contract.tasks` — task families, metrics, record formats, distillation modes, task facts;
+* :mod:`stratos_contract.errors` — :class:`~stratos_contract.errors.StratosError`, the common base.
+
+A test (``tests/unit/test_import_boundaries.py``) fails on a forbidden import: this package imports nothing
+of Stratos; the container never imports the Lambda core; the Lambda core never imports local mode, the CLI
+or the container.
+"""
