@@ -308,8 +308,16 @@ def test_sample_step_events_parse():
     from stratos.pipeline.state import parse_step_event
     from tests.conftest import load_event
 
-    step = parse_step_event(load_event("step-validate-spec.json"))
-    assert step.state.trigger is not None and step.state.timing.training_poll_seconds == 300
+    from stratos.errors import EventShapeError
+    from stratos.pipeline.models import PlannedState, TriggeredState
+
+    event = load_event("step-validate-spec.json")
+    step = parse_step_event(event, TriggeredState)
+    assert step.state.trigger and step.state.timing.training_poll_seconds == 300
+    # A step reached out of order: the keys it needs are required by its state model, and named when absent.
+    with pytest.raises(EventShapeError, match=r"state\.run: .*state\.plan: ") as caught:
+        parse_step_event(event, PlannedState)
+    assert {e.path for e in caught.value.errors} == {"state.run", "state.plan"}
     aborted = load_event("execution-aborted.json")
     assert aborted["detail"]["status"] == "ABORTED" and json.loads(aborted["detail"]["input"])["source"] == "aws.s3"
 

@@ -15,11 +15,11 @@ from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import (
     FRONTIER_INLINE_K,
     STATE_BUDGET_BYTES,
-    PipelineState,
     PlanRef,
     RunContext,
     S3Pointer,
 )
+from stratos.pipeline.models import PlannedState, Timing
 from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import fallback_plan_ref, plan
 from stratos.planner.pricing import snapshot_price_table
@@ -30,6 +30,9 @@ from stratos.types import split_uri
 from tests.conftest import SPECS
 
 BUCKET = "stratos-artifacts-123456789012-us-east-1"
+
+
+TIMING = Timing(training_poll_seconds=0, endpoint_poll_seconds=0, max_endpoint_waits=1)
 
 
 @pytest.fixture
@@ -109,9 +112,9 @@ def test_whole_pipeline_state_with_a_plan_fits_the_budget(s3, mahjong):
         started_at=datetime(2026, 11, 29, tzinfo=UTC),
         spec_copy=S3Pointer(uri=f"s3://{BUCKET}/runs/{names.run_id}/spec.json", bytes=10, sha256="0" * 64),
     )
-    state = PipelineState(run=run, plan=ref).to_state()
+    state = PlannedState(run=run, plan=ref, timing=TIMING).to_state()
     assert len(json.dumps(state).encode()) < STATE_BUDGET_BYTES
-    assert PipelineState.model_validate(state).plan == ref
+    assert PlannedState.model_validate(state).plan == ref
 
 
 def test_split_uri():

@@ -1,21 +1,14 @@
-"""Payloads between the states of the pipeline, each with a size budget.
+"""The payloads the pipeline's steps exchange, each with a size budget.
 
-The state machine carries one JSON document; each state adds its result under its own key
-(``ResultPath``), so the document grows as the run advances::
-
-    {"run": RunContext,            # ValidateSpec
-     "prices": PriceTableRef,      # LookUpPrices
-     "plan": PlanRef,              # SelectPlan
-     "training": TrainingJobRef,   # StartTrainingJob / poll
-     "evaluation": EvaluationResult,  # EvaluationGate
-     "deployment": DeploymentRef}  # Deploy / poll
+The one model of the whole document the state machine carries is
+:class:`stratos.pipeline.models.StateDocument` (its docstring lists which state writes each key); the models
+here are what its keys hold.
 
 Step Functions rejects any state input or output above 256 KiB (262,144 bytes, UTF-8). Everything that
 grows with the catalog or the data (price tables, the full candidate grid, per-example predictions) is
 written to S3 and the state carries an :class:`S3Pointer`. Every model here declares ``MAX_BYTES``, and
 :func:`size_upper_bound` proves from the field limits (every string, list and dict is length-bounded) that
-no instance can exceed it; the whole :class:`PipelineState` is bounded by :data:`STATE_BUDGET_BYTES`, a
-quarter of the service limit.
+no instance can exceed it; :data:`STATE_BUDGET_BYTES`, a quarter of the service limit, bounds each payload.
 """
 
 from __future__ import annotations
@@ -239,19 +232,6 @@ class DeploymentRef(Payload):
     status: Literal["Creating", "Updating", "InService", "RollingBack", "Failed", "OutOfService", "SystemUpdating"]
     previous_config_name: Short | None = None
     serving_instance: Short
-
-
-class PipelineState(Payload):
-    """The whole document the state machine carries. Bounded by :data:`STATE_BUDGET_BYTES`."""
-
-    MAX_BYTES: ClassVar[int] = STATE_BUDGET_BYTES
-
-    run: RunContext
-    prices: PriceTableRef | None = None
-    plan: PlanRef | None = None
-    training: TrainingJobRef | None = None
-    evaluation: EvaluationResult | None = None
-    deployment: DeploymentRef | None = None
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 from stratos.errors import DeploymentError, EvaluationRejectedError, ResourceBusyError
 from stratos.naming import RunNames
-from stratos.payloads import DeploymentRef, EvaluationResult, PlanRef, TrainingJobRef
-from stratos.pipeline.models import EndpointPoll
+from stratos.payloads import DeploymentRef
+from stratos.pipeline.models import EndpointState, EvaluatedState
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import load_spec, names_for, need, parse_step_event, run_of, utcnow
+from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.spec import TaskSpec
 
 Action = Literal["create", "update", "already", "busy", "recreate"]
@@ -179,12 +179,9 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
     from stratos.planner.catalog import load_catalog
 
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, EvaluatedState)
     doc = step.state
-    run = run_of(doc)
-    plan: PlanRef = need(doc, "plan")
-    training: TrainingJobRef = need(doc, "training")
-    evaluation: EvaluationResult = need(doc, "evaluation")
+    run, plan, training, evaluation = doc.run, doc.plan, doc.training, doc.evaluation
     if not evaluation.passed or training.status != "Completed":
         raise EvaluationRejectedError(
             f"refusing to deploy run {run.names.run_id}: evaluation passed={evaluation.passed}, "
@@ -287,11 +284,9 @@ def finish(event: Any, services: Services | None = None) -> DeploymentRef:
         DeploymentError: the endpoint is not InService on this run's config (the ASL only calls this when it is).
     """
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, EndpointState)
     doc = step.state
-    run = run_of(doc)
-    ref: DeploymentRef = need(doc, "deployment")
-    poll: EndpointPoll = need(doc, "endpoint")
+    run, ref, poll, plan = doc.run, doc.deployment, doc.endpoint, doc.plan
     if poll.status != "InService" or poll.config != ref.endpoint_config_name:
         raise DeploymentError(
             f"endpoint {ref.endpoint_name} is {poll.status} on {poll.config}, "
@@ -301,7 +296,6 @@ def finish(event: Any, services: Services | None = None) -> DeploymentRef:
     stale: list[str] = []
     if ref.previous_config_name and ref.previous_config_name != ref.endpoint_config_name:
         stale.append(ref.previous_config_name)
-    plan: PlanRef = need(doc, "plan")
     spec = load_spec(svc, run)
     for attempt in range(plan.attempt):
         older = names_for(run, spec, attempt)

@@ -27,11 +27,11 @@ from stratos.payloads import (
     InjectionRound,
     PlanRef,
     StratumResult,
-    TrainingJobRef,
     TrainingMetrics,
 )
+from stratos.pipeline.models import TrainedState
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, utcnow
+from stratos.pipeline.state import load_spec, parse_step_event, utcnow
 
 #: metrics.json keys that map onto TrainingMetrics fields directly.
 CORE_FIELDS = (
@@ -207,11 +207,9 @@ def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
         TrainingFailedError: the job's output lacks a readable metrics.json in the contract's shape.
     """
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, TrainedState)
     doc = step.state
-    run = run_of(doc)
-    training: TrainingJobRef = need(doc, "training")
-    plan: PlanRef = need(doc, "plan")
+    run, training, plan = doc.run, doc.training, doc.plan
     spec = load_spec(svc, run)
     description = svc.sagemaker.describe_training_job(training.job_name)
     archive = output_archive_uri(description)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -293,12 +293,78 @@ class StateDocument(Payload):
         return data
 
 
-class StepEvent(Payload):
-    """What every Lambda task receives: the document and the execution that runs it."""
+# --------------------------------------------------------------------------------------------------------
+# What each step needs of the document: the keys it cannot run without are required, so a step reads typed
+# fields (no ``Any``) and a document reaching it out of order fails validation naming the missing key.
+
+
+class RunState(StateDocument):
+    """Every step after ValidateSpec: the run has started."""
+
+    run: RunContext
+
+
+class TriggeredState(StateDocument):
+    """ValidateSpec: the raw trigger (an S3 Object Created event or a sweep's re-distill request)."""
+
+    trigger: dict[str, Any]
+
+
+class PricedState(RunState):
+    """SelectPlan: the price table LookUpPrices wrote."""
+
+    prices: PriceTableRef
+
+
+class PlannedState(RunState):
+    """PrepareTrainingJob: the chosen plan."""
+
+    plan: PlanRef
+
+
+class QuotaHitState(PlannedState):
+    """FallBackToNextPlan: the plan that hit a quota, the quota error and the prices to re-plan with."""
+
+    prices: PriceTableRef
+    quota: QuotaHit
+
+
+class TrainedState(PlannedState):
+    """EvaluationGate: the finished training job."""
+
+    training: TrainingJobRef
+
+
+class EvaluatedState(TrainedState):
+    """Deploy: the gate's evaluation of the trained student."""
+
+    evaluation: EvaluationResult
+
+
+class EndpointState(PlannedState):
+    """FinishDeployment: the deployment and the endpoint's last poll."""
+
+    deployment: DeploymentRef
+    endpoint: EndpointPoll
+
+
+class DeployedState(PlannedState):
+    """RecordSuccess: the deployment and the evaluation that let it through."""
+
+    deployment: DeploymentRef
+    evaluation: EvaluationResult
+
+
+S = TypeVar("S", bound=StateDocument)
+
+
+class StepEvent(Payload, Generic[S]):
+    """What every Lambda task receives: the document (as the step's own state model ``S``) and the
+    execution that runs it."""
 
     MAX_BYTES: ClassVar[int] = 220 * 1024
 
-    state: StateDocument
+    state: S
     execution_arn: ExecutionArn
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from stratos.errors import NoFeasiblePlanError, QuotaExceededError
 from stratos.payloads import PlanRef, PlanSummary, PriceTableRef
-from stratos.pipeline.models import FallbackInfo, QuotaHit, StateDocument, WaitCounter
+from stratos.pipeline.models import FallbackInfo, PricedState, QuotaHitState, RunState, StateDocument, WaitCounter
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import load_spec, need, parse_step_event, run_of, run_prefix, utcnow
+from stratos.pipeline.state import load_spec, parse_step_event, run_prefix, utcnow
 
 #: Quota refusals one run tolerates before failing (each may cost a training job).
 MAX_FALLBACKS = 6
@@ -32,7 +32,7 @@ def look_up_prices(event: Any, services: Services | None = None) -> PriceTableRe
     from stratos.planner.pricing import PricingApi
 
     svc = services or get_services()
-    run = run_of(parse_step_event(event).state)
+    run = parse_step_event(event, RunState).state.run
     api = PricingApi() if svc.settings.price_source == "live" else None
     return steps.look_up_prices(
         run.region, svc.artifacts.bucket, f"{run_prefix(run)}prices.json", store=svc.planner_store, api=api
@@ -90,9 +90,8 @@ def select_plan(event: Any, services: Services | None = None) -> PlanRef:
     from stratos.planner import steps
 
     svc = services or get_services()
-    step = parse_step_event(event)
-    run = run_of(step.state)
-    prices: PriceTableRef = need(step.state, "prices")
+    step = parse_step_event(event, PricedState)
+    run, prices = step.state.run, step.state.prices
     spec = load_spec(svc, run)
     ref = steps.select_plan(
         spec,
@@ -128,12 +127,9 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
     from stratos.planner import steps
 
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, QuotaHitState)
     doc = step.state
-    run = run_of(doc)
-    quota: QuotaHit = need(doc, "quota")
-    previous: PlanRef = need(doc, "plan")
-    prices: PriceTableRef = need(doc, "prices")
+    run, quota, previous, prices = doc.run, doc.quota, doc.plan, doc.prices
     blocked = [*(doc.fallback.blocked if doc.fallback else []), quota.instance_type]
     if len(blocked) > MAX_FALLBACKS:
         raise QuotaExceededError(

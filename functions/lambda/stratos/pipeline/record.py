@@ -15,10 +15,10 @@ from pydantic import Field
 
 from stratos.errors import DuplicateRunError, StratosError
 from stratos.naming import run_names
-from stratos.payloads import DeploymentRef, EvaluationResult, Payload, PlanRef
-from stratos.pipeline.models import RunSummary, StateDocument, StateError
+from stratos.payloads import Payload
+from stratos.pipeline.models import DeployedState, RunSummary, StateDocument, StateError
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import need, parse_step_event, run_of, utcnow
+from stratos.pipeline.state import parse_step_event, utcnow
 from stratos.types import Short
 
 
@@ -73,12 +73,9 @@ def _actual_training(description: dict[str, Any] | None, doc: StateDocument) -> 
 def record_success(event: Any, services: Services | None = None) -> RunSummary:
     """Mark the run SUCCEEDED; the task record's ``last_success`` becomes this run (the sweep reads it)."""
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, DeployedState)
     doc = step.state
-    run = run_of(doc)
-    deployment: DeploymentRef = need(doc, "deployment")
-    evaluation: EvaluationResult = need(doc, "evaluation")
-    plan: PlanRef = need(doc, "plan")
+    run, deployment, evaluation, plan = doc.run, doc.deployment, doc.evaluation, doc.plan
     metrics = evaluation.metrics
     now = utcnow()
     actual = _actual_training(_training_job(svc, doc), doc)
@@ -137,7 +134,7 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
     is still summarised and published.
     """
     svc = services or get_services()
-    step = parse_step_event(event)
+    step = parse_step_event(event, StateDocument)
     doc = step.state
     error = doc.error or StateError(Error="UnknownError", Cause="the run failed without an error document")
     reason = error_reason(error)

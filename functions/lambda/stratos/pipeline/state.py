@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
-from stratos.errors import EventShapeError, FieldError
+from stratos.errors import EventShapeError
 from stratos.naming import RunNames, run_names
 from stratos.payloads import RunContext
-from stratos.pipeline.models import StateDocument, StepEvent
+from stratos.pipeline.models import S, StepEvent
 from stratos.pipeline.services import Services
 from stratos.spec import TaskSpec, field_errors, parse_spec
-
-T = TypeVar("T")
 
 #: Where a run writes, under the artifacts bucket.
 RUNS_PREFIX = "runs/"
@@ -25,34 +23,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_step_event(event: Any) -> StepEvent:
-    """Validate what a Lambda task received (``{"state": ..., "execution_arn": ...}``).
+def parse_step_event(event: Any, state: type[S]) -> StepEvent[S]:
+    """Validate what a Lambda task received (``{"state": ..., "execution_arn": ...}``), reading the document
+    as ``state``: the step's model, whose required keys are the ones the step cannot run without.
 
     Raises:
-        EventShapeError: the ASL passed something else, naming each wrong field (an ASL wiring bug).
+        EventShapeError: the ASL passed something else, or a key this step needs is absent (the state machine
+            reached the step out of order), naming each wrong field.
     """
+    model = StepEvent[state]  # type: ignore[valid-type]
     try:
-        return StepEvent.model_validate(event)
+        parsed: StepEvent[S] = model.model_validate(event)
     except ValidationError as exc:
-        raise EventShapeError(field_errors(exc, event, StepEvent), "step input") from exc
-
-
-def need(doc: StateDocument, key: str) -> Any:
-    """``doc.<key>``, which this step cannot run without.
-
-    Raises:
-        EventShapeError: the key is absent (the state machine reached this step out of order).
-    """
-    value = getattr(doc, key)
-    if value is None:
-        raise EventShapeError([FieldError(f"state.{key}", "<missing>", "required by this step")], "step input")
-    return value
-
-
-def run_of(doc: StateDocument) -> RunContext:
-    """The document's run context (see :func:`need`)."""
-    run: RunContext = need(doc, "run")
-    return run
+        raise EventShapeError(field_errors(exc, event, model), "step input") from exc
+    return parsed
 
 
 def run_prefix(run: RunContext) -> str:

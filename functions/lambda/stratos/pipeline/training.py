@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from stratos.errors import SpecValidationError
 from stratos.naming import RunNames
 from stratos.payloads import PlanRef, PlanSummary, RunContext
-from stratos.pipeline.models import Channel, Hyperparameters, Tag, TrainingRequest
+from stratos.pipeline.models import Channel, Hyperparameters, PlannedState, Tag, TrainingRequest
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import load_spec, names_for, need, parse_step_event, run_of, utcnow
+from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
 
 if TYPE_CHECKING:
@@ -179,9 +179,8 @@ def prepare_training(event: Any, services: Services | None = None) -> TrainingRe
         SpecValidationError: see :func:`training_request`.
     """
     svc = services or get_services()
-    step = parse_step_event(event)
-    run = run_of(step.state)
-    plan: PlanRef = need(step.state, "plan")
+    step = parse_step_event(event, PlannedState)
+    run, plan = step.state.run, step.state.plan
     spec = load_spec(svc, run)
     request = training_request(
         run, spec, plan, names_for(run, spec, plan.attempt), svc.settings.require("models_s3_uri")

@@ -16,9 +16,15 @@ from stratos.errors import FieldError, SpecValidationError
 from stratos.events import RunRequest, identity_from_trigger
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import RunContext
-from stratos.pipeline.models import HYPERPARAMETER_VALUE_MAX, MAX_TRIGGER_BYTES, REDISTILL_REVISION_PREFIX, RunStarted
+from stratos.pipeline.models import (
+    HYPERPARAMETER_VALUE_MAX,
+    MAX_TRIGGER_BYTES,
+    REDISTILL_REVISION_PREFIX,
+    RunStarted,
+    TriggeredState,
+)
 from stratos.pipeline.services import Services, get_services
-from stratos.pipeline.state import RUNS_PREFIX, need, parse_step_event, utcnow
+from stratos.pipeline.state import RUNS_PREFIX, parse_step_event, utcnow
 from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
 
 TriggerKind = Literal["upload", "schedule", "manual"]
@@ -92,8 +98,8 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
         ThrottlingError: S3 or DynamoDB throttled (retried by the state machine).
     """
     svc = services or get_services()
-    step = parse_step_event(event)
-    trigger = need(step.state, "trigger")
+    step = parse_step_event(event, TriggeredState)
+    trigger = step.state.trigger
     size = len(json.dumps(trigger).encode("utf-8"))
     if size > MAX_TRIGGER_BYTES:
         raise SpecValidationError(
