@@ -305,11 +305,10 @@ def test_outputs_never_go_under_the_watched_prefix():
 
 
 def test_sample_step_events_parse():
-    from stratos.pipeline.state import parse_step_event
-    from tests.conftest import load_event
-
     from stratos.errors import EventShapeError
     from stratos.pipeline.models import PlannedState, TriggeredState
+    from stratos.pipeline.state import parse_step_event
+    from tests.conftest import load_event
 
     event = load_event("step-validate-spec.json")
     step = parse_step_event(event, TriggeredState)
