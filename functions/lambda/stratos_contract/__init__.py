@@ -4,7 +4,8 @@ Pure pydantic and the standard library (no boto3, powertools, torch or transform
 Lambda package (``functions/lambda/``) and is copied into the training image alike.
 
 * :mod:`stratos_contract.tasks` — task families, metrics, record formats, distillation modes, task facts;
-* :mod:`stratos_contract.errors` — :class:`~stratos_contract.errors.StratosError`, the common base.
+* :mod:`stratos_contract.errors` — :class:`~stratos_contract.errors.StratosError`, the common base;
+* :mod:`stratos_contract.runs` — a run's status and stages as the runs table records them.
 
 A test (``tests/unit/test_import_boundaries.py``) fails on a forbidden import: this package imports nothing
 of Stratos; the container never imports the Lambda core; the Lambda core never imports local mode, the CLI

@@ -22,6 +22,7 @@ from typing import Any
 
 from stratos.aws.clients import client, error_code, throttling_as_retryable
 from stratos.errors import DuplicateRunError
+from stratos.run_record import RunRecord
 
 KIND_INDEX = "by-kind"
 TASK_PREFIX = "task#"
@@ -77,8 +78,9 @@ class RunRecords:
         out: dict[str, Any] = from_dynamo({k: deserializer.deserialize(v) for k, v in item.items()})
         return out
 
-    def claim(self, run_id: str, execution_arn: str, fields: Mapping[str, Any]) -> None:
-        """Create the run's record owned by ``execution_arn`` (or re-claim it for the same execution).
+    def claim(self, run_id: str, execution_arn: str, record: RunRecord) -> None:
+        """Create the run's record owned by ``execution_arn`` (or re-claim it for the same execution), with the
+        fields ``record`` sets.
 
         Raises:
             DuplicateRunError: another execution owns the run (naming it and the run's status).
@@ -86,7 +88,9 @@ class RunRecords:
         """
         from botocore.exceptions import ClientError
 
-        item = self._item({**fields, "pk": run_id, "kind": "run", "run_id": run_id, "execution_arn": execution_arn})
+        item = self._item(
+            {**record.fields(), "pk": run_id, "kind": "run", "run_id": run_id, "execution_arn": execution_arn}
+        )
         try:
             with throttling_as_retryable(f"dynamodb:PutItem {run_id}"):
                 self.ddb.put_item(
@@ -104,8 +108,8 @@ class RunRecords:
                 f"(status {owner.get('status', '?')}, stage {owner.get('stage', '?')}): this event is a duplicate"
             ) from exc
 
-    def update(self, run_id: str, execution_arn: str, fields: Mapping[str, Any]) -> None:
-        """Set ``fields`` on the run's record, only if ``execution_arn`` owns it.
+    def update(self, run_id: str, execution_arn: str, record: RunRecord) -> None:
+        """Set the fields ``record`` sets on the run's record, only if ``execution_arn`` owns it.
 
         Raises:
             DuplicateRunError: the record is missing or owned by another execution.
@@ -113,7 +117,7 @@ class RunRecords:
         """
         from botocore.exceptions import ClientError
 
-        values = self._item(fields)
+        values = self._item(record.fields())
         if not values:
             return
         names = {f"#f{i}": name for i, name in enumerate(values)}

@@ -34,7 +34,9 @@ from stratos.payloads import DeploymentRef
 from stratos.pipeline.models import EndpointState, EvaluatedState
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
+from stratos.run_record import RunRecord
 from stratos.spec import TaskSpec
+from stratos_contract.runs import Stage
 
 Action = Literal["create", "update", "already", "busy", "recreate"]
 VARIANT = "AllTraffic"
@@ -271,7 +273,7 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {"stage": "deploying", "deployment": ref.model_dump(mode="json"), "updated_at": utcnow().isoformat()},
+        RunRecord(stage=Stage.DEPLOYING, deployment=ref.model_dump(mode="json"), updated_at=utcnow()),
     )
     return ref
 
@@ -315,10 +317,10 @@ def finish(event: Any, services: Services | None = None) -> DeploymentRef:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "stage": "deployed",
-            "deployment": done.model_dump(mode="json") | {"deleted_configs": deleted},
-            "updated_at": utcnow().isoformat(),
-        },
+        RunRecord(
+            stage=Stage.DEPLOYED,
+            deployment=done.model_dump(mode="json") | {"deleted_configs": deleted},
+            updated_at=utcnow(),
+        ),
     )
     return done

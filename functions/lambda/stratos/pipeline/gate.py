@@ -32,6 +32,8 @@ from stratos.payloads import (
 from stratos.pipeline.models import TrainedState
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, parse_step_event, utcnow
+from stratos.run_record import GateRecord, ModeRecord, RunRecord
+from stratos_contract.runs import Stage
 
 #: metrics.json keys that map onto TrainingMetrics fields directly.
 CORE_FIELDS = (
@@ -234,21 +236,21 @@ def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "stage": "evaluated",
-            "metrics": metrics.model_dump(mode="json"),
+        RunRecord(
+            stage=Stage.EVALUATED,
+            metrics=metrics.model_dump(mode="json"),
             **tables(raw, f"metrics.json in {archive}"),
-            "mode": {
-                "requested": spec.distillation.mode.value,
-                "planned": plan.plan.mode.value,
-                "actual": metrics.mode.value,
-                "reason": metrics.mode_reason,
-                "evidence": evidence,
-            },
-            "gate": {"passed": passed, "reason": reason},
-            "actual": actual_training(description, plan),
-            "model_artifacts": description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
-            "updated_at": utcnow().isoformat(),
-        },
+            mode=ModeRecord(
+                requested=spec.distillation.mode.value,
+                planned=plan.plan.mode.value,
+                actual=metrics.mode.value,
+                reason=metrics.mode_reason,
+                evidence=evidence,
+            ),
+            gate=GateRecord(passed=passed, reason=reason),
+            actual=actual_training(description, plan),
+            model_artifacts=description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            updated_at=utcnow(),
+        ),
     )
     return EvaluationResult(passed=passed, reason=reason[:512], metrics=metrics)

@@ -16,6 +16,8 @@ from stratos.payloads import PlanRef, PlanSummary, PriceTableRef
 from stratos.pipeline.models import FallbackInfo, PricedState, QuotaHitState, RunState, StateDocument, WaitCounter
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, parse_step_event, run_prefix, utcnow
+from stratos.run_record import ModeRecord, RunRecord
+from stratos_contract.runs import Stage
 
 #: Quota refusals one run tolerates before failing (each may cost a training job).
 MAX_FALLBACKS = 6
@@ -50,7 +52,7 @@ def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:
 
 
 def plan_fields(ref: PlanRef, prices: dict[str, float | None]) -> dict[str, Any]:
-    """The run record's plan, estimate and predicted mode for ``ref``."""
+    """The run record's plan, estimate and prices for ``ref`` (:class:`RunRecord` keyword arguments)."""
     p = ref.plan
     return {
         "plan": p.model_dump(mode="json") | {"attempt": ref.attempt, "frontier": ref.frontier.uri},
@@ -104,12 +106,12 @@ def select_plan(event: Any, services: Services | None = None) -> PlanRef:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "stage": "planned",
+        RunRecord(
+            stage=Stage.PLANNED,
             **plan_fields(ref, _prices_used(svc, prices, ref.plan)),
-            "mode": {"requested": spec.distillation.mode.value, "planned": ref.plan.mode.value},
-            "updated_at": utcnow().isoformat(),
-        },
+            mode=ModeRecord(requested=spec.distillation.mode.value, planned=ref.plan.mode.value),
+            updated_at=utcnow(),
+        ),
     )
     return ref
 
@@ -160,12 +162,12 @@ def fall_back(event: Any, services: Services | None = None) -> StateDocument:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "stage": "replanned",
+        RunRecord(
+            stage=Stage.REPLANNED,
             **plan_fields(ref, _prices_used(svc, prices, new)),
-            "fallback": info.model_dump(mode="json"),
-            "updated_at": utcnow().isoformat(),
-        },
+            fallback=info.model_dump(mode="json"),
+            updated_at=utcnow(),
+        ),
     )
     cleared: dict[str, Any] = {"plan": ref, "fallback": info, "quota": None, "error": None, "endpoint": None}
     cleared.update(deployment=None, busy=None, waits=WaitCounter(count=0))

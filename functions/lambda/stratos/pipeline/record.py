@@ -19,7 +19,9 @@ from stratos.payloads import Payload
 from stratos.pipeline.models import DeployedState, RunSummary, StateDocument, StateError
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import parse_step_event, utcnow
+from stratos.run_record import EndpointRecord, ErrorRecord, GateRecord, RunRecord
 from stratos.types import Short
+from stratos_contract.runs import RunStatus, Stage
 
 
 def error_reason(error: StateError) -> str:
@@ -82,14 +84,14 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "status": "SUCCEEDED",
-            "stage": "done",
-            "finished_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-            "endpoint": {"name": deployment.endpoint_name, "config": deployment.endpoint_config_name},
-            **({"actual": actual} if actual else {}),
-        },
+        RunRecord(
+            status=RunStatus.SUCCEEDED,
+            stage=Stage.DONE,
+            finished_at=now,
+            updated_at=now,
+            endpoint=EndpointRecord(name=deployment.endpoint_name, config=deployment.endpoint_config_name),
+            actual=actual or None,
+        ),
     )
     record = svc.records.get(run.names.run_id) or {}
     svc.records.put_task(
@@ -146,17 +148,17 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
     if failure and error.Error in ("TrainingFailedError", "TrainingStoppedError") and failure not in reason:
         reason = f"{reason}: {failure}"[:2048]
     if run_id is not None:
-        fields: dict[str, Any] = {
-            "status": "FAILED",
-            "stage": "failed",
-            "error": {"name": error.Error, "reason": reason},
-            "finished_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-        }
-        if actual:
-            fields["actual"] = actual
-        if doc.evaluation is not None:
-            fields["gate"] = {"passed": doc.evaluation.passed, "reason": doc.evaluation.reason}
+        fields = RunRecord(
+            status=RunStatus.FAILED,
+            stage=Stage.FAILED,
+            error=ErrorRecord(name=error.Error, reason=reason),
+            finished_at=now,
+            updated_at=now,
+            actual=actual or None,
+            gate=None
+            if doc.evaluation is None
+            else GateRecord(**doc.evaluation.model_dump(include={"passed", "reason"})),
+        )
         try:
             svc.records.update(run_id, step.execution_arn, fields)
         except DuplicateRunError:
@@ -225,18 +227,21 @@ def record_abandoned(event: Any, services: Services | None = None) -> AbandonedR
     record = svc.records.get(run_id)
     if not record or record.get("execution_arn") != detail["executionArn"] or record.get("status") != "RUNNING":
         return AbandonedRun(run_id=run_id, closed=False)
-    now = utcnow().isoformat()
+    ended = utcnow()
+    now = ended.isoformat()
     name = {"TIMED_OUT": "States.Timeout", "ABORTED": "ExecutionAborted"}.get(str(detail["status"]), "ExecutionFailed")
     svc.records.update(
         run_id,
         str(detail["executionArn"]),
-        {
-            "status": "FAILED",
-            "stage": "failed",
-            "error": {"name": name, "reason": f"the execution ended {detail['status']} at stage {record.get('stage')}"},
-            "finished_at": now,
-            "updated_at": now,
-        },
+        RunRecord(
+            status=RunStatus.FAILED,
+            stage=Stage.FAILED,
+            error=ErrorRecord(
+                name=name, reason=f"the execution ended {detail['status']} at stage {record.get('stage')}"
+            ),
+            finished_at=ended,
+            updated_at=ended,
+        ),
     )
     if record.get("task_id"):
         svc.records.put_task(str(record["task_id"]), {"last_run_status": "FAILED", "updated_at": now})

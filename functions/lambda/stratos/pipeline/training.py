@@ -23,7 +23,9 @@ from stratos.payloads import PlanRef, PlanSummary, RunContext
 from stratos.pipeline.models import Channel, Hyperparameters, PlannedState, Tag, TrainingRequest
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
+from stratos.run_record import RunRecord
 from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
+from stratos_contract.runs import Stage
 
 if TYPE_CHECKING:
     from stratos.planner.catalog import ModelSpec
@@ -188,12 +190,12 @@ def prepare_training(event: Any, services: Services | None = None) -> TrainingRe
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
-        {
-            "stage": "training",
-            "training_job_name": request.job_name,
-            "attempt": request.attempt,
-            "training_instance": request.instance_type,
-            "updated_at": utcnow().isoformat(),
-        },
+        RunRecord(
+            stage=Stage.TRAINING,
+            training_job_name=request.job_name,
+            attempt=request.attempt,
+            training_instance=request.instance_type,
+            updated_at=utcnow(),
+        ),
     )
     return request

@@ -25,7 +25,9 @@ from stratos.pipeline.models import (
 )
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import RUNS_PREFIX, parse_step_event, utcnow
+from stratos.run_record import ModeRecord, RunRecord
 from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
+from stratos_contract.runs import RunStatus, Stage
 
 TriggerKind = Literal["upload", "schedule", "manual"]
 
@@ -113,15 +115,15 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
     svc.records.claim(
         run_id,
         step.execution_arn,
-        {
-            "status": "RUNNING",
-            "stage": "validating",
-            "spec": spec_fields,
-            "trigger": kind,
-            "trigger_reason": reason,
-            "started_at": started.isoformat(),
-            "updated_at": started.isoformat(),
-        },
+        RunRecord(
+            status=RunStatus.RUNNING,
+            stage=Stage.VALIDATING,
+            spec=spec_fields,
+            trigger=kind,
+            trigger_reason=reason,
+            started_at=started,
+            updated_at=started,
+        ),
     )
     raw = svc.artifacts.read_spec(identity)
     spec = parse_spec(raw, source=identity.uri)
@@ -142,16 +144,16 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
     svc.records.update(
         run_id,
         step.execution_arn,
-        {
-            "stage": "validated",
-            "task_id": spec.task_id,
-            "endpoint_name": names.endpoint_name,
-            "spec_copy": spec_copy.uri,
-            "mode": {"requested": spec.distillation.mode.value},
-            "data_versions": versions,
-            "redistill": spec.redistill.model_dump(mode="json") if spec.redistill else None,
-            "updated_at": utcnow().isoformat(),
-        },
+        RunRecord(
+            stage=Stage.VALIDATED,
+            task_id=spec.task_id,
+            endpoint_name=names.endpoint_name,
+            spec_copy=spec_copy.uri,
+            mode=ModeRecord(requested=spec.distillation.mode.value),
+            data_versions=versions,
+            redistill=spec.redistill.model_dump(mode="json") if spec.redistill else None,
+            updated_at=utcnow(),
+        ),
     )
     svc.records.put_task(
         spec.task_id,

@@ -1,0 +1,92 @@
+"""The run's item in the runs table (``template.yaml`` ``RunsTable``), as the steps write it.
+
+Each step writes a :class:`RunRecord` holding only the fields it sets (every field is optional; unset ones are
+left as they are in the table): a misspelt or unknown field fails when the record is built, not in
+DynamoDB. Sub-documents that are themselves payloads (the plan, the deployment, the fallback) are stored as
+their JSON dumps.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratos_contract.runs import RunStatus, Stage
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModeRecord(_Record):
+    """The distillation mode as the spec asked for it, the planner predicted it and the job ran it."""
+
+    requested: str = Field(description="The spec's distillation.mode: auto, alignment or injection.")
+    planned: str | None = Field(default=None, description="The mode the chosen plan was sized for.")
+    actual: str | None = Field(default=None, description="The mode the training job ran.")
+    reason: str | None = Field(default=None, description="The job's reason for its mode, one sentence.")
+    evidence: dict[str, Any] | None = Field(default=None, description="The job's mode evidence (probe figures).")
+
+
+class GateRecord(_Record):
+    """The evaluation gate's verdict."""
+
+    passed: bool
+    reason: str
+
+
+class EndpointRecord(_Record):
+    """The endpoint that serves the run's student."""
+
+    name: str
+    config: str
+
+
+class ErrorRecord(_Record):
+    """Why the run failed: the error's name and its message."""
+
+    name: str
+    reason: str
+
+
+class RunRecord(_Record):
+    """Fields of one run's record that one write sets (see the module docstring); timestamps are UTC."""
+
+    status: RunStatus | None = None
+    stage: Stage | None = None
+    spec: dict[str, Any] | None = Field(default=None, description="The spec's S3 identity (bucket, key, version).")
+    trigger: str | None = Field(default=None, description="What started the run: upload or schedule.")
+    trigger_reason: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+    task_id: str | None = None
+    endpoint_name: str | None = None
+    spec_copy: str | None = Field(default=None, description="S3 URI of the run's immutable spec copy.")
+    data_versions: dict[str, Any] | None = Field(default=None, description="Version of each data file read.")
+    redistill: dict[str, Any] | None = Field(default=None, description="The spec's re-distillation policy.")
+    mode: ModeRecord | None = None
+    plan: dict[str, Any] | None = Field(default=None, description="The chosen plan with its attempt and frontier.")
+    estimate: dict[str, Any] | None = Field(default=None, description="Planned hours and costs, USD.")
+    prices_used: dict[str, float | None] | None = Field(default=None, description="USD/hour by instance/use.")
+    fallback: dict[str, Any] | None = None
+    training_job_name: str | None = None
+    attempt: int | None = Field(default=None, ge=0, description="Plan attempt (0 = first plan).")
+    training_instance: str | None = None
+    metrics: dict[str, Any] | None = Field(default=None, description="The job's core metrics (TrainingMetrics).")
+    strata: dict[str, Any] | None = Field(default=None, description="Per-stratum accuracy tables.")
+    eval_sets: dict[str, Any] | None = Field(default=None, description="Further held-out sets' results.")
+    injection_rounds: list[dict[str, Any]] | None = None
+    gate: GateRecord | None = None
+    actual: dict[str, Any] | None = Field(default=None, description="Measured training time and cost.")
+    model_artifacts: str | None = Field(default=None, description="S3 URI of the job's model.tar.gz.")
+    deployment: dict[str, Any] | None = None
+    endpoint: EndpointRecord | None = None
+    error: ErrorRecord | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON fields this write sets (unset ones left out)."""
+        out: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        return out
