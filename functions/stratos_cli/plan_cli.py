@@ -1,8 +1,9 @@
 """``stratos plan SPEC [--json] [--plot FILE.png]``: plan a task spec from the command line.
 
 Prints the chosen plan, the top of the Pareto frontier, the single-objective baselines and the rejection
-counts as a table (rich), or one JSON object with ``--json``; ``--plot`` draws the frontier (matplotlib:
-total cost vs p50 latency, colour = expected accuracy, the chosen plan and the baselines marked). Prices come
+counts as a table (rich), or one JSON object with ``--json``; ``--plot`` draws the frontier
+(:func:`stratos_cli.local.plots.plot_frontier`: total cost vs p50 latency, colour = expected accuracy, the chosen
+plan and the baselines marked). Prices come
 from the catalog's dated snapshot unless ``--prices live`` asks the AWS Pricing API (credentials needed;
 unreachable -> snapshot). Exit codes: 0 planned, 1 invalid spec or no feasible plan, 2 usage.
 
@@ -102,6 +103,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     else:
         _print_tables(document, top)
     if args.plot:
+        from stratos_cli.local.plots import plot_frontier
+
         plot_frontier(document, args.plot)
         if not args.json:
             print(f"Pareto plot written to {args.plot}")
@@ -176,60 +179,3 @@ def _cells(p: dict[str, Any]) -> list[str]:
         f"{p['total_cost_usd']:,.2f}",
         f"{p['score']:.4f}",
     ]
-
-
-def plot_frontier(doc: dict[str, Any], path: str) -> None:
-    """Draw the frontier document's plans: total cost (USD, x) vs p50 latency (ms, y), colour = expected
-    accuracy; the chosen plan is a star, each baseline its own marker. Writes a PNG to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frontier = doc["frontier"]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    xs = [p["total_cost_usd"] for p in frontier]
-    ys = [p["p50_latency_ms"] for p in frontier]
-    accs = [p["expected_accuracy"] for p in frontier]
-    marked = [doc["plan"], *doc["baselines"].values()]
-    lo = min([*accs, *(p["expected_accuracy"] for p in marked)])
-    hi = max([*accs, *(p["expected_accuracy"] for p in marked)])
-    scatter = ax.scatter(xs, ys, c=accs, cmap="viridis", vmin=lo, vmax=hi, s=28, label="Pareto frontier")
-    fig.colorbar(scatter, ax=ax, label="expected accuracy")
-    styles = {"accuracy_first": "^", "cost_first": "s", "latency_first": "D"}
-    for name, p in doc["baselines"].items():
-        ax.scatter(
-            [p["total_cost_usd"]],
-            [p["p50_latency_ms"]],
-            marker=styles[name],
-            s=110,
-            facecolors="none",
-            edgecolors="crimson",
-            linewidths=1.6,
-            label=f"{name} (score {p['score']:.3f})",
-        )
-    chosen = doc["plan"]
-    ax.scatter(
-        [chosen["total_cost_usd"]],
-        [chosen["p50_latency_ms"]],
-        marker="*",
-        s=320,
-        c=[chosen["expected_accuracy"]],
-        cmap="viridis",
-        vmin=lo,
-        vmax=hi,
-        edgecolors="black",
-        linewidths=1.2,
-        label=f"chosen (score {chosen['score']:.3f})",
-    )
-    all_x = [*xs, *(p["total_cost_usd"] for p in marked)]
-    if max(all_x) / max(min(all_x), 1e-9) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel("total cost: training + serving, USD")
-    ax.set_ylabel("p50 latency, ms")
-    ax.set_title(f"{doc['task_id']}: Pareto frontier ({len(frontier)} plans) and baselines")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -285,9 +285,28 @@ def test_markdown_to_html_subset():
     assert "<h2>Title</h2>" in out
     assert "<code>code</code>" in out and "<strong>bold</strong>" in out
     assert "&lt;script&gt;" in out and "<script>" not in out
-    assert "<ul><li>one</li><li>two</li></ul>" in out
-    assert "<thead><tr><th>metric</th><th>value</th></tr></thead><tbody><tr><td>acc</td><td>0.5</td></tr>" in out
-    assert "<pre><code>raw &lt;tag&gt;</code></pre>" in out
+    assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in out
+    assert (
+        "<thead>\n<tr>\n<th>metric</th>\n<th>value</th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td>acc</td>\n<td>0.5</td>\n</tr>"
+        in out
+    )
+    assert "<pre><code>raw &lt;tag&gt;\n</code></pre>" in out
+
+
+def test_card_headings_demoted_in_markdown_but_not_inside_code(tmp_path, spec):
+    card = "# Card\n\nSub\n---\n\n```\n# not a heading\n```\n"
+    paths = write_report(tmp_path, spec=spec, plan={}, metrics={}, model_card=card, run_record={})
+    text = paths.markdown.read_text()
+    assert "\n### Card\n" in text and "\n#### Sub\n" in text and "\n# not a heading\n" in text
+    page = paths.html.read_text()
+    assert "<h3>Card</h3>" in page and "<h4>Sub</h4>" in page and "# not a heading" in page
+
+
+def test_table_cell_newline_is_a_line_break_and_html_stays_text(tmp_path, spec):
+    record = {"status": "FAILED", "error": {"name": "E", "reason": "line one\nline <i>two</i> | three"}}
+    paths = write_report(tmp_path, spec=spec, plan={}, metrics={}, model_card="", run_record=record)
+    assert "| reason | line one<br>line <i>two</i> \\| three |" in paths.markdown.read_text()
+    assert "<td>line one<br>\nline &lt;i&gt;two&lt;/i&gt; | three</td>" in paths.html.read_text()
 
 
 def test_strata_further_sets_and_injection_rounds(tmp_path, spec, plan, metrics, model_card, run_record):

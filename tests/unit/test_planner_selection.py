@@ -22,6 +22,7 @@ from stratos.planner.selection import (
     Weights,
     max_runtime_seconds,
     pareto_2d,
+    score_terms,
     select,
 )
 
@@ -98,6 +99,17 @@ def test_select_equals_the_exhaustive_reference(case):
         assert ids(plan) == ref.baselines[name].ids(), name
         assert plan.score <= sel.chosen.score
     assert [ids(p) for p in sel.frontier] == [c.ids() for c in ref.frontier]
+    # The inner loop's score is the sum of the published per-objective terms (the report's split of a score).
+    for plan in [*sel.frontier, *sel.baselines.values()]:
+        terms = score_terms(
+            accuracy=plan.expected_accuracy,
+            p50_latency_ms=plan.p50_latency_ms,
+            training_hours=plan.training_hours,
+            total_cost_usd=plan.total_cost_usd,
+            best=sel.best,
+            weights=weights,
+        )
+        assert sum(terms.values()) == pytest.approx(plan.score, rel=1e-12)
     assert sel.frontier_complete
     assert 0 < sel.chosen.score <= 1 + 1e-12
     top2 = select(problem, limits, weights, frontier_max=2)

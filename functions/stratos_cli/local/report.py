@@ -5,37 +5,45 @@ plan's score gap and its weakest objective, the single-objective baselines, reje
 distillation mode decision with its evidence; training (loss curve, counts); accuracy (teacher / student before
 / student after, table and bar chart, sample completions); the model card; the run record.
 
-Both documents are built from the same blocks (:class:`_Doc`), so they say the same thing; the HTML needs no
-Markdown library (the model card, the only Markdown that comes from outside, is converted by
-:func:`markdown_to_html`, which handles the subset Stratos writes: front matter, headings, paragraphs, lists,
-tables, fenced code, ``code``, ``**bold**``, links). Images are referenced relatively (``images/*.png``), so
-the folder can be moved or archived whole.
+The report is written once, as Markdown blocks (:class:`_Doc`): ``report.md`` joins them, and ``report.html`` is
+their rendering by markdown-it-py (CommonMark + GFM tables, raw HTML escaped) inside the jinja2 page
+``templates/report.html.j2``, so both say the same thing. Images are referenced relatively (``images/*.png``), so
+the folder can be moved or archived whole. The figures are drawn by :mod:`stratos_cli.local.plots`.
 
 Every input may lack optional data (no teacher evaluation, no loss history, a plan without baselines): a
 missing value renders as "—" and a figure without data is left out with a note, never an exception.
-matplotlib is imported inside the plotting functions (Agg backend).
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DASH = "—"
-"""What a missing value renders as."""
+import jinja2
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_inline import StateInline
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+from markupsafe import Markup
+
+from stratos.planner.selection import Best, Weights
+from stratos_cli.local.plots import BASELINE_MARKERS, MISSING, plot_accuracy, plot_frontier, plot_loss
+
+DASH = MISSING
+"""What a missing value renders as (in tables, and as the label of a missing bar in a figure)."""
 DEFAULT_TOP_K = 10
 """Frontier plans listed in "why the others lost"."""
 IMAGES_DIR = "images"
-#: Baselines the planner's plot marks (its marker styles are keyed by these names).
-PLOTTED_BASELINES = ("accuracy_first", "cost_first", "latency_first")
-#: Score objectives: (weight name, plan field, best-value field in ``score.best``, label, higher is better).
+#: Score objectives: (field of the planner's ``Weights``, plan field, field of its ``Best``, label, higher is better).
 OBJECTIVES: tuple[tuple[str, str, str, str, bool], ...] = (
     ("accuracy", "expected_accuracy", "accuracy", "accuracy", True),
     ("cost", "total_cost_usd", "total_cost_usd", "total cost", False),
@@ -105,211 +113,133 @@ def _number(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Markdown and HTML from the same blocks
-
-_CODE_SPAN = re.compile(r"(`[^`\n]+`)")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
-
-
-def inline_html(text: str) -> str:
-    """HTML of one line of inline Markdown: ``code``, ``**bold**``, ``[text](url)``; everything else escaped."""
-    parts: list[str] = []
-    for piece in _CODE_SPAN.split(text):
-        if piece.startswith("`") and piece.endswith("`") and len(piece) > 1:
-            parts.append(f"<code>{html.escape(piece[1:-1])}</code>")
-            continue
-        escaped = html.escape(piece, quote=False)
-        escaped = _BOLD.sub(r"<strong>\1</strong>", escaped)
-        escaped = _LINK.sub(lambda m: f'<a href="{html.escape(m[2])}">{m[1]}</a>', escaped)
-        parts.append(escaped)
-    return "".join(parts).replace("\n", "<br>")
+# Markdown blocks; the HTML page is rendered from them (markdown-it-py, jinja2)
 
 
 def _slug(text: str) -> str:
+    """A heading's HTML id, and the target of the "Contents" links: lower case, other runs -> ``-``."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def _br_tag(state: StateInline, silent: bool) -> bool:
+    """Inline rule: the literal ``<br>`` that stands for a newline inside a table cell (a Markdown table row is one
+    line) is a line break; any other HTML stays escaped text."""
+    if not state.src.startswith("<br>", state.pos):
+        return False
+    if not silent:
+        state.push("hardbreak", "br", 0)
+    state.pos += len("<br>")
+    return True
+
+
+def _heading_with_id(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+    """Render rule: ``<hN id="...">`` with the :func:`_slug` of the heading's Markdown, as the links expect."""
+    tokens[idx].attrSet("id", _slug(tokens[idx + 1].content))
+    return self.renderToken(tokens, idx, options, env)
+
+
+def _markdown_it(*, report: bool) -> MarkdownIt:
+    """CommonMark with GFM tables; raw HTML is escaped, never passed through; HTML5 void tags (``<br>``).
+
+    ``report=True`` renders the report's own blocks: headings get ids, and a newline inside a paragraph, list item
+    or (as ``<br>``) table cell is a line break. ``report=False`` renders Markdown from elsewhere (the model card)
+    as any reader would.
+    """
+    md = MarkdownIt("commonmark", {"html": False, "xhtmlOut": False, "breaks": report}).enable("table")
+    if report:
+        md.inline.ruler.before("html_inline", "br_tag", _br_tag)
+        md.add_render_rule("heading_open", _heading_with_id)
+    return md
+
+
+_REPORT_MD = _markdown_it(report=True)
+_EMBEDDED_MD = _markdown_it(report=False)
+_PAGES = jinja2.Environment(
+    loader=jinja2.PackageLoader("stratos_cli.local", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of the report in Markdown (ends with a newline); ``css_class``: Markdown from elsewhere (the model
+    card), rendered without heading ids inside ``<div class="css_class">``."""
+
+    markdown: str
+    css_class: str | None = None
+
+
 class _Doc:
-    """Appends each block to a Markdown and an HTML rendering at once."""
+    """The report as Markdown blocks: ``report.md`` joins them and ``report.html`` renders them, so both say the
+    same thing."""
 
     def __init__(self) -> None:
-        self.md: list[str] = []
-        self.html: list[str] = []
+        self.blocks: list[_Block] = []
 
     def heading(self, level: int, text: str) -> None:
-        self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f'<h{level} id="{_slug(text)}">{html.escape(text)}</h{level}>')
+        self.blocks.append(_Block(f"{'#' * level} {text}\n"))
 
     def para(self, text: str) -> None:
-        self.md.append(text + "\n")
-        self.html.append(f"<p>{inline_html(text)}</p>")
+        self.blocks.append(_Block(text + "\n"))
 
     def bullets(self, items: Iterable[str]) -> None:
         items = list(items)
-        if not items:
-            return
-        self.md.append("\n".join(f"* {item}" for item in items) + "\n")
-        self.html.append("<ul>" + "".join(f"<li>{inline_html(item)}</li>" for item in items) + "</ul>")
+        if items:
+            self.blocks.append(_Block("\n".join(f"* {item}" for item in items) + "\n"))
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> None:
         """A table; cells are inline Markdown; ``right`` = indices of right-aligned (numeric) columns."""
-        rows = [list(r) for r in rows]
         right = set(right)
-        align = ["---:" if i in right else "---" for i in range(len(headers))]
 
-        def md_cell(cell: str) -> str:
-            return cell.replace("|", "\\|").replace("\n", "<br>")
+        def line(cells: Iterable[str]) -> str:
+            return "| " + " | ".join(cell.replace("|", "\\|").replace("\n", "<br>") for cell in cells) + " |"
 
-        lines = [
-            "| " + " | ".join(md_cell(h) for h in headers) + " |",
-            "| " + " | ".join(align) + " |",
-            *("| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows),
-        ]
-        self.md.append("\n".join(lines) + "\n")
-        style = ' style="text-align:right"'
-        head = "".join(f"<th{style if i in right else ''}>{html.escape(h)}</th>" for i, h in enumerate(headers))
-        body = "".join(
-            "<tr>"
-            + "".join(f"<td{style if i in right else ''}>{inline_html(c)}</td>" for i, c in enumerate(row))
-            + "</tr>"
-            for row in rows
-        )
-        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        align = "| " + " | ".join("---:" if i in right else "---" for i in range(len(headers))) + " |"
+        self.blocks.append(_Block("\n".join([line(headers), align, *(line(row) for row in rows)]) + "\n"))
 
     def code(self, text: str, lang: str = "") -> None:
         fence = "````" if "```" in text else "```"
-        self.md.append(f"{fence}{lang}\n{text.rstrip()}\n{fence}\n")
-        cls = f' class="language-{lang}"' if lang else ""
-        self.html.append(f"<pre><code{cls}>{html.escape(text.rstrip())}</code></pre>")
+        self.blocks.append(_Block(f"{fence}{lang}\n{text.rstrip()}\n{fence}\n"))
 
     def image(self, relative: str, alt: str) -> None:
-        self.md.append(f"![{alt}]({relative})\n")
-        self.html.append(f'<figure><img src="{html.escape(relative)}" alt="{html.escape(alt)}"></figure>')
+        self.blocks.append(_Block(f"![{alt}]({relative})\n"))
 
-    def embedded_markdown(self, text: str) -> None:
-        """Markdown from elsewhere (the model card): as is in Markdown, converted in HTML."""
-        self.md.append(text.rstrip() + "\n")
-        self.html.append(markdown_to_html(text))
+    def embedded_markdown(self, text: str, css_class: str) -> None:
+        """Markdown from elsewhere (the model card): as is in ``report.md``, in a ``<div>`` of ``css_class`` in HTML."""
+        self.blocks.append(_Block(text.rstrip() + "\n", css_class))
 
     def markdown(self) -> str:
-        return "\n".join(self.md)
+        return "\n".join(block.markdown for block in self.blocks)
 
     def html_page(self, title: str) -> str:
-        body = "\n".join(self.html)
-        return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }}
-th {{ background: #f3f3f3; }}
-pre {{ background: #f6f8fa; padding: 0.8em; overflow-x: auto; }}
-code {{ background: #f6f8fa; padding: 0 0.2em; }}
-img {{ max-width: 100%; }}
-figure {{ margin: 1em 0; }}
-.model-card {{ border-left: 4px solid #ddd; padding-left: 1em; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-
-_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^\s*[*+-]\s+(.*)$")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
-
-
-def _cells(line: str) -> list[str]:
-    line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
-    if line.endswith("|") and not line.endswith("\\|"):
-        line = line[:-1]
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+        """The HTML page (``templates/report.html.j2``): each run of blocks of one kind rendered by markdown-it-py."""
+        parts = []
+        for css_class, run in itertools.groupby(self.blocks, key=lambda block: block.css_class):
+            text = "\n".join(block.markdown for block in run)
+            rendered = _REPORT_MD.render(text) if css_class is None else markdown_to_html(text)
+            parts.append({"css_class": css_class, "html": Markup(rendered)})
+        return _PAGES.get_template("report.html.j2").render(title=title, parts=parts)
 
 
 def markdown_to_html(text: str, *, heading_offset: int = 0) -> str:
-    """HTML for the Markdown subset Stratos writes (model cards): YAML front matter (shown as a code block),
-    ATX headings (shifted down by ``heading_offset`` levels, at most h6), paragraphs, ``*``/``-`` and numbered
-    lists, pipe tables, fenced code blocks, ``---`` rules, and :func:`inline_html` inside text.
-
-    Anything else is kept as escaped text in a paragraph, so nothing is lost or injected.
+    """HTML of Markdown from elsewhere (a model card), rendered by markdown-it-py: CommonMark with GFM tables; raw
+    HTML is escaped, so nothing is injected. YAML front matter (between ``---`` lines at the top) is shown as a
+    ``<pre class="front-matter">`` block; headings move down ``heading_offset`` levels (at most ``<h6>``).
     """
-    lines = text.replace("\r\n", "\n").split("\n")
-    out: list[str] = []
-    i = 0
-    if lines and lines[0].strip() == "---":
-        end = next((k for k in range(1, len(lines)) if lines[k].strip() == "---"), None)
-        if end is not None:
-            front = "\n".join(lines[1:end])
-            out.append(f'<pre class="front-matter"><code>{html.escape(front)}</code></pre>')
-            i = end + 1
-    paragraph: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            out.append(f"<p>{inline_html(' '.join(s.strip() for s in paragraph))}</p>")
-            paragraph.clear()
-
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            flush()
-            fence = stripped[: len(stripped) - len(stripped.lstrip("`"))]
-            body: list[str] = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(fence):
-                body.append(lines[i])
-                i += 1
-            out.append(f"<pre><code>{html.escape(chr(10).join(body))}</code></pre>")
-            i += 1
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            flush()
-            level = min(6, len(heading[1]) + heading_offset)
-            out.append(f"<h{level}>{inline_html(heading[2])}</h{level}>")
-            i += 1
-            continue
-        if stripped.startswith("|") and i + 1 < len(lines) and _TABLE_SEPARATOR.match(lines[i + 1].strip()):
-            flush()
-            head = "".join(f"<th>{inline_html(c)}</th>" for c in _cells(line))
-            i += 2
-            rows: list[str] = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                rows.append("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in _cells(lines[i])) + "</tr>")
-                i += 1
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-            continue
-        for pattern, tag in ((_BULLET, "ul"), (_NUMBERED, "ol")):
-            if pattern.match(line) and not re.fullmatch(r"[-*_]{3,}", stripped):
-                flush()
-                items: list[str] = []
-                while i < len(lines) and (item := pattern.match(lines[i])):
-                    items.append(f"<li>{inline_html(item[1])}</li>")
-                    i += 1
-                out.append(f"<{tag}>{''.join(items)}</{tag}>")
-                break
-        else:
-            if re.fullmatch(r"[-*_]{3,}", stripped):
-                flush()
-                out.append("<hr>")
-            elif stripped:
-                paragraph.append(line)
-            else:
-                flush()
-            i += 1
-    flush()
-    return "\n".join(out)
+    front, body = _split_front_matter(text)
+    tokens = _EMBEDDED_MD.parse(body)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1:]) + heading_offset)}"
+    # what MarkdownIt.render does, with the headings shifted in between
+    html_text = str(_EMBEDDED_MD.renderer.render(tokens, _EMBEDDED_MD.options, {}))
+    if front:
+        html_text = f'<pre class="front-matter"><code>{html.escape(front)}</code></pre>\n{html_text}'
+    return html_text
 
 
 def _split_front_matter(card: str) -> tuple[str, str]:
@@ -323,19 +253,21 @@ def _split_front_matter(card: str) -> tuple[str, str]:
 
 
 def _demote_headings(markdown: str, levels: int) -> str:
-    """Shift ATX headings down ``levels`` (at most ``######``), leaving fenced code alone."""
-    out: list[str] = []
-    fenced = False
-    for line in markdown.split("\n"):
-        if line.strip().startswith("```"):
-            fenced = not fenced
-        match = None if fenced else _HEADING.match(line)
-        out.append(f"{'#' * min(6, len(match[1]) + levels)} {match[2]}" if match else line)
-    return "\n".join(out)
+    """``markdown`` with each top-level heading moved down ``levels`` (at most ``######``) and written ATX-style
+    (``### text``). The headings are those markdown-it-py parses, so a ``#`` line inside fenced code stays."""
+    lines = markdown.split("\n")
+    tokens = _EMBEDDED_MD.parse(markdown)
+    for i in reversed(range(len(tokens))):  # bottom up: a setext heading's two lines become one
+        token = tokens[i]
+        if token.type == "heading_open" and token.level == 0 and token.map is not None:
+            start, end = token.map
+            text = tokens[i + 1].content.replace("\n", " ")
+            lines[start:end] = [f"{'#' * min(6, int(token.tag[1:]) + levels)} {text}"]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Figures
+# Figure data (the figures themselves: stratos_cli.local.plots)
 
 
 def step_losses(loss_history: Sequence[Mapping[str, Any]], final_loss: Any = None) -> list[tuple[float, float]]:
@@ -357,97 +289,8 @@ def step_losses(loss_history: Sequence[Mapping[str, Any]], final_loss: Any = Non
     return sorted(points)
 
 
-def plot_loss(points: Sequence[tuple[float, float]], path: Path, title: str, *, run_mean: float | None = None) -> bool:
-    """Training loss (y) against optimizer step (x), with the run's mean loss as a dashed line; writes a PNG.
-    Returns False (nothing written) without points."""
-    if not points:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    steps, losses = zip(*sorted(points), strict=True)
-    ax.plot(steps, losses, marker="o", markersize=3, linewidth=1.5, color="tab:blue", label="training loss at step")
-    if run_mean is not None:
-        ax.axhline(run_mean, color="dimgray", linestyle="--", linewidth=1, label=f"mean over the run {run_mean:.4f}")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (mean over each logging interval)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if min(losses) > 0 and max(losses) / min(losses) > 20:
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))  # 0.2, 1, 5, not 2x10^-1
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def plot_accuracy(
-    rows: Sequence[tuple[str, float | None, float | None]],
-    path: Path,
-    title: str,
-    *,
-    min_accuracy: float | None = None,
-    expected_accuracy: float | None = None,
-) -> bool:
-    """Grouped bars: exact accuracy and partial credit (fractions 0..1) per model row ``(label, accuracy,
-    partial)``; a missing value gets no bar and a "—" label; dashed line = the spec's ``min_accuracy``, dotted
-    = the planner's expected accuracy. Writes a PNG; returns False when every value is missing."""
-    if all(a is None and p is None for _, a, p in rows):
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    width = 0.38
-    series = ((-width / 2, "exact accuracy", "tab:blue"), (width / 2, "partial credit", "tab:orange"))
-    for index, (offset, label, colour) in enumerate(series):
-        labelled = False
-        for x, row in enumerate(rows):
-            value = (row[1], row[2])[index]
-            if value is None:
-                ax.text(x + offset, 0.01, DASH, ha="center", va="bottom", fontsize=10)
-                continue
-            ax.bar(x + offset, value, width, color=colour, label=None if labelled else label)
-            labelled = True
-            ax.text(x + offset, value + 0.01, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
-    if min_accuracy is not None:
-        ax.axhline(
-            min_accuracy, color="crimson", linestyle="--", linewidth=1.2, label=f"spec min_accuracy {min_accuracy:.2f}"
-        )
-    if expected_accuracy is not None:
-        ax.axhline(
-            expected_accuracy,
-            color="dimgray",
-            linestyle=":",
-            linewidth=1.2,
-            label=f"planner expected {expected_accuracy:.3f}",
-        )
-    ax.set_xticks(range(len(rows)), [r[0] + ("\n(not evaluated)" if r[1] is r[2] is None else "") for r in rows])
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("fraction of held-out examples")
-    ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
 def _pareto_document(plan: Mapping[str, Any], task_id: str) -> dict[str, Any] | None:
-    """The slice of the plan document the planner's :func:`~stratos_cli.plan_cli.plot_frontier` draws, or
+    """The slice of the plan document :func:`~stratos_cli.local.plots.plot_frontier` draws, or
     ``None`` when the plan lacks a frontier or a chosen plan with numeric cost, latency and accuracy."""
     needed = ("total_cost_usd", "p50_latency_ms", "expected_accuracy")
 
@@ -463,7 +306,7 @@ def _pareto_document(plan: Mapping[str, Any], task_id: str) -> dict[str, Any] | 
         "task_id": plan.get("task_id") or task_id,
         "frontier": frontier,
         "plan": chosen,
-        "baselines": {k: v for k, v in baselines.items() if k in PLOTTED_BASELINES and usable(v) and "score" in v},
+        "baselines": {k: v for k, v in baselines.items() if k in BASELINE_MARKERS and usable(v) and "score" in v},
     }
 
 
@@ -473,29 +316,34 @@ def _pareto_document(plan: Mapping[str, Any], task_id: str) -> dict[str, Any] | 
 
 @dataclass(frozen=True)
 class _Scoring:
-    """The deployment score's weights (normalised) and best feasible values, to split a score into terms."""
+    """The planner's deployment-score weights and normalisers (the plan document's ``objective`` and ``score.best``),
+    to split a plan's score into one term per objective."""
 
-    weights: Mapping[str, float]
-    best: Mapping[str, float]
+    weights: Weights
+    best: Best
 
     def terms(self, p: Mapping[str, Any]) -> dict[str, float] | None:
-        """Each objective's score term ``weight * value/best`` (accuracy) or ``weight * best/value`` (others);
+        """Each objective's term of the score (the planner's :func:`~stratos.planner.selection.score_terms`);
         ``None`` when a value is missing or not positive."""
-        out: dict[str, float] = {}
-        for weight_name, plan_field, best_field, _, higher in OBJECTIVES:
-            value, best = _number(p.get(plan_field)), self.best.get(best_field)
-            if value is None or best is None or value <= 0 or best <= 0:
-                return None
-            out[weight_name] = self.weights[weight_name] * (value / best if higher else best / value)
-        return out
+        from stratos.planner.selection import score_terms
+
+        values = {best_field: _number(p.get(plan_field)) for _, plan_field, best_field, _, _ in OBJECTIVES}
+        if any(v is None for v in values.values()):
+            return None
+        try:
+            return score_terms(
+                **{k: float(v) for k, v in values.items() if v is not None}, best=self.best, weights=self.weights
+            )
+        except ValueError:
+            return None
 
 
 def _scoring(plan: Mapping[str, Any], spec: Mapping[str, Any]) -> _Scoring | None:
+    """The score's weights and normalisers, or ``None`` when the plan document lacks a numeric ``score.best`` or the
+    weights (the plan's ``objective``, else the spec's) are invalid."""
     best_raw = _mapping(_mapping(plan, "score"), "best")
-    if not best_raw:
-        return None
-    best = {k: v for k, v in ((k, _number(best_raw.get(k))) for _, _, k, _, _ in OBJECTIVES) if v is not None}
-    if len(best) != len(OBJECTIVES):
+    best = {f.name: n for f in fields(Best) if (n := _number(best_raw.get(f.name))) is not None}
+    if len(best) < len(fields(Best)):
         return None
     weights_raw = plan.get("objective") or spec.get("objective") or {}
     from pydantic import ValidationError
@@ -506,7 +354,7 @@ def _scoring(plan: Mapping[str, Any], spec: Mapping[str, Any]) -> _Scoring | Non
         weights = ObjectiveWeights.model_validate(dict(weights_raw)).model_dump()
     except (ValidationError, TypeError, ValueError):
         return None
-    return _Scoring(weights=weights, best=best)
+    return _Scoring(weights=Weights(**weights), best=Best(**best))
 
 
 def _objective_value(p: Mapping[str, Any], plan_field: str) -> str:
@@ -747,9 +595,9 @@ def _lost_section(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], t
         doc.para(
             "Deployment score = Σ weight × (value relative to the best feasible value: accuracy / best accuracy, "
             "best cost / cost, best p50 / p50, best training hours / hours); 1 = best on every objective. "
-            f"Weights: accuracy {w['accuracy']:.2f}, cost {w['cost']:.2f}, latency {w['latency']:.2f}, training "
-            f"time {w['training_time']:.2f}. Best feasible values: accuracy {b['accuracy']:.3f}, total cost "
-            f"{b['total_cost_usd']:,.2f} USD, p50 {b['p50_latency_ms']:,.0f} ms, training {b['training_hours']:.3f} h. "
+            f"Weights: accuracy {w.accuracy:.2f}, cost {w.cost:.2f}, latency {w.latency:.2f}, training "
+            f"time {w.training_time:.2f}. Best feasible values: accuracy {b.accuracy:.3f}, total cost "
+            f"{b.total_cost_usd:,.2f} USD, p50 {b.p50_latency_ms:,.0f} ms, training {b.training_hours:.3f} h. "
             "A plan's weakest objective is the score term it lost most on against the chosen plan."
         )
     else:
@@ -1012,8 +860,7 @@ def _card_section(doc: _Doc, model_card: str) -> None:
     if front.strip():
         doc.para("Front matter (Hugging Face metadata):")
         doc.code(front, "yaml")
-    doc.md.append(_demote_headings(body, 2).rstrip() + "\n")
-    doc.html.append(f'<div class="model-card">{markdown_to_html(body, heading_offset=2)}</div>')
+    doc.embedded_markdown(_demote_headings(body, 2), css_class="model-card")
 
 
 def write_report(
@@ -1054,8 +901,6 @@ def write_report(
 
     pareto_doc = _pareto_document(plan, task_id)
     if pareto_doc is not None:
-        from stratos_cli.plan_cli import plot_frontier
-
         images["pareto"] = images_dir / "pareto.png"
         plot_frontier(pareto_doc, str(images["pareto"]))
     history = metrics.get("loss_history")

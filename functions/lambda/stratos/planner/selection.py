@@ -216,6 +216,36 @@ class Best:
     total_cost_usd: float
 
 
+def score_terms(
+    *,
+    accuracy: float,
+    p50_latency_ms: float,
+    training_hours: float,
+    total_cost_usd: float,
+    best: Best,
+    weights: Weights,
+) -> dict[str, float]:
+    """Each objective's term of the deployment score (module docstring): ``w_acc * acc / acc*`` and
+    ``w * best / value`` for p50 latency (ms), training time (hours) and total cost (USD); the score is their
+    sum. Keys: ``accuracy``, ``latency``, ``training_time``, ``cost``. :func:`select` computes the same sum in
+    its inner loop from precomputed parts (a test keeps the two equal).
+
+    Raises:
+        ValueError: a p50 latency, training time or cost (or its best) is not positive.
+    """
+    # Accuracy may be 0; when every feasible plan's is, each is "the best" and the term is the full weight.
+    out = {"accuracy": weights.accuracy * accuracy / best.accuracy if best.accuracy > 0 else weights.accuracy}
+    for name, value, top in (
+        ("latency", p50_latency_ms, best.p50_latency_ms),
+        ("training_time", training_hours, best.training_hours),
+        ("cost", total_cost_usd, best.total_cost_usd),
+    ):
+        if value <= 0 or top <= 0:
+            raise ValueError(f"{name}: the score needs positive values (got {value}, best {top})")
+        out[name] = getattr(weights, name) * top / value
+    return out
+
+
 @dataclass(frozen=True)
 class Selection:
     """Result of :func:`select`.
