@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from stratos_cli.local.moto_hooks import EndpointScript, Quotas
 from stratos_cli.local.stack import EmbeddedStack
-from stratos_cli.local.training import Script, ScriptedTrainingRunner
 from tests.conftest import SPECS
+from tests.doubles import EndpointScript, Quotas, Script, ScriptedAccount, ScriptedTrainingRunner
 
 FAST = {
     "TrainingPollSeconds": "0",
@@ -110,9 +109,8 @@ def make_stack(tmp_path: Path) -> Iterator[Any]:
     ) -> Run:
         holder: dict[str, EmbeddedStack] = {}
         runner = ScriptedTrainingRunner(lambda b, k, body: holder["stack"].upload(b, k, body), script)
-        stack = EmbeddedStack(
-            parameters={**FAST, **parameters}, runner=runner, quotas=quotas, endpoint_script=endpoint_script
-        )
+        account = ScriptedAccount(quotas or Quotas(), endpoint_script or EndpointScript())
+        stack = EmbeddedStack(parameters={**FAST, **parameters}, runner=runner, account=account)
         holder["stack"] = stack
         stack.__enter__()
         opened.append(stack)

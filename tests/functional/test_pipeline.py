@@ -16,9 +16,8 @@ from stratos.planner.catalog import load_catalog
 from stratos.planner.plan import plan
 from stratos.planner.pricing import snapshot_price_table
 from stratos.spec import validate_spec_document
-from stratos_cli.local.moto_hooks import EndpointScript, Quotas
-from stratos_cli.local.training import Script, sample_metrics
 from tests.conftest import load_event
+from tests.doubles import EndpointScript, Quotas, Script, sample_metrics
 from tests.functional.conftest import SFN_LIMIT, Run, mahjong_spec
 
 ENDPOINT = "stratos-mahjong-winning-tiles"

@@ -10,7 +10,7 @@ import pytest
 
 from stratos.spec import validate_spec_document
 from stratos_cli.local.run import TRACE_MAX_NEW_TOKENS, LocalRunError, check_region, quiet_libraries, sized_overrides
-from stratos_cli.local.stack import EmbeddedStack
+from stratos_cli.local.stack import StackLayout
 from tests.conftest import SPECS
 
 
@@ -21,7 +21,7 @@ def _spec(region: str):
 
 
 def test_images_are_in_the_stack_region_registry():
-    stack = EmbeddedStack(region="eu-west-1")
+    stack = StackLayout(region="eu-west-1")
     for name in ("TrainingImageUri", "InferenceImageUri", "CpuInferenceImageUri"):
         assert ".dkr.ecr.eu-west-1.amazonaws.com/" in stack.parameters[name]
 

@@ -113,7 +113,7 @@ def test_hooks_are_undone_on_exit():
     from moto.events.models import Rule
     from moto.sagemaker.models import SageMakerModelBackend
 
-    from stratos_cli.local.training import ScriptedTrainingRunner
+    from tests.doubles import ScriptedTrainingRunner
 
     before = (LambdaSimpleBackend.invoke, Rule.send_to_targets, SageMakerModelBackend.create_training_job)
     with moto_hooks.installed(ScriptedTrainingRunner(lambda b, k, d: None)):
@@ -121,3 +121,16 @@ def test_hooks_are_undone_on_exit():
         assert hasattr(SageMakerModelBackend, "update_endpoint")
     assert (LambdaSimpleBackend.invoke, Rule.send_to_targets, SageMakerModelBackend.create_training_job) == before
     assert not hasattr(SageMakerModelBackend, "update_endpoint")
+
+
+def test_hooks_are_undone_when_the_body_raises():
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+
+    from tests.doubles import ScriptedTrainingRunner
+
+    with pytest.raises(RuntimeError, match="boom"), moto_hooks.installed(ScriptedTrainingRunner(lambda b, k, d: None)):
+        assert hasattr(SageMakerResponse, "stop_training_job")
+        raise RuntimeError("boom")
+    assert not hasattr(SageMakerModelBackend, "update_endpoint")
+    assert not hasattr(SageMakerResponse, "update_endpoint") and not hasattr(SageMakerResponse, "stop_training_job")

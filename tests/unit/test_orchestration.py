@@ -29,8 +29,8 @@ from stratos.pipeline.training import channels, hyperparameters, model_source, v
 from stratos.pipeline.validate import data_uris, deployment_checks
 from stratos.planner.catalog import load_catalog
 from stratos.spec import RedistillPolicy, validate_spec_document
-from stratos_cli.local.training import sample_metrics
 from tests.conftest import REPO, SPECS
+from tests.doubles import sample_metrics
 
 MAHJONG = json.loads((SPECS / "mahjong-winning-tiles.json").read_text(encoding="utf-8"))
 GSM8K = json.loads((SPECS / "gsm8k.json").read_text(encoding="utf-8"))

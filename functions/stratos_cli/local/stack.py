@@ -2,7 +2,8 @@
 
 Usage::
 
-    with EmbeddedStack(parameters={"TrainingPollSeconds": "0", "EndpointPollSeconds": "0"}) as stack:
+    runner = ProcessTrainingRunner(work_dir, s3=lambda: stack.client("s3"))
+    with EmbeddedStack(runner=runner, parameters={"TrainingPollSeconds": "0", "EndpointPollSeconds": "0"}) as stack:
         stack.upload_spec(Path("events/specs/mahjong-winning-tiles.json").read_bytes())
         [arn] = stack.wait_for_executions(1)
         stack.wait(arn)
@@ -27,9 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from stratos_cli.local.moto_hooks import EndpointScript, Hooks, Quotas, installed
+from stratos_cli.local.moto_hooks import Hooks, SageMakerAccount, installed
 from stratos_cli.local.template import Resolver, load_template, parameter_values, substitute_definition
-from stratos_cli.local.training import ScriptedTrainingRunner, TrainingRunner
+from stratos_cli.local.training import TrainingRunner
 
 #: The repository's template (functions/stratos_cli/local -> repository root).
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
@@ -60,15 +61,99 @@ def _physical(stack: str, logical: str) -> str:
     return f"{stack}-{logical}"
 
 
-class EmbeddedStack:
+class StackLayout:
+    """The stack on paper: the template, its parameter values and every resource's physical name and ARN
+    (:meth:`_names`), with the resolver of the template's intrinsics over them. Creates nothing.
+
+    Args:
+        parameters: template parameter overrides (strings).
+        template: the template file.
+        region: the region everything lives in.
+        stack_name: prefix of every physical name.
+    """
+
+    def __init__(
+        self,
+        parameters: Mapping[str, str] | None = None,
+        template: str | Path = DEFAULT_TEMPLATE,
+        region: str = "us-east-1",
+        stack_name: str = "stratos",
+    ) -> None:
+        self.template_path = Path(template)
+        self.template = load_template(self.template_path)
+        self.region = region
+        self.parameters = parameter_values(self.template, {**local_parameters(region), **(parameters or {})})
+        self.stack_name = stack_name
+        self.resources: dict[str, str] = {}
+        self.attributes: dict[str, str] = {}
+
+    def _names(self) -> None:
+        r, a = self.region, ACCOUNT
+        for logical, resource in self.template["Resources"].items():
+            kind = resource["Type"]
+            name = _physical(self.stack_name, logical)
+            props = resource.get("Properties") or {}
+            if kind == "AWS::S3::Bucket":
+                name = name.lower()[:63]
+                self.resources[logical] = name
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:s3:::{name}"
+            elif kind == "AWS::DynamoDB::Table":
+                self.resources[logical] = name
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:dynamodb:{r}:{a}:table/{name}"
+            elif kind == "AWS::IAM::Role":
+                self.resources[logical] = name
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:iam::{a}:role/{name}"
+            elif kind == "AWS::Serverless::Function":
+                self.resources[logical] = name
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:lambda:{r}:{a}:function:{name}"
+            elif kind == "AWS::Serverless::StateMachine":
+                arn = f"arn:aws:states:{r}:{a}:stateMachine:{name}"
+                self.resources[logical] = arn
+                self.attributes[f"{logical}.Arn"] = arn
+                self.attributes[f"{logical}.Name"] = name
+            elif kind == "AWS::Logs::LogGroup":
+                group = props.get("LogGroupName")
+                self.resources[logical] = name if not isinstance(group, str) else group
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:logs:{r}:{a}:log-group:{name}:*"
+            elif kind == "AWS::Scheduler::Schedule":
+                self.resources[logical] = name
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:scheduler:{r}:{a}:schedule/default/{name}"
+            else:
+                self.resources[logical] = name
+
+    def _resolver(self) -> Resolver:
+        pseudo = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::StackName": self.stack_name,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        return Resolver(self.template, self.parameters, self.resources, self.attributes, pseudo)
+
+    def rendered_definition(self) -> str:
+        """The state machine definition with its DefinitionSubstitutions applied over the physical names."""
+        self._names()
+        res = self._resolver()
+        [props] = [
+            res.resolve(r.get("Properties") or {})
+            for r in self.template["Resources"].values()
+            if r["Type"] == "AWS::Serverless::StateMachine"
+        ]
+        text = (self.template_path.parent / props["DefinitionUri"]).read_text(encoding="utf-8")
+        return substitute_definition(text, props.get("DefinitionSubstitutions") or {})
+
+
+class EmbeddedStack(StackLayout):
     """The stack in moto, built from the template.
 
     Args:
+        runner: what a training job does (``stratos run``: a
+            :class:`~stratos_cli.local.process_runner.ProcessTrainingRunner`, the real training container).
         parameters: template parameter overrides (strings); the poll intervals are worth setting to 0.
-        runner: what a training job does (default: a :class:`~stratos_cli.local.training.ScriptedTrainingRunner`
-            that completes after one poll with sample metrics).
-        quotas: instance types the account cannot get.
-        endpoint_script: how endpoints change state.
+        account: the SageMaker account's quotas and endpoint courses (default:
+            :class:`~stratos_cli.local.moto_hooks.sagemaker.DefaultAccount`, every quota, every endpoint
+            InService after one poll).
         template: the template file.
         region: the region everything lives in (``stratos run`` builds it in the spec's ``constraints.region``).
         stack_name: prefix of every physical name.
@@ -78,26 +163,19 @@ class EmbeddedStack:
 
     def __init__(
         self,
+        *,
+        runner: TrainingRunner,
         parameters: Mapping[str, str] | None = None,
-        runner: TrainingRunner | None = None,
-        quotas: Quotas | None = None,
-        endpoint_script: EndpointScript | None = None,
+        account: SageMakerAccount | None = None,
         template: str | Path = DEFAULT_TEMPLATE,
         region: str = "us-east-1",
         stack_name: str = "stratos",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.template_path = Path(template)
-        self.template = load_template(self.template_path)
-        self.region = region
-        self.parameters = parameter_values(self.template, {**local_parameters(region), **(parameters or {})})
-        self.stack_name = stack_name
+        super().__init__(parameters, template, region, stack_name)
         self._runner = runner
-        self._quotas = quotas
-        self._endpoint_script = endpoint_script
+        self._account = account
         self._extra_env = dict(extra_env or {})
-        self.resources: dict[str, str] = {}
-        self.attributes: dict[str, str] = {}
         self.function_env: dict[str, str] = {}
         self.skipped: list[str] = []
         self.definition = ""
@@ -127,9 +205,7 @@ class EmbeddedStack:
         mock = mock_aws(config=cast(Any, _MOTO_CONFIG))
         mock.start()
         self._exits.append(mock.stop)
-        runner = self._runner or ScriptedTrainingRunner(self.upload)
-        self._runner = runner
-        hooks_cm = installed(runner, self._quotas, self._endpoint_script)
+        hooks_cm = installed(self._runner, self._account)
         self.hooks = hooks_cm.__enter__()
         self._exits.append(lambda: hooks_cm.__exit__(None, None, None))
         try:
@@ -176,7 +252,6 @@ class EmbeddedStack:
     @property
     def runner(self) -> TrainingRunner:
         """The training runner behind the embedded SageMaker."""
-        assert self._runner is not None
         return self._runner
 
     def client(self, service: str) -> Any:
@@ -190,50 +265,6 @@ class EmbeddedStack:
 
     # ----------------------------------------------------------------------------------------------------
     # Building from the template.
-
-    def _names(self) -> None:
-        r, a = self.region, ACCOUNT
-        for logical, resource in self.template["Resources"].items():
-            kind = resource["Type"]
-            name = _physical(self.stack_name, logical)
-            props = resource.get("Properties") or {}
-            if kind == "AWS::S3::Bucket":
-                name = name.lower()[:63]
-                self.resources[logical] = name
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:s3:::{name}"
-            elif kind == "AWS::DynamoDB::Table":
-                self.resources[logical] = name
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:dynamodb:{r}:{a}:table/{name}"
-            elif kind == "AWS::IAM::Role":
-                self.resources[logical] = name
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:iam::{a}:role/{name}"
-            elif kind == "AWS::Serverless::Function":
-                self.resources[logical] = name
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:lambda:{r}:{a}:function:{name}"
-            elif kind == "AWS::Serverless::StateMachine":
-                arn = f"arn:aws:states:{r}:{a}:stateMachine:{name}"
-                self.resources[logical] = arn
-                self.attributes[f"{logical}.Arn"] = arn
-                self.attributes[f"{logical}.Name"] = name
-            elif kind == "AWS::Logs::LogGroup":
-                group = props.get("LogGroupName")
-                self.resources[logical] = name if not isinstance(group, str) else group
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:logs:{r}:{a}:log-group:{name}:*"
-            elif kind == "AWS::Scheduler::Schedule":
-                self.resources[logical] = name
-                self.attributes[f"{logical}.Arn"] = f"arn:aws:scheduler:{r}:{a}:schedule/default/{name}"
-            else:
-                self.resources[logical] = name
-
-    def _resolver(self) -> Resolver:
-        pseudo = {
-            "AWS::Region": self.region,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::StackName": self.stack_name,
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        return Resolver(self.template, self.parameters, self.resources, self.attributes, pseudo)
 
     def _build(self) -> None:
         self._names()
@@ -515,16 +546,7 @@ class EmbeddedStack:
 def render_definition(parameters: Mapping[str, str] | None = None, template: str | Path = DEFAULT_TEMPLATE) -> str:
     """The state machine definition as deployed (DefinitionSubstitutions applied with the embedded stack's
     physical names), without starting anything: for static validators such as asl-validator."""
-    stack = EmbeddedStack(parameters=parameters, template=template)
-    stack._names()
-    res = stack._resolver()
-    [props] = [
-        res.resolve(r.get("Properties") or {})
-        for r in stack.template["Resources"].values()
-        if r["Type"] == "AWS::Serverless::StateMachine"
-    ]
-    text = (stack.template_path.parent / props["DefinitionUri"]).read_text(encoding="utf-8")
-    return substitute_definition(text, props.get("DefinitionSubstitutions") or {})
+    return StackLayout(parameters=parameters, template=template).rendered_definition()
 
 
 def main(argv: list[str] | None = None) -> int:
