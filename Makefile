@@ -69,7 +69,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy functions/lambda/stratos functions/lambda/stratos_contract functions/stratos_cli
+	$(VENV)/bin/mypy functions/lambda/stratos functions/lambda/stratos_contract functions/stratos_cli training_container/stratos_train
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

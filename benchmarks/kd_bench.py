@@ -33,13 +33,49 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "functions" / "lambda"), str(REPO / "functions"), str(REPO / "training_container")]
 
+if TYPE_CHECKING:
+    from stratos_train.config import TrainConfig
+
 STUDENT_LAYERS = 10
 BATCH = 4
+
+
+def bench_config(alpha: float = 0.0) -> TrainConfig:
+    """The :class:`~stratos_train.config.TrainConfig` of every Stratos measurement: generalised JSD, beta 0.5,
+    T = 1 (what TRL's GKD computes with ``lmbda = 0``), ``alpha`` 0 (no hard-label term, as GKD) unless asked;
+    batch ``BATCH``, constant LR 1e-5, no warm-up, sequential order, no logging inside the timed steps."""
+    from stratos_train.config import TrainConfig
+
+    return TrainConfig(
+        divergence="jsd",
+        beta=0.5,
+        temperature=1.0,
+        alpha=alpha,
+        per_device_batch_size=BATCH,
+        grad_accum=1,
+        learning_rate=1e-5,
+        epochs=1,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        lr_scheduler="constant",
+        bf16=False,
+        seed=0,
+        logging_steps=10_000,
+        shuffle=False,
+        group_by_length=False,
+    )
+
+
+def bench_training_arguments(output_dir: str, steps: int) -> Any:
+    """``TrainingArguments`` of the Stratos trainer column: ``steps`` steps on the CPU, no checkpoints."""
+    return bench_config().training_arguments(
+        output_dir, max_steps=steps, save_steps=10_000, use_cpu=True, save_strategy="no"
+    )
 
 
 def _peak_rss_mib() -> float:
@@ -96,7 +132,6 @@ def bench_step_ratio(row: str, steps: int) -> dict[str, float]:
     """(a): medians over ``steps`` batches of KD step, SFT step, teacher forward."""
     import torch
 
-    from stratos_train.losses import KDLossConfig
     from stratos_train.trainer import DistillationTrainer
 
     torch.manual_seed(0)
@@ -104,7 +139,7 @@ def bench_step_ratio(row: str, steps: int) -> dict[str, float]:
     batches, _ = _batches(tok, steps + 1)
     teacher.eval()
     opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
-    cfg = KDLossConfig(divergence="jsd", beta=0.5, temperature=1.0, alpha=0.0)
+    cfg = bench_config().kd_loss_config()
 
     class _Shim:  # the trainer's compute_loss without building a full Trainer
         pass
@@ -158,34 +193,17 @@ def worker_trainer(kind: str, row: str, steps: int) -> dict[str, float]:
             from transformers import PrinterCallback
 
             from stratos_train.data import CompletionCollator, ListDataset
-            from stratos_train.losses import KDLossConfig
-            from stratos_train.trainer import DistillationTrainer, training_arguments
+            from stratos_train.trainer import DistillationTrainer
 
-            args = training_arguments(
-                out,
-                per_device_batch_size=BATCH,
-                grad_accum=1,
-                learning_rate=1e-5,
-                epochs=1,
-                max_steps=steps,
-                warmup_ratio=0.0,
-                weight_decay=0.0,
-                lr_scheduler="constant",
-                bf16=False,
-                seed=0,
-                logging_steps=10_000,
-                save_steps=10_000,
-                use_cpu=True,
-                save_strategy="no",
-            )
+            args = bench_training_arguments(out, steps)
             trainer: Any = DistillationTrainer(
                 model=student,
                 args=args,
                 train_dataset=ListDataset(encoded),
                 data_collator=CompletionCollator(tok.pad_token_id),
                 teacher=teacher,
-                kd_config=KDLossConfig(divergence="jsd", beta=0.5, temperature=1.0, alpha=0.0),
-                shuffle=False,
+                kd_config=bench_config().kd_loss_config(),
+                shuffle=bench_config().shuffle,
             )
             trainer.remove_callback(PrinterCallback)
         else:
@@ -233,7 +251,7 @@ def worker_loss_memory(kind: str, seq: int) -> dict[str, float]:
     """(c), in a fresh process: KD loss + backward at one ``seq``-token sequence, chunked or naive."""
     import torch
 
-    from stratos_train.losses import KDLossConfig, chunked_kd_loss, kd_loss_reference
+    from stratos_train.losses import chunked_kd_loss, kd_loss_reference
 
     torch.manual_seed(0)
     vocab, hidden = 49152, 576  # SmolLM2-135M's head
@@ -242,7 +260,7 @@ def worker_loss_memory(kind: str, seq: int) -> dict[str, float]:
     h = torch.randn(seq, hidden, requires_grad=True)
     th = torch.randn(seq, hidden)
     labels = torch.randint(0, vocab, (seq,))
-    cfg = KDLossConfig(divergence="jsd", beta=0.5, temperature=1.0, alpha=0.1)
+    cfg = bench_config(alpha=0.1).kd_loss_config()
     base = _peak_rss_mib()
     start = time.perf_counter()
     if kind == "chunked":

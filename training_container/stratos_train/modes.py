@@ -137,17 +137,6 @@ class InjectionStats:
     def teacher_rejection_rate(self) -> float:
         return self.teacher_rejected / self.teacher_asked if self.teacher_asked else 0.0
 
-    def as_metrics(self) -> dict[str, float]:
-        return {
-            "injection_examples": self.examples,
-            "injection_teacher_asked": self.teacher_asked,
-            "injection_teacher_rationales": self.teacher_accepted,
-            "injection_teacher_rejected": self.teacher_rejected,
-            "injection_teacher_rejection_rate": round(self.teacher_rejection_rate, 4),
-            "injection_programmatic_reasoning": self.programmatic_reasoning,
-            "injection_reference_reasoning": self.reference_reasoning,
-        }
-
 
 def rationale_prompt(task: Task, example: Example, domain_notes: str) -> list[Message]:
     """Ask the teacher to explain a KNOWN answer (answer-conditioned rationale), with the domain notes."""
@@ -186,6 +175,7 @@ def build_injection_set(
             example = examples[i]
             answer = task.extract_answer(text)
             reasoning = text.rsplit("Answer:", 1)[0].strip()
+            why: tuple[str, ...]
             if answer is None:
                 ok, why = False, ("no final answer line",)
             else:

@@ -20,8 +20,9 @@ the whole budget (a stopped loop ends before the schedule's tail).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+from stratos_train.metrics import RoundMetrics, StratumRecord
 
 
 @dataclass
@@ -60,15 +61,20 @@ class RoundReport:
     probe_accuracy: float = 0.0
     seconds: float = 0.0
 
-    def as_metrics(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["probe"] = {
-            k: {"correct": v.correct, "n": v.n, "accuracy": round(v.accuracy, 4)} for k, v in self.probe.items()
-        }
-        out["weights"] = {k: round(v, 4) for k, v in self.weights.items()}
-        out["probe_accuracy"] = round(self.probe_accuracy, 4)
-        out["seconds"] = round(self.seconds, 2)
-        return out
+    def as_metrics(self) -> RoundMetrics:
+        """This round as metrics.json records it (``injection_rounds``): fractions to 4 places, seconds to 2."""
+        return RoundMetrics(
+            round=self.round,
+            examples=self.examples,
+            train_tokens=self.train_tokens,
+            weights={k: round(v, 4) for k, v in self.weights.items()},
+            drawn=dict(self.drawn),
+            probe={
+                k: StratumRecord(correct=v.correct, n=v.n, accuracy=round(v.accuracy, 4)) for k, v in self.probe.items()
+            },
+            probe_accuracy=round(self.probe_accuracy, 4),
+            seconds=round(self.seconds, 2),
+        )
 
 
 def uniform_weights(strata: Sequence[str]) -> dict[str, float]:

@@ -29,7 +29,8 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from stratos_train.losses import IGNORE_INDEX, KDLossConfig, chunked_kd_loss, chunked_topk_kd_loss
+from stratos_train.config import KDLossConfig
+from stratos_train.losses import IGNORE_INDEX, chunked_kd_loss, chunked_topk_kd_loss
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class DistillationTrainer(Trainer):
         self.kept_tokens_seen = 0
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         if not self.shuffle:
             return SequentialSampler(dataset)
         if self.args.train_sampling_strategy == "group_by_length" and not _is_mapping_dataset(dataset):
@@ -264,50 +265,3 @@ class MetricLinesCallback(TrainerCallback):
 
 def _is_mapping_dataset(dataset: Any) -> bool:
     return len(dataset) > 0 and isinstance(dataset[0], dict)
-
-
-def training_arguments(
-    output_dir: str,
-    *,
-    per_device_batch_size: int,
-    grad_accum: int,
-    learning_rate: float,
-    epochs: float,
-    max_steps: int,
-    warmup_ratio: float,
-    weight_decay: float,
-    lr_scheduler: str,
-    bf16: bool,
-    seed: int,
-    logging_steps: int,
-    save_steps: int,
-    use_cpu: bool,
-    **overrides: Any,
-) -> TrainingArguments:
-    """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel),
-    no external reporting, no evaluation inside the loop (the job evaluates with generation afterwards)."""
-    defaults: dict[str, Any] = dict(
-        output_dir=output_dir,
-        per_device_train_batch_size=per_device_batch_size,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=learning_rate,
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        warmup_steps=warmup_ratio,
-        weight_decay=weight_decay,
-        lr_scheduler_type=lr_scheduler,
-        bf16=bf16,
-        seed=seed,
-        data_seed=seed,
-        logging_steps=logging_steps,
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=2,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        use_cpu=use_cpu,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,
-    )
-    return TrainingArguments(**{**defaults, **overrides})
