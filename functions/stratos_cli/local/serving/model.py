@@ -1,0 +1,124 @@
+"""The served model: a causal LM loaded from a deployed model directory, and greedy/sampled generation.
+
+torch and transformers are imported inside :class:`ServingModel` only, so the registry and the client never
+load them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from stratos_cli.local.serving.request import GenerationRequest, RequestError
+
+DEFAULT_MAX_NEW_TOKENS = 128
+"""``max_new_tokens`` when neither the request nor the model's generation_config.json sets one, tokens."""
+
+
+class ServingModel:
+    """A causal LM loaded from a deployed model directory (config, weights, tokenizer, generation config at
+    the root, as :func:`stratos_train.export.save_deployable` writes it).
+
+    Weights are loaded as float32 (bf16 on disk is upcast: CPU inference). Stop ids are every id in
+    ``generation_config.eos_token_id`` (a list), falling back to the tokenizer's EOS.
+
+    Attributes:
+        model_dir: the directory.
+        model, tokenizer: the transformers objects.
+        stop_ids: token ids that end a completion.
+        context_tokens: the model's maximum sequence length (prompt + completion), tokens.
+        default_max_new_tokens: from generation_config.json, else :data:`DEFAULT_MAX_NEW_TOKENS`.
+    """
+
+    def __init__(self, model_dir: Path, threads: int = 0) -> None:
+        """Load the model.
+
+        Args:
+            model_dir: a deployed model directory.
+            threads: torch intra-op threads (0 = torch's default).
+
+        Raises:
+            OSError, ValueError: transformers could not load the directory.
+        """
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.model_dir = model_dir
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+        # cast: transformers' stubs type eval() as untyped; the model is an opaque transformers object here.
+        self.model: Any = cast(Any, AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32))
+        self.model.eval()
+        gen = self.model.generation_config
+        eos = gen.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        if not ids and self.tokenizer.eos_token_id is not None:
+            ids = [self.tokenizer.eos_token_id]
+        self.stop_ids: list[int] = sorted(set(ids))
+        self.pad_id: int = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        self.context_tokens: int = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.default_max_new_tokens: int = int(gen.max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+        self._lock = threading.Lock()
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt text: the tokenizer's chat template with the assistant turn opened; without a template,
+        the message contents one per line.
+
+        Raises:
+            RequestError: (``messages``) the chat template rejected the turns (e.g. roles not alternating).
+        """
+        if not getattr(self.tokenizer, "chat_template", None):
+            return "\n".join(m["content"] for m in messages) + "\n"
+        try:
+            text: str = self.tokenizer.apply_chat_template(
+                [dict(m) for m in messages], add_generation_prompt=True, tokenize=False
+            )
+        except Exception as exc:  # jinja2 TemplateError or a template's own raise_exception
+            raise RequestError("messages", f"the model's chat template rejected them: {exc}") from exc
+        return text
+
+    def generate(self, request: GenerationRequest) -> str:
+        """The completion text (special tokens skipped; cut at the first stop id and the first stop string).
+
+        Raises:
+            RequestError: (``inputs``) prompt + ``max_new_tokens`` exceed the model's context.
+        """
+        import torch
+
+        prompt = self.render(request.messages)
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        max_new = request.max_new_tokens or self.default_max_new_tokens
+        if self.context_tokens and len(ids) + max_new > self.context_tokens:
+            raise RequestError(
+                "inputs",
+                f"prompt is {len(ids)} tokens; with max_new_tokens {max_new} it exceeds the model's context of "
+                f"{self.context_tokens} tokens",
+            )
+        options: dict[str, Any] = {"do_sample": request.do_sample}
+        if request.do_sample:
+            for name in ("temperature", "top_p", "top_k"):
+                if getattr(request, name) is not None:
+                    options[name] = getattr(request, name)
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        with self._lock, torch.no_grad():
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new,
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.pad_id,
+                **options,
+            )
+        new = out[0, len(ids) :].tolist()
+        cut = next((k for k, t in enumerate(new) if t in self.stop_ids), len(new))
+        text: str = self.tokenizer.decode(new[:cut], skip_special_tokens=True)
+        for marker in request.stop:
+            position = text.find(marker)
+            if position >= 0:
+                text = text[:position]
+        return text
