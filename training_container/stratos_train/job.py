@@ -1,6 +1,6 @@
 """One distillation training job, end to end, inside the SageMaker contract.
 
-:func:`run_job` runs six phases; each fills its part of one :class:`~stratos_train.metrics.JobMetrics`,
+:func:`run_job` runs six phases; each fills its part of one :class:`~stratos_contract.metrics.JobMetrics`,
 written to ``output/data/metrics.json`` at the end:
 
 1. **load** (:func:`load_phase`): the task's training and evaluation examples (generated or from the
@@ -32,13 +32,13 @@ import torch
 from transformers import PrinterCallback, TrainingArguments, get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 
+from stratos_contract.metrics import EvalSetScores, JobMetrics, LossPoint, ModeEvidence, Sample, Strata, StratumRecord
 from stratos_train.config import KDLossConfig, TrainConfig
 from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import EvalResult, evaluate, generate, heldout_kl
 from stratos_train.export import save_deployable
 from stratos_train.lora import apply_lora, merge_for_deployment
-from stratos_train.metrics import EvalSetScores, JobMetrics, LossPoint, ModeEvidence, Sample, Strata, StratumRecord
 from stratos_train.models import LoadedModel, load_model
 from stratos_train.modes import InjectionStats, ModeDecision, build_injection_set, decide_mode
 from stratos_train.rounds import (

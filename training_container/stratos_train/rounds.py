@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from stratos_train.metrics import RoundMetrics, StratumRecord
+from stratos_contract.metrics import RoundMetrics, StratumRecord
 
 
 @dataclass

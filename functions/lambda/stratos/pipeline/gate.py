@@ -20,6 +20,8 @@ import json
 import math
 from typing import Any
 
+from pydantic import ValidationError
+
 from stratos.errors import TrainingFailedError
 from stratos.payloads import (
     EvalSetResult,
@@ -33,6 +35,7 @@ from stratos.pipeline.models import TrainedState
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, parse_step_event, utcnow
 from stratos.run_record import GateRecord, ModeRecord, RunRecord
+from stratos_contract.metrics import JobMetrics
 from stratos_contract.runs import Stage
 
 #: metrics.json keys that map onto TrainingMetrics fields directly.
@@ -124,6 +127,11 @@ def training_metrics(raw: dict[str, Any], source: str = "metrics.json") -> Train
         raise TrainingFailedError(
             f"{source} lacks {', '.join(missing)}: the training job did not finish its evaluation"
         )
+    try:  # the file's schema is the contract's JobMetrics, the one the job filled
+        JobMetrics.model_validate(raw)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise TrainingFailedError(f"{source} does not match the metrics contract: {where}") from exc
     scalars: dict[str, float] = {}
     for key, value in raw.items():
         number = _number(value)
