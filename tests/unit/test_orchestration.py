@@ -210,7 +210,7 @@ def test_metrics_json_maps_onto_training_metrics():
 def test_container_metrics_keys_cover_the_training_metrics_fields():
     if not (REPO / "training_container" / "stratos_train" / "metrics.py").exists():
         pytest.skip("the training container package is absent")
-    from stratos_train.metrics import JobMetrics  # metrics.json as the container writes it
+    from stratos_contract.metrics import JobMetrics  # metrics.json as the container writes it
 
     for field in ("mode", "mode_reason", "teacher_accuracy", "student_before_accuracy", "student_after_accuracy",
                   "eval_examples", "train_examples", "train_tokens", "final_loss"):  # fmt: skip
