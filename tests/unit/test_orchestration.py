@@ -20,7 +20,7 @@ from stratos.pipeline.deploy import (
     rollback_alarms,
     serving_timeouts,
 )
-from stratos.pipeline.gate import tables, training_metrics, verdict
+from stratos.pipeline.gate import CORE_FIELDS, tables, training_metrics, verdict
 from stratos.pipeline.models import StateDocument, StateError
 from stratos.pipeline.record import error_reason
 from stratos.pipeline.settings import Settings
@@ -205,13 +205,14 @@ def test_metrics_json_maps_onto_training_metrics():
         training_metrics({k: v for k, v in raw.items() if k != "student_after_accuracy"})
     with pytest.raises(TrainingFailedError, match="metrics contract"):
         training_metrics({**raw, "student_after_accuracy": 1.5})
+    with pytest.raises(TrainingFailedError, match=r"metrics contract: teacher_strata\.1 wait"):
+        training_metrics({**raw, "teacher_strata": {"1 wait": {"n": "many"}}})  # a known key, the wrong shape
 
 
 def test_container_metrics_keys_cover_the_training_metrics_fields():
-    if not (REPO / "training_container" / "stratos_train" / "metrics.py").exists():
-        pytest.skip("the training container package is absent")
     from stratos_contract.metrics import JobMetrics  # metrics.json as the container writes it
 
+    assert set(CORE_FIELDS) <= set(JobMetrics.model_fields)
     for field in ("mode", "mode_reason", "teacher_accuracy", "student_before_accuracy", "student_after_accuracy",
                   "eval_examples", "train_examples", "train_tokens", "final_loss"):  # fmt: skip
         assert field in JobMetrics.model_fields, field

@@ -3,16 +3,16 @@
 A local run applies ``overrides`` (hyperparameters sized for a CPU) on top of the job PrepareTrainingJob
 asked for, and loads model channels from local sources (a depth-pruned student, say). Only what differs from
 the job as it would run on AWS is described: the job's own hyperparameter where PrepareTrainingJob set one,
-else the training container's default (``stratos_train.config.TrainConfig``, the one home of those defaults;
-local mode runs that package, so it is importable wherever this is).
+else the job's default (the contract's ``TrainingHyperparameters``, the one home of those defaults).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from stratos_contract.hyperparameters import TrainingHyperparameters, decode_hyperparameter
 
 #: ``<source>@layers=<n>``: a depth-pruned copy (``stratos_train.models``).
 _PRUNED_RE = re.compile(r"^(?P<base>.+)@layers=(?P<n>\d+)$")
@@ -48,23 +48,13 @@ WORDS: dict[str, Callable[[Any], str]] = {
 }
 
 
-def _container_config() -> Any | None:
-    """``stratos_train.config`` (None without the training extra: values are then compared as strings)."""
-    try:
-        return importlib.import_module("stratos_train.config")
-    except ImportError:
-        return None
+def _decode(raw: str) -> Any:
+    return decode_hyperparameter(raw)
 
 
-def _decode(config: Any | None, raw: str) -> Any:
-    return raw if config is None else config.decode_hyperparameter(raw)
-
-
-def _default(config: Any | None, key: str) -> Any | None:
-    """The container's default for ``key`` (None: unknown key, a factory default, or no container package)."""
-    if config is None:
-        return None
-    field = config.TrainConfig.model_fields.get(key)
+def _default(key: str) -> Any | None:
+    """The training job's default for ``key`` (None: unknown key or a factory default)."""
+    field = TrainingHyperparameters.model_fields.get(key)
     if field is None or field.default_factory is not None:
         return None
     return field.default
@@ -87,11 +77,10 @@ def describe_overrides(job: Mapping[str, str], overrides: Mapping[str, str]) -> 
         container's default), e.g. ``"decoding budget 320 tokens (AWS: 64)"``; flags read on their own
         (``"bf16"``, ``"teacher rationales off, so ..."``).
     """
-    config = _container_config()
     out: list[str] = []
     for key, raw in overrides.items():
-        local = _decode(config, raw)
-        aws = _decode(config, job[key]) if key in job else _default(config, key)
+        local = _decode(raw)
+        aws = _decode(job[key]) if key in job else _default(key)
         if aws is not None and aws == local:
             continue
         text = _words(key, local)

@@ -13,7 +13,6 @@ through DefinitionSubstitutions; everything here is per run.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,6 +24,7 @@ from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.run_record import RunRecord
 from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
+from stratos_contract.hyperparameters import TrainingHyperparameters, encode_hyperparameters
 from stratos_contract.runs import Stage
 
 if TYPE_CHECKING:
@@ -96,24 +96,26 @@ def hyperparameters(
     :data:`LORA_ABOVE_PARAMS` (its own count: a pruned copy's, not its base's) trains LoRA adapters.
     """
     task, options, train_size, eval_size, seed = task_settings(spec)
-    lora = student.params > LORA_ABOVE_PARAMS
-    return Hyperparameters(
+    # Typed and checked by the one schema the container parses (stratos_contract.hyperparameters), then
+    # encoded as the strings SageMaker carries; fields not set here keep the container's defaults.
+    typed = TrainingHyperparameters(
         task=task,
-        task_options=json.dumps(options, separators=(",", ":")),
-        train_size=None if train_size is None else str(train_size),
-        eval_size=None if eval_size is None else str(eval_size),
-        seed=str(seed),
+        task_options=options,
+        **({} if train_size is None else {"train_size": train_size}),
+        **({} if eval_size is None else {"eval_size": eval_size}),
+        seed=seed,
         teacher=model_source("teacher", teacher),
         student=model_source("student", student),
         teacher_id=teacher.id,
         student_id=student.id,
         mode=spec.distillation.mode.value,
-        max_new_tokens=str(spec.constraints.latency.output_tokens),
-        bf16="true" if accelerated else "false",
-        lora="true" if lora else "false",
-        teacher_rationales="true" if plan.mode is DistillationMode.INJECTION else "false",
+        max_new_tokens=spec.constraints.latency.output_tokens,
+        bf16=accelerated,
+        lora=student.params > LORA_ABOVE_PARAMS,
+        teacher_rationales=plan.mode is DistillationMode.INJECTION,
         domain_notes=spec.distillation.domain_notes or "",
     )
+    return Hyperparameters.model_validate(encode_hyperparameters(typed))
 
 
 def channels(spec: TaskSpec, teacher: ModelSpec, student: ModelSpec, models_s3_uri: str) -> list[Channel]:
