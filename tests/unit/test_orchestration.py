@@ -29,7 +29,7 @@ from stratos.pipeline.training import channels, hyperparameters, model_source, v
 from stratos.pipeline.validate import data_uris, deployment_checks
 from stratos.planner.catalog import load_catalog
 from stratos.spec import RedistillPolicy, validate_spec_document
-from tests.conftest import REPO, SPECS
+from tests.conftest import SPECS
 from tests.doubles import sample_metrics
 
 MAHJONG = json.loads((SPECS / "mahjong-winning-tiles.json").read_text(encoding="utf-8"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from stratos_contract.metrics import JobMetrics
 from stratos_train import job
 from stratos_train.config import TrainConfig
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import EvalResult
-from stratos_contract.metrics import JobMetrics
 from stratos_train.models import load_model
 from stratos_train.rounds import (
     Patience,
