@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stratos.errors import EventShapeError, FieldError, short_repr
 from stratos.naming import SpecIdentity
-from stratos.spec import field_errors
+from stratos.validation import field_errors
 
 #: Only objects under this prefix are specs. The pipeline never writes below it (no self-triggering).
 SPECS_PREFIX = "specs/"

@@ -12,7 +12,8 @@ from stratos.naming import RunNames, run_names
 from stratos.payloads import RunContext
 from stratos.pipeline.models import S, StepEvent
 from stratos.pipeline.services import Services
-from stratos.spec import TaskSpec, field_errors, parse_spec
+from stratos.spec import TaskSpec, parse_spec
+from stratos.validation import field_errors
 
 #: Where a run writes, under the artifacts bucket.
 RUNS_PREFIX = "runs/"

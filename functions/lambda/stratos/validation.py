@@ -1,0 +1,203 @@
+"""Validation that names the field: JSON documents read strictly, and pydantic's errors turned into
+:class:`~stratos.errors.FieldError` lines a person can act on (the spec, step inputs and events all use it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from stratos.errors import FieldError, InputValidationError, short_repr
+
+
+class RuleError(ValueError):
+    """A cross-field rule failed; ``path`` (relative to the model that raised it) names the field to fix."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+#: Deepest accepted JSON nesting. The spec's own schema is 4 levels deep.
+MAX_JSON_DEPTH = 32
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any) -> int:
+    # Iterative, so a hostile document cannot blow the Python stack here.
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def load_json_document(
+    raw: bytes | str,
+    source: str,
+    *,
+    error_cls: type[InputValidationError],
+    max_bytes: int,
+) -> Any:
+    """Decode a JSON document strictly: UTF-8, size-capped, no duplicate keys, no NaN/Infinity, depth-capped.
+
+    Raises:
+        error_cls: (an :class:`~stratos.errors.InputValidationError` subclass) with a ``<root>`` FieldError.
+    """
+    size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise error_cls([FieldError("<root>", f"{size} bytes", f"document larger than {max_bytes} bytes")], source)
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error_cls([FieldError("<root>", f"byte {exc.start}", "not valid UTF-8")], source) from exc
+    raw = raw.removeprefix("\ufeff")  # a BOM from Windows editors is harmless
+    try:
+        doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        reason = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
+    except (ValueError, RecursionError) as exc:
+        reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise error_cls([FieldError("<root>", "...", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")], source)
+    return doc
+
+
+def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list[FieldError]:
+    """Turn a pydantic ValidationError into FieldErrors whose paths follow the user's document.
+
+    Pydantic puts the discriminator value of a tagged union into ``loc`` (``data.jsonl.train_uri``); the
+    user wrote ``data.train_uri``, so tags are dropped. Unknown-field errors list the allowed names and the
+    closest match.
+    """
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        path_parts: list[str | int] = []
+        node: Any = doc
+        present = True
+        tag_skipped_at: Any = None
+        for part in err["loc"]:
+            if isinstance(node, dict) and node.get("source") == part and tag_skipped_at is not node:
+                tag_skipped_at = node  # the union tag pydantic inserts right after the union field
+                continue
+            path_parts.append(part)
+            node, present = _child(node, part)
+        rule = (err.get("ctx") or {}).get("error")
+        if isinstance(rule, RuleError):
+            for part in rule.path.split("."):
+                path_parts.append(part)
+                node, present = _child(node, part)
+            err = {**err, "input": node}
+        path = _format_path(path_parts)
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_fields(model, doc, path_parts[:-1])
+            if allowed:
+                close = difflib.get_close_matches(str(path_parts[-1]), allowed, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                reason = f"unknown field{hint} (allowed: {', '.join(allowed)})"
+            else:
+                reason = "unknown field"
+        value = "<missing>" if err["type"] == "missing" or not present else short_repr(err.get("input"))
+        out.append(FieldError(path or "<root>", value, reason))
+    return out
+
+
+def _child(node: Any, part: str | int) -> tuple[Any, bool]:
+    """``node[part]`` for a dict key or list index, and whether it exists."""
+    if isinstance(node, dict) and isinstance(part, str):
+        return node.get(part), part in node
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part], True
+    return None, False
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _format_path(parts: list[str | int]) -> str:
+    """``a.b[0].c``; a key that is not a plain identifier is written ``["key"]`` so the path stays unambiguous."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
+
+
+def _allowed_fields(model: type[BaseModel], doc: Any, parts: list[str | int]) -> list[str]:
+    """Field names of the model at ``parts`` of the document, following nested models and tagged unions."""
+    current: Any = model
+    node: Any = doc
+    for part in parts:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            current = _unwrap(current, node)
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        node = node.get(part) if isinstance(node, dict) else None
+        current = _unwrap(fields[part].annotation, node)
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _unwrap(annotation: Any, node: Any) -> Any:
+    """Reduce ``X | None``, ``list[X]``, ``Annotated[...]`` and tagged unions to the model that ``node`` is."""
+    for _ in range(8):
+        origin = get_origin(annotation)
+        if origin is Annotated or origin is list:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            tag = node.get("source") if isinstance(node, dict) else None
+            chosen = [
+                m
+                for m in members
+                if isinstance(m, type) and issubclass(m, BaseModel) and (len(members) == 1 or _tag_of(m) == tag)
+            ]
+            if not chosen:
+                return None
+            annotation = chosen[0]
+        else:
+            return annotation
+    return annotation
+
+
+def _tag_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("source")
+    if field is None:
+        return None
+    args = get_args(field.annotation)
+    return args[0] if args else None
