@@ -9,7 +9,7 @@ Usage::
 Prints a table (or one JSON object with ``--json``): generation time and examples/s for ``--n`` train
 examples, the number-of-waits and honours distributions, duplicate hands (must be 0), structures shared by
 train and an independently seeded eval set (must be 0), agreement of the verifier with the brute-force check
-on 1,000 hands, and the mean complexity (the ``stratos.tasks_meta`` prior).
+on 1,000 hands, and the mean complexity (the ``stratos_contract.tasks`` prior).
 """
 
 from __future__ import annotations
