@@ -341,3 +341,15 @@ def test_per_stratum_tables_for_the_run_record() -> None:
     assert tables({}) == {}
     with pytest.raises(TrainingFailedError, match="per-stratum table"):
         tables({"injection_rounds": [{"round": 0}]})
+
+
+def test_the_job_hyperparameters_are_checked_by_the_contract_when_built() -> None:
+    from pydantic import ValidationError
+
+    from stratos.pipeline.models import Hyperparameters
+
+    base = {"task": "gsm8k", "seed": "0", "teacher": "channel:teacher", "student": "channel:student"}
+    wire = {**base, "mode": "auto", "max_new_tokens": "64", "bf16": "true", "lora": "false"}
+    Hyperparameters.model_validate({**wire, "teacher_rationales": "false"})
+    with pytest.raises(ValidationError, match="max_new_tokens"):  # in range for the wire shape, not for the job
+        Hyperparameters.model_validate({**wire, "teacher_rationales": "false", "max_new_tokens": "99999"})

@@ -36,7 +36,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from stratos.errors import PayloadTooLargeError
 from stratos.payloads import (
@@ -49,6 +49,8 @@ from stratos.payloads import (
     TrainingJobRef,
 )
 from stratos.types import OwnUri, SafeAscii, Short
+from stratos_contract.hyperparameters import HYPERPARAMETER_VALUE_MAX as HYPERPARAMETER_VALUE_MAX
+from stratos_contract.hyperparameters import HyperparameterError, TrainingHyperparameters, parse_hyperparameters
 
 #: Largest starting event accepted, bytes (an S3 EventBridge event is ~1.5 KB; a RunRequest less).
 MAX_TRIGGER_BYTES = 16 * 1024
@@ -155,15 +157,16 @@ class Tag(Payload):
     Value: Short
 
 
-#: SageMaker's limit on one hyperparameter value, characters.
-HYPERPARAMETER_VALUE_MAX = 2500
 _Numeral = Annotated[str, Field(max_length=24, pattern=r"^-?[0-9][0-9.e+-]*$"), SafeAscii()]
 _Flag = Literal["true", "false"]
 
 
 class Hyperparameters(Payload):
-    """The training container's hyperparameters (``stratos_train.config.TrainConfig`` field names), every
-    value a string as SageMaker delivers them; ``None`` fields are left to the container's defaults."""
+    """What CreateTrainingJob carries as ``HyperParameters``: the subset of the contract's
+    :class:`~stratos_contract.hyperparameters.TrainingHyperparameters` that PrepareTrainingJob sets, every value
+    a string as SageMaker delivers them, each with a byte bound (so the state's size stays provable); ``None``
+    fields are left to the job's defaults. Names, types and ranges are the contract's: every instance is
+    decoded and validated by it (an unknown name or a bad value fails here, not in the training job)."""
 
     MAX_BYTES: ClassVar[int] = 22 * 1024
 
@@ -185,6 +188,14 @@ class Hyperparameters(Payload):
     lora: _Flag
     teacher_rationales: _Flag
     domain_notes: Annotated[str, Field(max_length=HYPERPARAMETER_VALUE_MAX)] = ""
+
+    @model_validator(mode="after")
+    def _valid_for_the_job(self) -> Hyperparameters:
+        try:
+            parse_hyperparameters(self.to_api(), TrainingHyperparameters)
+        except HyperparameterError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
