@@ -22,6 +22,7 @@ from stratos.spec import (
     TaskSpec,
     parse_spec,
     spec_json_schema,
+    validate_spec_document,
 )
 from stratos_cli.cli import main as cli_main
 from tests.conftest import REPO, SPECS
@@ -243,3 +244,32 @@ def test_mutated_specs_only_validation_errors(doc):
             assert err.path != "<root>" or err.reason, "a root error still says why"
     else:
         assert isinstance(spec, TaskSpec)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("", "empty"),
+        ("\\d*", "matches the empty string"),
+        ("(x)?", "matches the empty string"),
+        ("(a)\\1", "not a valid RE2 regular expression (invalid escape sequence: \\1)"),
+        ("(?=x)x", "not a valid RE2 regular expression"),
+        ("(", "not a valid RE2 regular expression"),
+    ],
+)
+def test_answer_regex_must_be_re2_and_not_match_empty(mahjong_spec_doc, pattern, reason):
+    """The scorer runs RE2 (linear time); a pattern matching "" would score every completion correct."""
+    doc = copy.deepcopy(mahjong_spec_doc)
+    doc["task"] = {"kind": "extraction", "metric": "regex-match", "answer_regex": pattern}
+    with pytest.raises(SpecValidationError) as caught:
+        validate_spec_document(doc)
+    [error] = caught.value.errors
+    assert error.path == "task.answer_regex" and reason in error.reason
+
+
+def test_a_backtracking_pattern_is_linear_time_under_re2(mahjong_spec_doc):
+    doc = copy.deepcopy(mahjong_spec_doc)
+    doc["task"] = {"kind": "extraction", "metric": "regex-match", "answer_regex": "(a+)+$"}
+    uri = "s3://stratos-data-123456789012-us-east-1/datasets/ids"
+    doc["data"] = {"source": "jsonl", "format": "chat", "train_uri": f"{uri}/train.jsonl", "eval_uri": f"{uri}/e.jsonl"}
+    assert validate_spec_document(doc).task.answer_regex == "(a+)+$"  # accepted: RE2 cannot blow up on it

@@ -158,7 +158,8 @@ def test_no_verifier() -> None:
         ({"format": "chat", "metric": "bleu"}, "metric must be one of"),
         ({"format": "chat", "metric": "regex-match"}, "answer_regex is required by"),
         ({"format": "chat", "answer_regex": "x"}, "only allowed with"),
-        ({"format": "chat", "metric": "regex-match", "answer_regex": "("}, "does not compile"),
+        ({"format": "chat", "metric": "regex-match", "answer_regex": "("}, "does not compile under RE2"),
+        ({"format": "chat", "metric": "regex-match", "answer_regex": "\\d*"}, "matches the empty string"),
         ({"format": "chat", "train_uri": "x"}, "unexpected keyword argument 'train_uri'"),
         ({}, "missing a required argument: 'format'"),
     ],
@@ -166,3 +167,11 @@ def test_no_verifier() -> None:
 def test_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(TaskError, match=message):
         get_task("jsonl", **options)
+
+
+def test_answer_regex_scores_on_re2_so_a_looping_output_cannot_backtrack() -> None:
+    task = JsonlTask("prompt-completion", metric="regex-match", answer_regex="(a+)+$")
+    assert task.answer_regex is not None and type(task.answer_regex).__module__.startswith("re2")
+    looping = "a" * 20_000 + "b"  # exponential for a backtracking engine, one pass for RE2
+    assert task.extract_answer(looping) is None  # no match: the text ends in 'b'
+    assert task.extract_answer("answer: aaa") == "aaa"

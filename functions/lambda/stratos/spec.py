@@ -131,6 +131,35 @@ InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance 
 InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", 16)]
 
 
+def check_answer_regex(pattern: str) -> None:
+    """Refuse a user's answer regex the scorer could not use safely.
+
+    The training job scores with RE2 (``google-re2``: linear time in the completion's length, so a looping
+    model's output cannot make a pattern like ``(a+)+$`` backtrack for hours); this is the same engine.
+
+    Raises:
+        ValueError: the pattern is empty, does not compile under RE2 (the message says why), or matches the
+            empty string (every completion would then contain "the answer": accuracy 1.0 passes any gate).
+    """
+    import re2
+
+    if not pattern:
+        raise ValueError("empty: give a pattern that finds the answer, e.g. 'ID: (\\d+)'")
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        compiled = re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"not a valid RE2 regular expression ({reason}); RE2 has no backreferences or lookaround"
+        ) from exc
+    if compiled.search("") is not None:
+        raise ValueError(
+            "matches the empty string, so every completion would score as correct; require at least one character"
+        )
+
+
 class TaskSection(_Strict):
     """What the task is and how answers are scored."""
 
@@ -139,18 +168,16 @@ class TaskSection(_Strict):
     answer_regex: str | None = Field(
         default=None,
         max_length=512,
-        description="Python regex that extracts the answer from a completion; required by, and only "
-        "allowed with, metric 'regex-match'. Group 1 if present, else the whole match.",
+        description="RE2 regular expression (linear time: no backreferences or lookaround) that extracts the "
+        "answer from a completion; required by, and only allowed with, metric 'regex-match'. Group 1 if "
+        "present, else the whole match. It must not match the empty string.",
     )
 
     @field_validator("answer_regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid Python regular expression: {exc}") from exc
+            check_answer_regex(value)
         return value
 
     @model_validator(mode="after")

@@ -23,10 +23,11 @@ Injection keeps teacher answers that score correct against it. Complexity: non-e
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import re2
 
 from stratos_contract.tasks import TASKS, Metric, RecordFormat
 from stratos_train.tasks.base import (
@@ -94,12 +95,18 @@ class JsonlTask(TaskBase):
             raise ValueError(f"metric must be one of {[m.value for m in Metric]}, got {metric!r}") from exc
         if (self.metric is Metric.REGEX_MATCH) != (answer_regex is not None):
             raise ValueError("answer_regex is required by, and only allowed with, metric 'regex-match'")
-        self.answer_regex: re.Pattern[str] | None = None
+        # RE2 (linear time), the engine the spec's validator checked the pattern with: a looping model's output
+        # cannot make a user's pattern backtrack for the rest of the job.
+        self.answer_regex: re2._Regexp[str] | None = None
         if answer_regex is not None:
+            options = re2.Options()
+            options.log_errors = False
             try:
-                self.answer_regex = re.compile(answer_regex)
-            except re.error as exc:
-                raise ValueError(f"answer_regex does not compile: {exc}") from exc
+                self.answer_regex = re2.compile(answer_regex, options=options)
+            except re2.error as exc:
+                raise ValueError(f"answer_regex does not compile under RE2: {exc}") from exc
+            if self.answer_regex.search("") is not None:
+                raise ValueError("answer_regex matches the empty string: every completion would score as correct")
         self.paths: dict[str, Path | None] = {
             "train": Path(train) if train is not None else None,
             "eval": Path(eval) if eval is not None else None,
