@@ -122,8 +122,8 @@ def test_a_region_without_snapshot_prices_is_refused_before_anything_starts(tmp_
 def test_failed_run_prints_run_id_error_and_reason_and_nothing_raw(tmp_path: Path) -> None:
     """The CLI in its own process, as a user runs it: no warning, log line or stack trace gets through."""
     doc = json.loads((SPECS / "mahjong-local.json").read_text(encoding="utf-8"))
-    doc["distillation"]["domain_notes"] = "x" * 2600  # valid spec, but over SageMaker's hyperparameter limit
-    spec = tmp_path / "too-long-notes.json"
+    doc["constraints"]["budget_usd"] = 1  # a valid spec no plan fits: SelectPlan fails inside the pipeline
+    spec = tmp_path / "too-small-budget.json"
     spec.write_text(json.dumps(doc), encoding="utf-8")
     env = {**os.environ, "STRATOS_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "default"}
     done = subprocess.run(
@@ -140,7 +140,7 @@ def test_failed_run_prints_run_id_error_and_reason_and_nothing_raw(tmp_path: Pat
         assert raw not in output, output
     lines = output.splitlines()
     [head] = [i for i, line in enumerate(lines) if line.startswith("FAILED run ")]
-    assert lines[head].startswith("FAILED run too-long-notes-")
-    assert lines[head].endswith(": SpecValidationError")
-    assert lines[head + 1].startswith("reason: ") and "distillation.domain_notes: at most 2500" in lines[head + 1]
+    assert lines[head].startswith("FAILED run too-small-budget-")
+    assert lines[head].endswith(": NoFeasiblePlanError")
+    assert lines[head + 1].startswith("reason: ") and "budget" in lines[head + 1]
     assert lines[head + 2].startswith("report: ")

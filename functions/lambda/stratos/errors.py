@@ -27,14 +27,22 @@ class FieldError:
 
     Attributes:
         path: dotted path to the field, with list indices, e.g. ``constraints.latency.p50_ms`` or
-            ``candidates.teachers[2]``; ``<root>`` for the document itself.
+            ``candidates.teachers[2]``; ``<root>`` for the document itself (at most 200 characters).
         value: the offending value, shortened for display (at most 80 characters).
-        reason: why it was rejected, in words a user can act on.
+        reason: why it was rejected, in words a user can act on (at most 300 characters).
+
+    Each part is cut to its limit here, whoever built it, so a huge input never makes a huge message.
     """
 
     path: str
     value: str
     reason: str
+
+    def __post_init__(self) -> None:
+        for name, limit in (("path", 200), ("value", 80), ("reason", 300)):
+            text = getattr(self, name)
+            if len(text) > limit:
+                object.__setattr__(self, name, text[: limit - 3] + "...")
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason} (got {self.value})"

@@ -38,6 +38,7 @@ from pydantic_core import CoreSchema, core_schema
 from stratos.errors import FieldError, SpecValidationError, short_repr
 from stratos.validation import RuleError as RuleError
 from stratos.validation import field_errors, load_json_document
+from stratos_contract.hyperparameters import HYPERPARAMETER_VALUE_MAX
 from stratos_contract.tasks import DistillationMode as DistillationMode
 from stratos_contract.tasks import Metric as Metric
 from stratos_contract.tasks import RecordFormat as RecordFormat
@@ -344,6 +345,17 @@ class Candidates(_Strict):
         description="Override of the catalog's prior accuracy (fraction 0..1) on this task, per model id.",
     )
 
+    @model_validator(mode="after")
+    def _no_repeated_ids(self) -> Candidates:
+        for role in ("teachers", "students"):
+            ids = getattr(self, role) or []
+            seen: set[str] = set()
+            for i, model_id in enumerate(ids):
+                if model_id in seen:
+                    raise RuleError(f"{role}.{i}", f"{model_id!r} is listed twice")
+                seen.add(model_id)
+        return self
+
 
 class Distillation(_Strict):
     """How the training job distills."""
@@ -351,9 +363,10 @@ class Distillation(_Strict):
     mode: DistillationMode = Field(default=DistillationMode.AUTO, description="auto | alignment | injection.")
     domain_notes: str | None = Field(
         default=None,
-        max_length=8000,
+        max_length=HYPERPARAMETER_VALUE_MAX,
         description="Domain knowledge (rules, definitions) put into the teacher's prompt when it writes "
-        "rationales for Knowledge Injection.",
+        "rationales for Knowledge Injection. At most 2,500 characters: it reaches the training job as a "
+        "SageMaker hyperparameter.",
     )
 
 
@@ -387,6 +400,14 @@ class TaskSpec(_Strict):
     """A distillation request. See the README for a worked example and ``stratos schema`` for the schema."""
 
     spec_version: Literal[1] = Field(default=1, description="Version of this contract.")
+
+    @field_validator("spec_version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true equals 1 in Python; a version is a number
+            raise ValueError("must be the number 1, not a boolean")
+        return value
+
     task_id: TaskId = Field(
         description="Stable id of the task: 1-48 chars, lowercase letters, digits, hyphens. Names the "
         "default endpoint and groups re-distillation runs.",

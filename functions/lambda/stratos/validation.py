@@ -39,8 +39,50 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+#: Most digits a JSON integer may have: every count and size in Stratos fits in far fewer, and Python refuses
+#: to parse more than 4,300 with a message about its own limits.
+MAX_INT_DIGITS = 20
+
+
+class _Unusable:
+    """Stands in for a number the document must not hold (NaN, Infinity, an overflowing or huge number), so
+    that the error can name where it is rather than fail the whole parse at ``<root>``."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text, self.reason = text, reason
+
+
+def _constant(name: str) -> _Unusable:
+    return _Unusable(name, f"{name} is not a number JSON allows")
+
+
+def _int(text: str) -> int | _Unusable:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        return _Unusable(f"{text[:12]}... ({digits} digits)", f"a number of {digits} digits; at most {MAX_INT_DIGITS}")
+    return int(text)
+
+
+def _float(text: str) -> float | _Unusable:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        return _Unusable(text[:24], "a number too large for a 64-bit float")
+    return value
+
+
+def _unusable_numbers(doc: Any) -> list[FieldError]:
+    """Every :class:`_Unusable` in ``doc``, with its path (iterative: a hostile document cannot blow the stack)."""
+    found: list[FieldError] = []
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        node, parts = stack.pop()
+        if isinstance(node, _Unusable):
+            found.append(FieldError(_format_path(parts) or "<root>", node.text, node.reason))
+        elif isinstance(node, dict):
+            stack.extend((v, [*parts, k]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, [*parts, i]) for i, v in enumerate(node))
+    return sorted(found, key=lambda e: e.path)
 
 
 def _depth(value: Any) -> int:
@@ -63,7 +105,8 @@ def load_json_document(
     error_cls: type[InputValidationError],
     max_bytes: int,
 ) -> Any:
-    """Decode a JSON document strictly: UTF-8, size-capped, no duplicate keys, no NaN/Infinity, depth-capped.
+    """Decode a JSON document strictly: UTF-8, size-capped, no duplicate keys, depth-capped, and no NaN, Infinity,
+    overflowing float or integer of more than :data:`MAX_INT_DIGITS` digits (each named by its path).
 
     Raises:
         error_cls: (an :class:`~stratos.errors.InputValidationError` subclass) with a ``<root>`` FieldError.
@@ -78,7 +121,9 @@ def load_json_document(
             raise error_cls([FieldError("<root>", f"byte {exc.start}", "not valid UTF-8")], source) from exc
     raw = raw.removeprefix("\ufeff")  # a BOM from Windows editors is harmless
     try:
-        doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+        doc = json.loads(
+            raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_constant, parse_int=_int, parse_float=_float
+        )
     except json.JSONDecodeError as exc:
         reason = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
@@ -87,6 +132,9 @@ def load_json_document(
         raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
     if _depth(doc) > MAX_JSON_DEPTH:
         raise error_cls([FieldError("<root>", "...", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")], source)
+    unusable = _unusable_numbers(doc)
+    if unusable:
+        raise error_cls(unusable, source)
     return doc
 
 
@@ -111,9 +159,10 @@ def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list
             node, present = _child(node, part)
         rule = (err.get("ctx") or {}).get("error")
         if isinstance(rule, RuleError):
-            for part in rule.path.split("."):
-                path_parts.append(part)
-                node, present = _child(node, part)
+            for text in rule.path.split("."):
+                step: str | int = int(text) if text.isdigit() else text  # "students.2": the list's third item
+                path_parts.append(step)
+                node, present = _child(node, step)
             err = {**err, "input": node}
         path = _format_path(path_parts)
         reason = err["msg"].removeprefix("Value error, ")

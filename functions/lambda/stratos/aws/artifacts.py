@@ -13,7 +13,7 @@ import tarfile
 from typing import Any
 
 from stratos.aws.clients import client, error_code, error_message, throttling_as_retryable
-from stratos.errors import SpecNotFoundError, TrainingFailedError
+from stratos.errors import FieldError, SpecNotFoundError, SpecValidationError, TrainingFailedError
 from stratos.events import SPECS_PREFIX
 from stratos.naming import SpecIdentity
 from stratos.payloads import S3Pointer
@@ -90,7 +90,8 @@ class ArtifactStore:
         """The spec object at exactly the version the event named (``VersionId``; else the ETag must match).
 
         Raises:
-            SpecNotFoundError: the version (or the object) no longer exists, or it is larger than a spec can be.
+            SpecNotFoundError: the version (or the object) no longer exists.
+            SpecValidationError: the object is larger than a spec may be (the limit is in the message).
         """
         from botocore.exceptions import ClientError
 
@@ -108,8 +109,12 @@ class ArtifactStore:
                 f"{identity.uri} (version {identity.version_id or identity.etag or '?'}) cannot be read: "
                 f"{code or 'error'}: {error_message(exc)}"
             ) from exc
-        if int(response.get("ContentLength", 0)) > MAX_SPEC_BYTES:
-            raise SpecNotFoundError(f"{identity.uri} is {response['ContentLength']} bytes: not a spec")
+        size = int(response.get("ContentLength", 0))
+        if size > MAX_SPEC_BYTES:
+            raise SpecValidationError(
+                [FieldError("<root>", f"{size:,} bytes", f"a spec may be at most {MAX_SPEC_BYTES:,} bytes")],
+                identity.uri,
+            )
         body: bytes = response["Body"].read(MAX_SPEC_BYTES + 1)
         return body
 

@@ -17,7 +17,6 @@ from stratos.events import RunRequest, identity_from_trigger
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import RunContext
 from stratos.pipeline.models import (
-    HYPERPARAMETER_VALUE_MAX,
     MAX_TRIGGER_BYTES,
     REDISTILL_REVISION_PREFIX,
     RunStarted,
@@ -46,8 +45,9 @@ def deployment_checks(spec: TaskSpec, stack_region: str | None, source: str) -> 
 
     Raises:
         SpecValidationError: ``constraints.region`` differs from the stack's region (the run would plan with
-            one region's prices and train in another), or ``distillation.domain_notes`` is longer than a
-            SageMaker hyperparameter may be.
+            one region's prices and train in another). Limits the spec itself can state (``domain_notes``'
+            length, a SageMaker hyperparameter's) are in the spec model, so ``stratos validate``, the JSON
+            Schema and this step agree.
     """
     errors: list[FieldError] = []
     region = spec.constraints.region
@@ -55,16 +55,6 @@ def deployment_checks(spec: TaskSpec, stack_region: str | None, source: str) -> 
         errors.append(
             FieldError(
                 "constraints.region", repr(region), f"this Stratos stack runs in {stack_region}; deploy one there"
-            )
-        )
-    notes = spec.distillation.domain_notes or ""
-    if len(notes) > HYPERPARAMETER_VALUE_MAX:
-        errors.append(
-            FieldError(
-                "distillation.domain_notes",
-                f"{len(notes)} characters",
-                f"at most {HYPERPARAMETER_VALUE_MAX} characters reach the training job (a SageMaker "
-                "hyperparameter limit)",
             )
         )
     if errors:
