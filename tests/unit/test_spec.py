@@ -295,3 +295,28 @@ def test_an_oversized_spec_object_is_invalid_stating_the_limit():
             ArtifactStore("artifacts", s3_client=s3).read_spec(identity)
     [error] = caught.value.errors
     assert error.path == "<root>" and error.reason == f"a spec may be at most {MAX_SPEC_BYTES:,} bytes"
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("s3://data..bucket/train.jsonl", "not a valid S3 bucket name"),
+        ("s3://10.0.0.1/train.jsonl", "IP address"),
+        ("s3://xn--data/train.jsonl", "reserves"),
+        ("s3://data-bucket/data/../runs/r1/spec.json", "'..' segments"),
+        ("s3://data-bucket/data/%2e%2e/runs/spec.json", "percent-encoded"),
+        ("s3://data-bucket/train.jsonl?versionId=3", "query"),
+        ("s3://data-bucket/data//train.jsonl", "empty segments"),
+    ],
+)
+def test_data_uris_name_one_object_the_way_they_read(mahjong_spec_doc, uri, reason):
+    doc = copy.deepcopy(mahjong_spec_doc)
+    doc["task"] = {"kind": "extraction", "metric": "exact-match"}
+    ok = "s3://data-bucket/data/eval.jsonl"
+    doc["data"] = {"source": "jsonl", "format": "chat", "train_uri": uri, "eval_uri": ok}
+    with pytest.raises(SpecValidationError) as caught:
+        validate_spec_document(doc)
+    [error] = caught.value.errors
+    assert error.path == "data.train_uri" and reason in error.reason
+    doc["data"]["train_uri"] = "s3://data-bucket/data/train.jsonl"
+    assert validate_spec_document(doc).data.train_uri == "s3://data-bucket/data/train.jsonl"  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -100,6 +101,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
 
 
+def check_s3_uri(uri: str) -> str:
+    """Refuse S3 URIs that do not name exactly one object or prefix the way they read.
+
+    Beyond the shape (``s3://bucket/key``): the bucket must follow S3's naming rules (no ``..``, no ``.-`` or
+    ``-.``, not an IP address, none of the reserved prefixes and suffixes), and the key must not climb
+    (``..`` segments), hide characters behind percent-encoding (``%2e%2e``, ``%2f``), carry a query or
+    fragment (``?versionId=``), or hold empty segments (``a//b``).
+
+    Raises:
+        ValueError: saying which rule the URI breaks.
+    """
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        raise ValueError(f"bucket {bucket!r} is not a valid S3 bucket name (adjacent dots or a dot next to a hyphen)")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket):
+        raise ValueError(f"bucket {bucket!r} is not a valid S3 bucket name (formatted like an IP address)")
+    if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3")):
+        raise ValueError(f"bucket {bucket!r} uses a prefix or suffix S3 reserves")
+    if "%" in key:
+        raise ValueError("the key must be written out, not percent-encoded (e.g. %2e%2e)")
+    if "?" in key or "#" in key:
+        raise ValueError("the key must not carry a query or fragment (e.g. ?versionId=)")
+    segments = key.rstrip("/").split("/")
+    if any(part in (".", "..") for part in segments):
+        raise ValueError("the key must not contain '.' or '..' segments")
+    if any(part == "" for part in segments):
+        raise ValueError("the key must not contain empty segments ('//')")
+    return uri
+
+
 S3Uri = Annotated[
     str,
     _Pattern(
@@ -107,6 +138,7 @@ S3Uri = Annotated[
         "an S3 URI like s3://my-bucket/path/file.jsonl (bucket: 3-63 lowercase letters, digits, dots, hyphens)",
         1024,
     ),
+    AfterValidator(check_s3_uri),
 ]
 RegionCode = Annotated[str, _Pattern(_REGION_RE, "an AWS region code like us-east-1", 32)]
 TaskId = Annotated[
