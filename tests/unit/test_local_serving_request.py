@@ -84,6 +84,14 @@ def test_sampling_parameters_are_kept():
         (body({"inputs": "x", "parameters": {"do_sample": "yes"}}), "parameters.do_sample"),
         (body({"inputs": "x", "parameters": {"top_p": 0}}), "parameters.top_p"),
         (body({"inputs": "x", "parameters": {"stop": [""]}}), "parameters.stop"),
+        (b'{"inputs": "x", "parameters": {"temperature": Infinity}}', "parameters.temperature"),
+        (b'{"inputs": "x", "parameters": {"temperature": NaN}}', "parameters.temperature"),
+        (body({"inputs": "x", "parameters": {"temperature": 1e300}}), "parameters.temperature"),
+        (body({"inputs": "x", "parameters": {"seed": 10**30}}), "parameters.seed"),
+        (body({"inputs": "x", "parameters": {"seed": 1e30}}), "parameters.seed"),
+        (body({"inputs": "x", "parameters": {"top_k": 10**11}}), "parameters.top_k"),
+        (b"[" * 100_000 + b"]" * 100_000, "<body>"),
+        (b'{"inputs": "\\ud800"}', "<body>"),
     ],
 )
 def test_rejections_name_the_field(raw: bytes, field: str):

@@ -101,17 +101,17 @@ class Parameters(BaseModel):
         None,
         description="true or false: sample instead of decoding greedily (default: greedy unless temperature > 0)",
     )
-    temperature: Annotated[float, Field(ge=0)] | None = Field(
-        None, description="a number >= 0: sampling temperature (0 = greedy)"
+    temperature: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="a number in [0, 100]: sampling temperature (0 = greedy)"
     )
     top_p: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="a number in (0, 1]: nucleus-sampling probability mass"
     )
-    top_k: Annotated[int, Field(ge=0)] | None = Field(
-        None, description="an integer >= 0: sample among the k likeliest tokens (0 = off)"
+    top_k: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        None, description="an integer in [0, 1000000]: sample among the k likeliest tokens (0 = off)"
     )
-    seed: Annotated[int, Field(ge=0)] | None = Field(
-        None, description="an integer >= 0: random seed set before sampling"
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = Field(
+        None, description="an integer in [0, 4294967295]: random seed set before sampling"
     )
     stop: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None, description="a list of non-empty strings: the text is cut before the first one"
