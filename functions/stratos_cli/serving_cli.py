@@ -224,8 +224,10 @@ def _ask_settings(args: argparse.Namespace) -> tuple[str, dict[str, str], int | 
         if args.data is None:
             print(f"{args.spec} reads the user's JSONL files: pass --data DIR (as for stratos run)", file=sys.stderr)
             return None
+        from stratos_cli.local.run import local_data_file
+
         for key, uri in (("train", spec.data.train_uri), ("eval", spec.data.eval_uri)):
-            options[key] = str(args.data / str(uri).rsplit("/", 1)[-1])
+            options[key] = str(local_data_file(args.data, uri))
     else:
         options.update(data)
     return settings.task, options, settings.eval_size, settings.seed

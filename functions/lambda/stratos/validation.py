@@ -70,32 +70,21 @@ def _float(text: str) -> float | _Unusable:
     return value
 
 
-def _unusable_numbers(doc: Any) -> list[FieldError]:
-    """Every :class:`_Unusable` in ``doc``, with its path (iterative: a hostile document cannot blow the stack)."""
-    found: list[FieldError] = []
+def _scan(doc: Any) -> tuple[int, list[FieldError]]:
+    """One pass over ``doc``: its nesting depth, and every :class:`_Unusable` number with its path (sorted).
+    Iterative, so a hostile document cannot blow the Python stack here."""
+    deepest, found = 0, []
     stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
     while stack:
         node, parts = stack.pop()
+        deepest = max(deepest, len(parts) + 1)
         if isinstance(node, _Unusable):
             found.append(FieldError(_format_path(parts) or "<root>", node.text, node.reason))
         elif isinstance(node, dict):
             stack.extend((v, [*parts, k]) for k, v in node.items())
         elif isinstance(node, list):
             stack.extend((v, [*parts, i]) for i, v in enumerate(node))
-    return sorted(found, key=lambda e: e.path)
-
-
-def _depth(value: Any) -> int:
-    # Iterative, so a hostile document cannot blow the Python stack here.
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return deepest
+    return deepest, sorted(found, key=lambda e: e.path)
 
 
 def load_json_document(
@@ -130,9 +119,9 @@ def load_json_document(
     except (ValueError, RecursionError) as exc:
         reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise error_cls([FieldError("<root>", short_repr(raw[:40]), reason)], source) from exc
-    if _depth(doc) > MAX_JSON_DEPTH:
+    depth, unusable = _scan(doc)
+    if depth > MAX_JSON_DEPTH:
         raise error_cls([FieldError("<root>", "...", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")], source)
-    unusable = _unusable_numbers(doc)
     if unusable:
         raise error_cls(unusable, source)
     return doc

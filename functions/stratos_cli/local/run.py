@@ -367,6 +367,12 @@ def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def local_data_file(data_dir: Path, uri: str) -> Path:
+    """Where ``--data DIR`` holds the object a spec's ``uri`` names: the file with the URI's base name
+    (``s3://b/datasets/word-forms/train.jsonl`` -> ``DIR/train.jsonl``)."""
+    return data_dir / uri.rsplit("/", 1)[-1]
+
+
 def _stage_data(stack: Any, spec: TaskSpec, data_dir: Path | None) -> None:
     """Put ``data_dir``'s files where the spec's data points, in the embedded S3."""
     data = spec.data
@@ -381,7 +387,7 @@ def _stage_data(stack: Any, spec: TaskSpec, data_dir: Path | None) -> None:
         targets = [(prefix + p.name, p) for p in sorted(data_dir.iterdir()) if p.is_file()]
     else:
         for uri in (data.train_uri, data.eval_uri):
-            path = data_dir / uri.rsplit("/", 1)[-1]
+            path = local_data_file(data_dir, uri)
             if not path.exists():
                 raise LocalRunError(f"{uri} is not in --data {data_dir} (expected {path})")
             targets.append((uri, path))

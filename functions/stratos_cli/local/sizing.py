@@ -48,10 +48,6 @@ WORDS: dict[str, Callable[[Any], str]] = {
 }
 
 
-def _decode(raw: str) -> Any:
-    return decode_hyperparameter(raw)
-
-
 def _default(key: str) -> Any | None:
     """The training job's default for ``key`` (None: unknown key or a factory default)."""
     field = TrainingHyperparameters.model_fields.get(key)
@@ -79,8 +75,8 @@ def describe_overrides(job: Mapping[str, str], overrides: Mapping[str, str]) -> 
     """
     out: list[str] = []
     for key, raw in overrides.items():
-        local = _decode(raw)
-        aws = _decode(job[key]) if key in job else _default(key)
+        local = decode_hyperparameter(raw)
+        aws = decode_hyperparameter(job[key]) if key in job else _default(key)
         if aws is not None and aws == local:
             continue
         text = _words(key, local)

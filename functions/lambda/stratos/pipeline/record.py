@@ -155,9 +155,7 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
             finished_at=now,
             updated_at=now,
             actual=actual or None,
-            gate=None
-            if doc.evaluation is None
-            else GateRecord(**doc.evaluation.model_dump(include={"passed", "reason"})),
+            gate=None if (ev := doc.evaluation) is None else GateRecord(passed=ev.passed, reason=ev.reason),
         )
         try:
             svc.records.update(run_id, step.execution_arn, fields)
