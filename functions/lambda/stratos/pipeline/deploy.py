@@ -207,7 +207,7 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
     named = [*tags, {"Key": "stratos:student", "Value": student.id}]
     sm.create_model(
         names.model_name,
-        svc.settings.require("sagemaker_role_arn"),
+        svc.settings.require("serving_role_arn"),
         image,
         model_data,
         container_env(spec, serving.accelerator_count),

@@ -23,7 +23,9 @@ ENV: dict[str, str] = {
     "artifacts_bucket": "STRATOS_ARTIFACTS_BUCKET",
     "runs_table": "STRATOS_RUNS_TABLE",
     "state_machine_arn": "STRATOS_STATE_MACHINE_ARN",
-    "sagemaker_role_arn": "STRATOS_SAGEMAKER_ROLE_ARN",
+    "serving_role_arn": "STRATOS_SERVING_ROLE_ARN",
+    "stack_name": "STRATOS_STACK_NAME",
+    "data_buckets": "STRATOS_DATA_BUCKETS",
     "inference_image_uri": "STRATOS_INFERENCE_IMAGE_URI",
     "cpu_inference_image_uri": "STRATOS_CPU_INFERENCE_IMAGE_URI",
     "models_s3_uri": "STRATOS_MODELS_S3_URI",
@@ -42,7 +44,12 @@ class Settings(BaseModel):
         artifacts_bucket: where runs write (``runs/<run_id>/...``), models are staged (``models/``).
         runs_table: DynamoDB table of run and task records.
         state_machine_arn: the distillation state machine (the sweep starts runs on it).
-        sagemaker_role_arn: execution role SageMaker models run under (Deploy passes it to CreateModel).
+        serving_role_arn: execution role the served models run under (Deploy passes it to CreateModel); it
+            reads model artifacts only. Training jobs run under their own role (the state machine's).
+        stack_name: the stack's name; every SageMaker resource Stratos creates is tagged
+            ``stratos:managed-by=<stack_name>`` and IAM lets the stack change only resources carrying it.
+        data_buckets: buckets besides the artifacts bucket's ``data/`` prefix that specs may read data from
+            (the ``DataBucketName`` stack parameter); nothing else is accepted.
         inference_image_uri: serving container image for accelerated (GPU) instances (an LLM-serving DLC).
         cpu_inference_image_uri: serving container image for CPU-only instances.
         models_s3_uri: S3 prefix holding one Hugging Face model directory per catalog id
@@ -60,7 +67,9 @@ class Settings(BaseModel):
     artifacts_bucket: str | None = None
     runs_table: str | None = None
     state_machine_arn: str | None = None
-    sagemaker_role_arn: str | None = None
+    serving_role_arn: str | None = None
+    stack_name: str | None = None
+    data_buckets: tuple[str, ...] = ()
     inference_image_uri: str | None = None
     cpu_inference_image_uri: str | None = None
     models_s3_uri: str | None = None
@@ -82,7 +91,7 @@ class Settings(BaseModel):
             value = env.get(var, "").strip()
             if not value:
                 continue
-            if name == "instance_allowlist":
+            if name in ("instance_allowlist", "data_buckets"):
                 raw[name] = tuple(v.strip() for v in value.split(",") if v.strip())
             else:
                 raw[name] = value
