@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stratos.errors import StratosError
 
@@ -26,8 +27,19 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def _data_locations(text: str) -> list[Any]:
+    """argparse type of ``--data-buckets``: comma-separated ``bucket`` or ``bucket/prefix/`` entries."""
+    from stratos.spec import parse_data_location
+
+    try:
+        return [parse_data_location(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from stratos.spec import parse_spec
+    from stratos.errors import SpecValidationError
+    from stratos.spec import data_location_errors, parse_spec
 
     failed = 0
     for path in args.specs:
@@ -39,6 +51,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         try:
             spec = parse_spec(raw, source=str(path))
+            if args.data_buckets is not None:
+                outside = data_location_errors(spec, args.data_buckets)
+                if outside:
+                    raise SpecValidationError(outside, str(path))
         except StratosError as exc:
             failed += 1
             errors = getattr(exc, "errors", ())
@@ -63,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check task spec files; exit 1 if any is invalid")
     validate.add_argument("specs", nargs="+", metavar="SPEC", help="task spec JSON file(s)")
+    validate.add_argument(
+        "--data-buckets",
+        type=_data_locations,
+        metavar="LOCATIONS",
+        help=(
+            "also check the data URIs lie where the stack reads data: comma-separated BUCKET or BUCKET/PREFIX/ "
+            "entries, e.g. my-artifacts/data/,team-data (the artifacts bucket's data/ and DataBucketName)"
+        ),
+    )
     validate.set_defaults(func=_cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the task spec")

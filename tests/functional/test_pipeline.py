@@ -116,7 +116,9 @@ def test_a_jsonl_spec_sends_createtrainingjob_strings_only(make_stack):
     """User JSONL data has no train_size / eval_size: those hyperparameters are left out, never sent as JSON
     nulls (SageMaker, and the embedded AWS like it, refuses a HyperParameters value that is not a string)."""
     run = make_stack()
-    bucket = f"s3://{run.stack.artifacts_bucket}/datasets/words"
+    bucket = f"s3://{run.stack.artifacts_bucket}/data/words"
+    for name in ("train.jsonl", "eval.jsonl"):
+        run.stack.client("s3").put_object(Bucket=run.stack.artifacts_bucket, Key=f"data/words/{name}", Body=b"{}\n")
     data = {
         "source": "jsonl",
         "format": "chat",
@@ -131,6 +133,37 @@ def test_a_jsonl_spec_sends_createtrainingjob_strings_only(make_stack):
     assert all(isinstance(v, str) for v in hp.values()), hp
     assert hp["task"] == "jsonl" and "train_size" not in hp and "eval_size" not in hp
     assert [c["ChannelName"] for c in request["InputDataConfig"]][2:] == ["train", "eval"]
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("s3://someone-elses-prod-data/pii/customers.jsonl", "is not one this stack reads data from"),
+        ("s3://{artifacts}/runs/other-run/spec.json", "this bucket belongs to Stratos"),
+        ("s3://{artifacts}/data/words/missing.jsonl", "no such object in S3"),
+    ],
+)
+def test_data_outside_the_stack_or_missing_is_refused_before_any_job(make_stack, where, reason):
+    """Data confinement: a foreign bucket, another run's files or a missing object fail ValidateSpec with the
+    field named; no spec copy is written and no training job is created."""
+    run = make_stack()
+    artifacts = run.stack.artifacts_bucket
+    s3 = run.stack.client("s3")
+    s3.put_object(Bucket=artifacts, Key="data/words/eval.jsonl", Body=b"{}\n")
+    data = {
+        "source": "jsonl",
+        "format": "chat",
+        "train_uri": where.format(artifacts=artifacts),
+        "eval_uri": f"s3://{artifacts}/data/words/eval.jsonl",
+    }
+    spec = mahjong_spec(**{"data": data, "task.kind": "open-qa", "task.metric": "exact-match"})
+    described = run.upload_and_wait(spec)
+    assert described["status"] == "FAILED"
+    assert described["error"] == "SpecValidationError"
+    assert "data.train_uri" in described["cause"] and reason in described["cause"]
+    assert "data.eval_uri" not in described["cause"]
+    assert run.sagemaker.training_requests == []
+    assert s3.list_objects_v2(Bucket=artifacts, Prefix="runs/").get("KeyCount", 0) == 0
 
 
 def test_a_depth_pruned_student_trains_from_its_base_and_deploys_under_its_own_id(make_stack):

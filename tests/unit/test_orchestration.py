@@ -26,7 +26,7 @@ from stratos.pipeline.record import error_reason
 from stratos.pipeline.settings import Settings
 from stratos.pipeline.sweep import due_reasons
 from stratos.pipeline.training import channels, hyperparameters, model_source, volume_size_gb
-from stratos.pipeline.validate import data_uris, deployment_checks
+from stratos.pipeline.validate import allowed_data_locations, data_uris, data_versions, deployment_checks
 from stratos.planner.catalog import load_catalog
 from stratos.spec import RedistillPolicy, validate_spec_document
 from tests.conftest import SPECS
@@ -271,9 +271,9 @@ def test_error_reason_reads_lambda_causes():
 
 def test_deployment_checks_name_the_field():
     spec = validate_spec_document(MAHJONG)
-    deployment_checks(spec, "us-east-1", "s3://b/specs/x.json")
+    deployment_checks(spec, Settings(region="us-east-1"), "s3://b/specs/x.json")
     with pytest.raises(SpecValidationError, match="constraints.region.*runs in eu-west-1"):
-        deployment_checks(spec, "eu-west-1", "s3://b/specs/x.json")
+        deployment_checks(spec, Settings(region="eu-west-1"), "s3://b/specs/x.json")
     # One limit for validate, the schema and the pipeline: notes a hyperparameter cannot carry are invalid.
     with pytest.raises(SpecValidationError, match=r"distillation.domain_notes: .*at most 2500 characters"):
         validate_spec_document({**MAHJONG, "distillation": {"mode": "auto", "domain_notes": "x" * 2501}})
@@ -353,3 +353,128 @@ def test_the_job_hyperparameters_are_checked_by_the_contract_when_built() -> Non
     Hyperparameters.model_validate({**wire, "teacher_rationales": "false"})
     with pytest.raises(ValidationError, match="max_new_tokens"):  # in range for the wire shape, not for the job
         Hyperparameters.model_validate({**wire, "teacher_rationales": "false", "max_new_tokens": "99999"})
+
+
+STACK = Settings(
+    region="us-east-1", specs_bucket="st-specs", artifacts_bucket="st-artifacts", data_buckets=("team-data",)
+)
+
+
+def _jsonl(train: str, eval_: str = "s3://team-data/t/eval.jsonl") -> Any:
+    doc = {
+        **MAHJONG,
+        "task": {"kind": "open-qa", "metric": "exact-match"},
+        "data": {"source": "jsonl", "format": "chat", "train_uri": train, "eval_uri": eval_},
+    }
+    return validate_spec_document(doc)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://st-artifacts/data/ids/train.jsonl", "s3://team-data/ids/train.jsonl", "s3://team-data/x.jsonl"],
+)
+def test_data_inside_the_stacks_locations_passes(uri):
+    deployment_checks(_jsonl(uri), STACK, "s3://st-specs/specs/x.json")
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("s3://someone-elses-prod-data/pii/customers.jsonl", "not one this stack reads data from.*DataBucketName"),
+        ("s3://st-artifacts/runs/run-1/spec.json", "belongs to Stratos; data may only live under"),
+        ("s3://st-artifacts/models/x/config.json", "belongs to Stratos"),
+        ("s3://st-specs/specs/other.json", "belongs to Stratos"),
+        ("s3://st-artifacts/database/x.jsonl", "belongs to Stratos"),
+    ],
+)
+def test_data_outside_the_stacks_locations_is_refused_naming_the_field(uri, reason):
+    with pytest.raises(SpecValidationError, match=rf"data.train_uri: .*{reason}") as caught:
+        deployment_checks(_jsonl(uri), STACK, "s3://st-specs/specs/x.json")
+    assert [e.path for e in caught.value.errors] == ["data.train_uri"]
+
+
+def test_a_data_bucket_parameter_naming_stratos_own_bucket_never_opens_runs_or_specs():
+    stack = STACK.model_copy(update={"data_buckets": ("st-artifacts", "st-specs")})
+    assert [str(x) for x in allowed_data_locations(stack)] == [
+        "s3://st-artifacts/data/",
+        "s3://st-artifacts/",
+        "s3://st-specs/",
+    ]
+    for uri in ("s3://st-artifacts/runs/r/spec.json", "s3://st-specs/specs/a.json"):
+        with pytest.raises(SpecValidationError, match="data.train_uri"):
+            deployment_checks(_jsonl(uri), stack, "s3://st-specs/specs/x.json")
+
+
+class _Heads:
+    def __init__(self, denied: set[str], missing: set[str]) -> None:
+        self.denied, self.missing = denied, missing
+
+    def object_version(self, uri: str) -> str | None:
+        from stratos.errors import DataAccessDeniedError
+
+        if uri in self.denied:
+            raise DataAccessDeniedError(f"reading {uri} was denied")
+        return None if uri in self.missing else "v1"
+
+
+def test_data_versions_report_denied_and_missing_objects_by_field():
+    spec = _jsonl("s3://team-data/t/train.jsonl")
+    assert data_versions(spec, _Heads(set(), set()), "src") == {
+        "s3://team-data/t/train.jsonl": "v1",
+        "s3://team-data/t/eval.jsonl": "v1",
+    }
+    heads = _Heads({"s3://team-data/t/train.jsonl"}, {"s3://team-data/t/eval.jsonl"})
+    with pytest.raises(SpecValidationError) as caught:
+        data_versions(spec, heads, "src")
+    assert [(e.path, e.reason) for e in caught.value.errors] == [
+        ("data.train_uri", "access denied: this stack's roles may not read it (S3 403)"),
+        ("data.eval_uri", "no such object in S3"),
+    ]
+
+
+def test_object_version_tells_access_denied_from_a_missing_object(monkeypatch):
+    """HeadObject 403 is DataAccessDeniedError (never "no such object"); 404 is None; a version is returned."""
+    import boto3
+    from botocore.config import Config
+    from botocore.stub import Stubber
+
+    from stratos.aws.artifacts import ArtifactStore
+    from stratos.errors import DataAccessDeniedError
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(retries={"max_attempts": 1}))
+    store = ArtifactStore("st-artifacts", s3)
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", service_error_code="403", http_status_code=403)
+        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+        stub.add_response("head_object", {"VersionId": "v7", "ETag": '"e"'})
+        with pytest.raises(DataAccessDeniedError, match=r"reading s3://team-data/a.jsonl was denied \(S3 403\)"):
+            store.object_version("s3://team-data/a.jsonl")
+        assert store.object_version("s3://team-data/b.jsonl") is None
+        assert store.object_version("s3://team-data/c.jsonl") == "v7"
+
+
+def test_endpoint_owner_rules():
+    """check_endpoint_owner: stack first, then task (unless listed), then spec-version order (same second = same
+    age; an unknown time never blocks)."""
+    from stratos.errors import DeploymentSupersededError, EndpointOwnershipError
+    from stratos.pipeline.ownership import Owner, check_endpoint_owner
+
+    t = datetime(2026, 12, 4, 9, 0, 0, 500_000, tzinfo=UTC)
+    mine = {"stack": "st", "task_id": "a", "replaces_tasks": (), "spec_modified_at": t}
+    check_endpoint_owner("ep", Owner("st", "a", "r1", "2026-12-04T09:00:00+00:00"), **mine)  # same second
+    check_endpoint_owner("ep", Owner("st", "a", "r1", ""), **mine)  # tag absent: no order to keep
+    check_endpoint_owner(
+        "ep", Owner("st", "a", "r1", "2099-01-01T00:00:00+00:00"), **{**mine, "spec_modified_at": None}
+    )
+    with pytest.raises(DeploymentSupersededError, match="serves run r1 from a newer version of task 'a'"):
+        check_endpoint_owner("ep", Owner("st", "a", "r1", "2026-12-04T09:00:01+00:00"), **mine)
+    with pytest.raises(EndpointOwnershipError, match="ep is not managed by Stratos"):
+        check_endpoint_owner("ep", Owner("", "", "", ""), **mine)
+    with pytest.raises(EndpointOwnershipError, match="ep is stack 'prod', task 'a'"):
+        check_endpoint_owner("ep", Owner("prod", "a", "r", ""), **mine)
+    with pytest.raises(EndpointOwnershipError, match="serves task 'b'"):
+        check_endpoint_owner("ep", Owner("st", "b", "r", ""), **mine)
+    # Listed: task b's endpoint may be taken over, whatever its spec time (another task's versions do not order).
+    check_endpoint_owner("ep", Owner("st", "b", "r", "2099-01-01T00:00:00+00:00"), **{**mine, "replaces_tasks": ["b"]})

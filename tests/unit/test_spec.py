@@ -81,6 +81,23 @@ def test_cli_validate_mixed_exit_one_and_reports_each(capsys):
     assert "cannot read" in captured.err
 
 
+def test_cli_validate_data_buckets_confines_the_data(capsys):
+    """--data-buckets applies ValidateSpec's data confinement: a generator spec reads no S3, gsm8k's prefix must
+    lie in a named location, and a malformed location is a usage error (exit 2)."""
+    gsm8k, mahjong = str(SPECS / "gsm8k.json"), str(SPECS / "mahjong-winning-tiles.json")
+    data_bucket = json.loads((SPECS / "gsm8k.json").read_text())["data"]["uri"].split("/")[2]
+    assert cli_main(["validate", mahjong, "--data-buckets", "my-artifacts/data/"]) == 0
+    assert cli_main(["validate", gsm8k, "--data-buckets", f"my-artifacts/data/,{data_bucket}"]) == 0
+    capsys.readouterr()
+    assert cli_main(["validate", gsm8k, "--data-buckets", "s3://my-artifacts/data"]) == 1
+    err = capsys.readouterr().err
+    assert f"data.uri: bucket '{data_bucket}' is not one this stack reads data from" in err
+    assert "allowed: s3://my-artifacts/data/" in err
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["validate", gsm8k, "--data-buckets", "my-artifacts/../specs/"])
+    assert usage.value.code == 2
+
+
 def test_console_script_installed():
     """`stratos` is a real console command (pip install -e . created it)."""
     exe = REPO / ".venv" / "bin" / "stratos"
@@ -320,3 +337,12 @@ def test_data_uris_name_one_object_the_way_they_read(mahjong_spec_doc, uri, reas
     assert error.path == "data.train_uri" and reason in error.reason
     doc["data"]["train_uri"] = "s3://data-bucket/data/train.jsonl"
     assert validate_spec_document(doc).data.train_uri == "s3://data-bucket/data/train.jsonl"  # type: ignore[union-attr]
+
+
+def test_deployment_replaces_tasks_names_task_ids_once_each():
+    doc = json.loads((SPECS / "mahjong-winning-tiles.json").read_text())
+    ok = validate_spec_document({**doc, "deployment": {"replaces_tasks": ["task-a", "task-b"]}})
+    assert ok.deployment.replaces_tasks == ["task-a", "task-b"]
+    for bad, reason in ((["task-a", "task-a"], "lists 'task-a' twice"), (["Task A"], "lowercase letters")):
+        with pytest.raises(SpecValidationError, match=rf"deployment.replaces_tasks.*{reason}"):
+            validate_spec_document({**doc, "deployment": {"replaces_tasks": bad}})

@@ -142,7 +142,11 @@ def _resolver(**overrides: str) -> Resolver:
     refs = {k: f"phys-{k}" for k in R}
     attrs = {f"{k}.Arn": f"arn:{k}" for k in R}
     return Resolver(
-        T, values, refs, attrs, {"AWS::Region": "eu-west-1", "AWS::AccountId": "1", "AWS::Partition": "aws"}
+        T,
+        values,
+        refs,
+        attrs,
+        {"AWS::Region": "eu-west-1", "AWS::AccountId": "1", "AWS::Partition": "aws", "AWS::StackName": "st"},
     )
 
 

@@ -82,6 +82,10 @@ class SpecNotFoundError(StratosError):
     """The spec object named by an event no longer exists (deleted or overwritten before the run read it)."""
 
 
+class DataAccessDeniedError(StratosError):
+    """S3 refused to let this stack read a data object (403): an error, never taken as "no such object"."""
+
+
 class PayloadTooLargeError(StratosError):
     """A state payload exceeds its size budget; it must be moved to S3 and referenced by pointer."""
 
@@ -152,6 +156,15 @@ class DeploymentError(StratosError):
     """The endpoint could not be created or updated (and was rolled back or left untouched)."""
 
 
+class EndpointOwnershipError(StratosError):
+    """The endpoint a spec names belongs to someone else: not Stratos, another stack, or another task (the
+    message names the endpoint and its owner). Nothing is created or changed."""
+
+
+class DeploymentSupersededError(StratosError):
+    """The endpoint already serves a newer version of this task's spec: a late older run never replaces it."""
+
+
 class DuplicateRunError(StratosError):
     """Another execution already owns the run of this spec version (a duplicate or re-delivered event).
 
@@ -175,6 +188,7 @@ TERMINAL_ERRORS: tuple[str, ...] = tuple(
             SpecValidationError,
             EventShapeError,
             SpecNotFoundError,
+            DataAccessDeniedError,
             PayloadTooLargeError,
             PricingUnavailableError,
             NoFeasiblePlanError,
@@ -183,6 +197,8 @@ TERMINAL_ERRORS: tuple[str, ...] = tuple(
             TrainingStoppedError,
             EvaluationRejectedError,
             DeploymentError,
+            EndpointOwnershipError,
+            DeploymentSupersededError,
             DuplicateRunError,
             ConfigurationError,
         )

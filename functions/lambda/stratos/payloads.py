@@ -80,6 +80,11 @@ class RunContext(Payload):
     mode_requested: DistillationMode = Field(description="distillation.mode from the spec.")
     trigger: Literal["upload", "schedule", "manual"] = Field(description="What started the run.")
     started_at: datetime = Field(description="When ValidateSpec accepted the spec, UTC.")
+    spec_modified_at: datetime | None = Field(
+        default=None,
+        description="The spec version's S3 LastModified, UTC: orders a task's spec versions, so a late run of an "
+        "older version never replaces a newer deployment (None when S3 did not say).",
+    )
     spec_copy: S3Pointer = Field(
         description="Immutable copy of the validated spec under runs/<run_id>/spec.json (never under specs/)."
     )

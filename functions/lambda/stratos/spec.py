@@ -161,7 +161,8 @@ ModelId = Annotated[
     str, _Pattern(_MODEL_ID_RE, "a model id like Qwen/Qwen2.5-0.5B-Instruct or smollm2-135m-instruct", 128)
 ]
 InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance type like ml.g5.xlarge", 32)]
-InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", 16)]
+_FAMILY_MAX_CHARS = 16
+InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", _FAMILY_MAX_CHARS)]
 
 
 def check_answer_regex(pattern: str) -> None:
@@ -232,6 +233,10 @@ class GeneratorData(_Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Generator seed; same seed, same data.")
 
 
+#: The official files each built-in dataset loader reads under its ``uri`` prefix.
+BUILTIN_FILES: dict[str, tuple[str, ...]] = {"gsm8k": ("train.jsonl", "test.jsonl")}
+
+
 class BuiltinDatasetData(_Strict):
     """A public dataset in its official file layout under an S3 prefix (e.g. GSM8K's train/test.jsonl)."""
 
@@ -278,6 +283,19 @@ class LatencyConstraint(_Strict):
     )
 
 
+#: What the list validators below refuse, said in the JSON Schema too (no repeats; null, not [], for "any").
+_UNIQUE_NON_EMPTY: dict[str, Any] = {"minItems": 1, "uniqueItems": True}
+
+
+def _families_schema(schema: dict[str, Any]) -> None:
+    """The schema of ``instance_families`` as the parser reads it: a leading ``ml.`` is allowed (and dropped)."""
+    schema.update(_UNIQUE_NON_EMPTY)
+    for member in schema.get("anyOf", []):
+        if "items" in member:
+            prefixed = r"^(ml\.)?" + _FAMILY_RE.removeprefix("^")
+            member["items"].update(pattern=prefixed, maxLength=_FAMILY_MAX_CHARS + len("ml."))
+
+
 class Constraints(_Strict):
     """Hard limits. A plan that breaks any of them is infeasible."""
 
@@ -306,12 +324,14 @@ class Constraints(_Strict):
         max_length=64,
         description="Allowed instance families, e.g. ['g5', 'g6e', 'p4d']; null = all in the catalog. "
         "A leading 'ml.' is accepted and dropped.",
+        json_schema_extra=_families_schema,
     )
     instance_allowlist: list[InstanceType] | None = Field(
         default=None,
         max_length=256,
         description="Exact instance types the account may use (stands in for service quotas), e.g. "
         "['ml.g5.xlarge']; null = no restriction.",
+        json_schema_extra=_UNIQUE_NON_EMPTY,
     )
 
     @field_validator("instance_families", mode="before")
@@ -366,15 +386,25 @@ class Candidates(_Strict):
     """Which models the planner may consider. Ids are catalog ids or Hugging Face repo ids."""
 
     teachers: list[ModelId] | None = Field(
-        default=None, min_length=1, max_length=64, description="Teacher model ids; null = the whole catalog."
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Teacher model ids; null = the whole catalog.",
+        json_schema_extra={"uniqueItems": True},
     )
     students: list[ModelId] | None = Field(
-        default=None, min_length=1, max_length=64, description="Student model ids; null = the whole catalog."
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Student model ids; null = the whole catalog.",
+        json_schema_extra={"uniqueItems": True},
     )
     accuracy_priors: dict[ModelId, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
         max_length=128,
         description="Override of the catalog's prior accuracy (fraction 0..1) on this task, per model id.",
+        # patternProperties alone lets a key that is no model id through; the parser refuses it.
+        json_schema_extra={"propertyNames": {"pattern": _MODEL_ID_RE, "maxLength": 128}},
     )
 
     @model_validator(mode="after")
@@ -411,6 +441,21 @@ class Deployment(_Strict):
         "task_id. Re-distillation updates this endpoint in place (blue/green).",
     )
     instance_count: int = Field(default=1, ge=1, le=16, description="Serving instances behind the endpoint.")
+    replaces_tasks: list[TaskId] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other task ids whose endpoint (of the same name, made by this stack) this spec may take "
+        "over; empty = Deploy refuses an endpoint serving another task. Endpoints not made by this stack are "
+        "never touched.",
+    )
+
+    @field_validator("replaces_tasks")
+    @classmethod
+    def _distinct_tasks(cls, tasks: list[str]) -> list[str]:
+        seen = [t for i, t in enumerate(tasks) if t in tasks[:i]]
+        if seen:
+            raise ValueError(f"lists {seen[0]!r} twice")
+        return tasks
 
 
 class RedistillPolicy(_Strict):
@@ -519,3 +564,84 @@ def spec_json_schema() -> dict[str, Any]:
     schema["$id"] = "https://stratos.dev/schemas/task-spec-v1.json"
     schema["title"] = "Stratos task spec"
     return schema
+
+
+#: Prefix of the artifacts bucket that specs may read data from; the rest of that bucket (``specs/``,
+#: ``runs/``, ``models/``) is Stratos's own.
+ARTIFACTS_DATA_PREFIX = "data/"
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """A place specs may read data from: every object under ``prefix`` of ``bucket`` (``""`` = the whole
+    bucket). Written ``bucket`` or ``bucket/prefix/`` (see :func:`parse_data_location`)."""
+
+    bucket: str
+    prefix: str = ""
+
+    def holds(self, uri: str) -> bool:
+        """Whether the object or prefix ``uri`` (already a valid :data:`S3Uri`) lies inside this location."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bucket == self.bucket and key.startswith(self.prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_data_location(text: str) -> DataLocation:
+    """``my-bucket`` or ``my-bucket/some/prefix/`` (an ``s3://`` prefix is allowed) as a :class:`DataLocation`.
+
+    Raises:
+        ValueError: the bucket is not a valid S3 bucket name, or the prefix climbs or is percent-encoded.
+    """
+    body = text.strip().removeprefix("s3://")
+    bucket, _, prefix = body.partition("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if not re.fullmatch(_S3_URI_RE, f"s3://{bucket}/x"):
+        raise ValueError(f"{text!r} does not start with a valid S3 bucket name")
+    check_s3_uri(f"s3://{bucket}/{prefix or 'x'}")
+    return DataLocation(bucket, prefix)
+
+
+def data_fields(spec: TaskSpec) -> list[tuple[str, str]]:
+    """``(field path, S3 URI)`` of every place the spec reads data from (none for a generator)."""
+    data = spec.data
+    if isinstance(data, JsonlData):
+        return [("data.train_uri", data.train_uri), ("data.eval_uri", data.eval_uri)]
+    if isinstance(data, BuiltinDatasetData):
+        return [("data.uri", data.uri)]
+    return []
+
+
+def data_location_errors(
+    spec: TaskSpec, allowed: list[DataLocation], reserved_buckets: tuple[str, ...] = ()
+) -> list[FieldError]:
+    """Data confinement: one :class:`FieldError` per data URI outside every ``allowed`` location.
+
+    Args:
+        spec: a parsed spec.
+        allowed: where this stack reads data from (the artifacts bucket's ``data/`` prefix and the buckets
+            named by the ``DataBucketName`` stack parameter; ``stratos validate --data-buckets``).
+        reserved_buckets: Stratos's own buckets (specs, artifacts): a URI there is refused unless an
+            ``allowed`` location with a prefix holds it, so a bucket parameter naming the artifacts bucket still
+            never opens ``specs/`` or another run's ``runs/``.
+    """
+    errors: list[FieldError] = []
+    where = ", ".join(str(location) for location in allowed) or "none configured"
+    for path, uri in data_fields(spec):
+        bucket = uri.removeprefix("s3://").partition("/")[0]
+        inside = [loc for loc in allowed if loc.holds(uri)]
+        if bucket in reserved_buckets:
+            inside = [loc for loc in inside if loc.prefix]
+        if inside:
+            continue
+        if bucket in reserved_buckets:
+            reason = f"this bucket belongs to Stratos; data may only live under {where}"
+        else:
+            reason = (
+                f"bucket {bucket!r} is not one this stack reads data from (allowed: {where}); "
+                "name it in the DataBucketName stack parameter"
+            )
+        errors.append(FieldError(path, short_repr(uri), reason))
+    return errors

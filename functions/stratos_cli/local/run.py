@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from stratos.errors import StratosError
-from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, parse_spec
+from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, data_fields, parse_spec
 from stratos.types import split_uri
 from stratos_cli.local.sizing import describe_local_job
 
@@ -327,6 +327,11 @@ def run_local(
         # moto has no Pricing API (GetProducts answers 404): "live" would fall back to the snapshot row by row.
         "PriceSource": "snapshot",
     }
+    # The spec's data bucket is the user's, deployed with the stack as its DataBucketName (as on AWS); data
+    # anywhere else (another bucket, Stratos's own prefixes) is refused by ValidateSpec like on AWS.
+    buckets = {uri.removeprefix("s3://").partition("/")[0] for _, uri in data_fields(spec)}
+    if len(buckets) == 1:
+        parameters["DataBucketName"] = buckets.pop()
     quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}
     result: LocalRunResult
     try:

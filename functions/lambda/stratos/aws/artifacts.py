@@ -10,10 +10,17 @@ import hashlib
 import io
 import json
 import tarfile
+from datetime import UTC, datetime
 from typing import Any
 
 from stratos.aws.clients import client, error_code, error_message, throttling_as_retryable
-from stratos.errors import FieldError, SpecNotFoundError, SpecValidationError, TrainingFailedError
+from stratos.errors import (
+    DataAccessDeniedError,
+    FieldError,
+    SpecNotFoundError,
+    SpecValidationError,
+    TrainingFailedError,
+)
 from stratos.events import SPECS_PREFIX
 from stratos.naming import SpecIdentity
 from stratos.payloads import S3Pointer
@@ -87,7 +94,12 @@ class ArtifactStore:
         return body
 
     def read_spec(self, identity: SpecIdentity) -> bytes:
-        """The spec object at exactly the version the event named (``VersionId``; else the ETag must match).
+        """The spec object's bytes (see :meth:`read_spec_version`)."""
+        return self.read_spec_version(identity)[0]
+
+    def read_spec_version(self, identity: SpecIdentity) -> tuple[bytes, datetime | None]:
+        """The spec object at exactly the version the event named (``VersionId``; else the ETag must match),
+        and that version's ``LastModified`` (UTC; ``None`` if S3 did not say).
 
         Raises:
             SpecNotFoundError: the version (or the object) no longer exists.
@@ -116,18 +128,33 @@ class ArtifactStore:
                 identity.uri,
             )
         body: bytes = response["Body"].read(MAX_SPEC_BYTES + 1)
-        return body
+        modified = response.get("LastModified")
+        return body, modified.astimezone(UTC) if isinstance(modified, datetime) else None
 
     def object_version(self, uri: str) -> str | None:
-        """``VersionId`` (else the ETag) of the object at ``uri``; ``None`` if it cannot be read (no access)."""
+        """``VersionId`` (else the ETag) of the object at ``uri``; ``None`` when there is no such object.
+
+        Raises:
+            DataAccessDeniedError: S3 answered 403: this stack's roles may not read the object (never read as
+                "no object": a denied read would otherwise look like deleted data).
+            ThrottlingError: throttled.
+            botocore ClientError: any other failure.
+        """
         from botocore.exceptions import ClientError
 
         bucket, key = split_uri(uri)
         try:
             with throttling_as_retryable(f"s3:HeadObject {uri}"):
                 head = self.s3.head_object(Bucket=bucket, Key=key)
-        except ClientError:
-            return None
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise DataAccessDeniedError(
+                    f"reading {uri} was denied (S3 {code}): this stack's roles may not read it"
+                ) from exc
+            if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                return None
+            raise
         version = head.get("VersionId")
         if version and version != "null":
             return str(version)

@@ -71,31 +71,27 @@ class SageMaker:
 
     # Endpoints.
 
-    def describe_endpoint(self, name: str) -> dict[str, Any] | None:
-        """DescribeEndpoint, or ``None`` when there is no endpoint of that name."""
+    def _describe(self, operation: str, **kwargs: str) -> dict[str, Any] | None:
+        """A Describe* call, or ``None`` when SageMaker says there is no such resource."""
         from botocore.exceptions import ClientError
 
+        api = "".join(part.title() for part in operation.split("_"))
         try:
-            with throttling_as_retryable(f"sagemaker:DescribeEndpoint {name}"):
-                out: dict[str, Any] = self.sm.describe_endpoint(EndpointName=name)
+            with throttling_as_retryable(f"sagemaker:{api} {next(iter(kwargs.values()))}"):
+                out: dict[str, Any] = getattr(self.sm, operation)(**kwargs)
         except ClientError as exc:
             if _not_found(exc):
                 return None
             raise
         return out
+
+    def describe_endpoint(self, name: str) -> dict[str, Any] | None:
+        """DescribeEndpoint, or ``None`` when there is no endpoint of that name."""
+        return self._describe("describe_endpoint", EndpointName=name)
 
     def describe_endpoint_config(self, name: str) -> dict[str, Any] | None:
         """DescribeEndpointConfig, or ``None`` when absent."""
-        from botocore.exceptions import ClientError
-
-        try:
-            with throttling_as_retryable(f"sagemaker:DescribeEndpointConfig {name}"):
-                out: dict[str, Any] = self.sm.describe_endpoint_config(EndpointConfigName=name)
-        except ClientError as exc:
-            if _not_found(exc):
-                return None
-            raise
-        return out
+        return self._describe("describe_endpoint_config", EndpointConfigName=name)
 
     def create_model(
         self, name: str, role_arn: str, image: str, model_data_url: str, env: Mapping[str, str], tags: Sequence[Any]
@@ -220,6 +216,23 @@ class SageMaker:
                 return False
             raise
         return True
+
+    def describe_model(self, name: str) -> dict[str, Any] | None:
+        """DescribeModel, or ``None`` when absent."""
+        return self._describe("describe_model", ModelName=name)
+
+    def tags(self, arn: str) -> dict[str, str]:
+        """Every tag of the resource ``arn`` (ListTags, all pages), a later duplicate key winning."""
+        out: dict[str, str] = {}
+        with throttling_as_retryable(f"sagemaker:ListTags {arn}"):
+            for page in self.sm.get_paginator("list_tags").paginate(ResourceArn=arn):
+                out.update({str(t["Key"]): str(t["Value"]) for t in page.get("Tags", [])})
+        return out
+
+    def add_tags(self, arn: str, tags: Sequence[Mapping[str, str]]) -> None:
+        """AddTags (a key already present gets the new value)."""
+        with throttling_as_retryable(f"sagemaker:AddTags {arn}"):
+            self.sm.add_tags(ResourceArn=arn, Tags=[dict(t) for t in tags])
 
     def put_alarm(self, alarm: Mapping[str, Any]) -> None:
         """PutMetricAlarm (creates or replaces the alarm of that name)."""

@@ -15,11 +15,13 @@ Creating / Updating / RollingBack / ...     :class:`~stratos.errors.ResourceBusy
 Failed                                      delete (waiter), then create it again ("recreated")
 =========================================== ====================================================
 
-Model and endpoint config are created first and are idempotent by name ("already exists" = success); both
-are tagged with the planned student's catalog id (``stratos:student``, e.g. ``smollm2-135m-instruct-l15`` for a
-depth-pruned copy), and the serving timeouts are sized from that student's own parameter count.
-FinishDeployment runs once the endpoint is InService on this run's config and only then deletes the
-previous config and its model. A rejected or failed run never reaches this module; :func:`deploy` also
+Before anything is created, the endpoint's tags must show it is this stack's and this task's
+(:mod:`stratos.pipeline.ownership`). Model and endpoint config are then created, idempotent by name
+("already exists" = success); both carry the ownership tags and the planned student's catalog id
+(``stratos:student``, e.g. ``smollm2-135m-instruct-l15`` for a depth-pruned copy), and the serving timeouts
+are sized from that student's own parameter count. FinishDeployment runs once the endpoint is InService on
+this run's config and only then deletes the previous config and its model, each only if it carries this
+stack's ``stratos:managed-by`` tag. A rejected or failed run never reaches this module; :func:`deploy` also
 refuses a document whose evaluation did not pass.
 """
 
@@ -32,6 +34,15 @@ from stratos.errors import DeploymentError, EvaluationRejectedError, ResourceBus
 from stratos.naming import RunNames
 from stratos.payloads import DeploymentRef
 from stratos.pipeline.models import EndpointState, EvaluatedState
+from stratos.pipeline.ownership import (
+    MANAGED_BY,
+    SPEC_MODIFIED,
+    STUDENT,
+    Owner,
+    check_endpoint_owner,
+    ownership_tags,
+    timestamp,
+)
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.run_record import RunRecord
@@ -164,15 +175,18 @@ def deployment_config(endpoint: str, instance_count: int) -> dict[str, Any]:
     }
 
 
-def _tags(run_id: str, task_id: str) -> list[dict[str, str]]:
-    return [{"Key": "stratos:run-id", "Value": run_id}, {"Key": "stratos:task-id", "Value": task_id}]
-
-
 def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
     """Create or update the task's endpoint with this run's student (see the module table).
 
+    Ownership comes first (:func:`~stratos.pipeline.ownership.check_endpoint_owner`): an existing endpoint
+    must carry this stack's ``stratos:managed-by`` tag and this task's id (or one the spec's
+    ``deployment.replaces_tasks`` lists), and must not serve a newer version of the spec; only then are the
+    model and endpoint config created. An updated endpoint's task, run and spec-version tags are rewritten.
+
     Raises:
         EvaluationRejectedError: the document's evaluation did not pass (never deploy a rejected student).
+        EndpointOwnershipError: the endpoint is not this stack's, or serves another task (nothing is created).
+        DeploymentSupersededError: the endpoint serves a newer version of this task's spec.
         ResourceBusyError: the endpoint is changing state for another run; retry later.
         QuotaExceededError: the serving instance type is over quota (the state machine falls back).
         DeploymentError: SageMaker refused the model, config or endpoint.
@@ -202,9 +216,23 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
     if not model_data:
         raise DeploymentError(f"training job {training.job_name} has no model artifacts")
     image = svc.settings.require("inference_image_uri" if serving.accelerator_count else "cpu_inference_image_uri")
-    tags = _tags(run.names.run_id, run.task_id)
+    stack = svc.settings.require("stack_name")
+    endpoint = sm.describe_endpoint(names.endpoint_name)
+    if endpoint is not None:
+        check_endpoint_owner(
+            names.endpoint_name,
+            Owner.from_tags(sm.tags(str(endpoint["EndpointArn"]))),
+            stack=stack,
+            task_id=run.task_id,
+            replaces_tasks=spec.deployment.replaces_tasks,
+            spec_modified_at=run.spec_modified_at,
+        )
+    tags = [
+        *ownership_tags(stack, run.task_id, run.names.run_id),
+        {"Key": SPEC_MODIFIED, "Value": timestamp(run.spec_modified_at)},
+    ]
     # The endpoint is shared by the task's runs (blue/green), so only this run's model and config name the student.
-    named = [*tags, {"Key": "stratos:student", "Value": student.id}]
+    named = [*tags, {"Key": STUDENT, "Value": student.id}]
     sm.create_model(
         names.model_name,
         svc.settings.require("serving_role_arn"),
@@ -224,7 +252,6 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
         "ContainerStartupHealthCheckTimeoutInSeconds": startup_s,
     }
     sm.create_endpoint_config(names.endpoint_config_name, [variant], named)
-    endpoint = sm.describe_endpoint(names.endpoint_name)
     action = decide(endpoint, names.endpoint_config_name)
     previous: str | None = None
     status = "Creating"
@@ -260,6 +287,8 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
             plan.plan.serving_instance,
             deployment_config(names.endpoint_name, spec.deployment.instance_count),
         )
+        # The endpoint now serves this run: its tags say so (managed-by is unchanged: it was checked above).
+        sm.add_tags(str(endpoint["EndpointArn"]), tags[1:])
         result, status = "updated", "Updating"
     ref = DeploymentRef(
         endpoint_name=names.endpoint_name,
@@ -280,7 +309,8 @@ def deploy(event: Any, services: Services | None = None) -> DeploymentRef:
 
 def finish(event: Any, services: Services | None = None) -> DeploymentRef:
     """The endpoint is InService on this run's config: delete the previous config and its model, and this
-    run's abandoned attempts' (quota fallbacks), now that nothing serves from them.
+    run's abandoned attempts' (quota fallbacks), now that nothing serves from them. A config or model without
+    this stack's ``stratos:managed-by`` tag is never deleted (the record lists it under ``kept_not_ours``).
 
     Raises:
         DeploymentError: the endpoint is not InService on this run's config (the ASL only calls this when it is).
@@ -303,23 +333,34 @@ def finish(event: Any, services: Services | None = None) -> DeploymentRef:
         older = names_for(run, spec, attempt)
         if older.endpoint_config_name != ref.endpoint_config_name:
             stale.append(older.endpoint_config_name)
+    stack = svc.settings.require("stack_name")
     deleted: list[str] = []
+    kept: list[str] = []
     for config_name in stale:
         config = sm.describe_endpoint_config(config_name)
         if config is None:
             continue
+        if sm.tags(str(config["EndpointConfigArn"])).get(MANAGED_BY) != stack:
+            kept.append(config_name)
+            continue
         models = {v.get("ModelName") for v in config.get("ProductionVariants", [])} - {ref.model_name}
         sm.delete_endpoint_config(config_name)
         deleted.append(config_name)
-        for model in sorted(m for m in models if m):
-            sm.delete_model(model)
+        for model_name in sorted(m for m in models if m):
+            model = sm.describe_model(model_name)
+            if model is None:
+                continue
+            if sm.tags(str(model["ModelArn"])).get(MANAGED_BY) != stack:
+                kept.append(model_name)
+                continue
+            sm.delete_model(model_name)
     done = ref.model_copy(update={"status": "InService"})
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
         RunRecord(
             stage=Stage.DEPLOYED,
-            deployment=done.model_dump(mode="json") | {"deleted_configs": deleted},
+            deployment=done.model_dump(mode="json") | {"deleted_configs": deleted, "kept_not_ours": kept},
             updated_at=utcnow(),
         ),
     )

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from stratos.errors import DataAccessDeniedError
 from stratos.events import RunRequest, parse_sweep_event
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import Payload
@@ -175,7 +176,11 @@ def sweep(event: Any, services: Services | None = None) -> SweepReport:
             if policy.price_change_fraction
             else {}
         )
-        data_now = {uri: svc.artifacts.object_version(uri) for uri in data_then} if policy.on_new_data else {}
+        try:
+            data_now = {uri: svc.artifacts.object_version(uri) for uri in data_then} if policy.on_new_data else {}
+        except DataAccessDeniedError as exc:
+            entries.append(SweepEntry(task_id=task_id, due=False, skipped=f"data unreadable: {exc}"[:256]))
+            continue
         reasons = due_reasons(policy, finished, now, prices_then, prices_now, data_then, data_now)
         if not reasons:
             entries.append(SweepEntry(task_id=task_id, due=False))

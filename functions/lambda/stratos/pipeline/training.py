@@ -20,6 +20,7 @@ from stratos.errors import SpecValidationError
 from stratos.naming import RunNames
 from stratos.payloads import PlanRef, PlanSummary, RunContext
 from stratos.pipeline.models import Channel, Hyperparameters, PlannedState, Tag, TrainingRequest
+from stratos.pipeline.ownership import STUDENT, ownership_tags
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.run_record import RunRecord
@@ -135,9 +136,10 @@ def channels(spec: TaskSpec, teacher: ModelSpec, student: ModelSpec, models_s3_u
 
 
 def training_request(
-    run: RunContext, spec: TaskSpec, plan: PlanRef, names: RunNames, models_s3_uri: str
+    run: RunContext, spec: TaskSpec, plan: PlanRef, names: RunNames, models_s3_uri: str, stack: str
 ) -> TrainingRequest:
-    """The CreateTrainingJob fields for ``plan`` (pure: no AWS call).
+    """The CreateTrainingJob fields for ``plan`` (pure: no AWS call), tagged as the ``stack``'s (see
+    :mod:`stratos.pipeline.ownership`).
 
     Raises:
         SpecValidationError: a planned model or instance type is not in the catalog (catalog drift).
@@ -166,11 +168,10 @@ def training_request(
         hyperparameters=hp,
         input_data_config=channels(spec, teacher, student, models_s3_uri),
         tags=[
-            Tag(Key="stratos:run-id", Value=run.names.run_id),
-            Tag(Key="stratos:task-id", Value=run.task_id),
+            *(Tag.model_validate(t) for t in ownership_tags(stack, run.task_id, run.names.run_id)),
             Tag(Key="stratos:attempt", Value=str(plan.attempt)),
             Tag(Key="stratos:teacher", Value=teacher.id),
-            Tag(Key="stratos:student", Value=student.id),
+            Tag(Key=STUDENT, Value=student.id),
         ],
     )
 
@@ -187,7 +188,12 @@ def prepare_training(event: Any, services: Services | None = None) -> TrainingRe
     run, plan = step.state.run, step.state.plan
     spec = load_spec(svc, run)
     request = training_request(
-        run, spec, plan, names_for(run, spec, plan.attempt), svc.settings.require("models_s3_uri")
+        run,
+        spec,
+        plan,
+        names_for(run, spec, plan.attempt),
+        svc.settings.require("models_s3_uri"),
+        svc.settings.require("stack_name"),
     )
     svc.records.update(
         run.names.run_id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from stratos.errors import FieldError, SpecValidationError
+from stratos.errors import DataAccessDeniedError, FieldError, SpecValidationError, short_repr
 from stratos.events import RunRequest, identity_from_trigger
 from stratos.naming import SpecIdentity, run_names
 from stratos.payloads import RunContext
@@ -23,9 +23,19 @@ from stratos.pipeline.models import (
     TriggeredState,
 )
 from stratos.pipeline.services import Services, get_services
+from stratos.pipeline.settings import Settings
 from stratos.pipeline.state import RUNS_PREFIX, parse_step_event, utcnow
 from stratos.run_record import ModeRecord, RunRecord
-from stratos.spec import BuiltinDatasetData, JsonlData, TaskSpec, parse_spec
+from stratos.spec import (
+    ARTIFACTS_DATA_PREFIX,
+    BUILTIN_FILES,
+    BuiltinDatasetData,
+    DataLocation,
+    TaskSpec,
+    data_fields,
+    data_location_errors,
+    parse_spec,
+)
 from stratos_contract.runs import RunStatus, Stage
 
 TriggerKind = Literal["upload", "schedule", "manual"]
@@ -40,36 +50,73 @@ def trigger_kind(trigger: Any, identity: SpecIdentity) -> tuple[TriggerKind, str
     return "upload", "spec uploaded"
 
 
-def deployment_checks(spec: TaskSpec, stack_region: str | None, source: str) -> None:
+def allowed_data_locations(settings: Settings) -> list[DataLocation]:
+    """Where this stack's specs may read data: the artifacts bucket's ``data/`` and each ``DataBucketName``."""
+    allowed = [DataLocation(settings.artifacts_bucket, ARTIFACTS_DATA_PREFIX)] if settings.artifacts_bucket else []
+    return allowed + [DataLocation(bucket) for bucket in settings.data_buckets]
+
+
+def deployment_checks(spec: TaskSpec, settings: Settings, source: str) -> None:
     """Checks the spec contract cannot make alone: what this stack and SageMaker can run.
 
     Raises:
         SpecValidationError: ``constraints.region`` differs from the stack's region (the run would plan with
-            one region's prices and train in another). Limits the spec itself can state (``domain_notes``'
-            length, a SageMaker hyperparameter's) are in the spec model, so ``stratos validate``, the JSON
-            Schema and this step agree.
+            one region's prices and train in another), or a data URI lies outside the stack's data locations
+            (:func:`allowed_data_locations`; never the specs bucket, never the artifacts bucket outside
+            ``data/``). Limits the spec itself can state (``domain_notes``' length, a SageMaker
+            hyperparameter's) are in the spec model, so ``stratos validate``, the JSON Schema and this step
+            agree.
     """
     errors: list[FieldError] = []
     region = spec.constraints.region
-    if stack_region and region != stack_region:
+    if settings.region and region != settings.region:
         errors.append(
             FieldError(
-                "constraints.region", repr(region), f"this Stratos stack runs in {stack_region}; deploy one there"
+                "constraints.region", repr(region), f"this Stratos stack runs in {settings.region}; deploy one there"
             )
         )
+    reserved = tuple(b for b in (settings.specs_bucket, settings.artifacts_bucket) if b)
+    errors += data_location_errors(spec, allowed_data_locations(settings), reserved)
     if errors:
         raise SpecValidationError(errors, source)
 
 
-def data_uris(spec: TaskSpec) -> list[str]:
-    """The S3 objects the run's data comes from (their versions decide "new data" for re-distillation)."""
+def data_objects(spec: TaskSpec) -> list[tuple[str, str]]:
+    """``(spec field, S3 object URI)`` the run reads: a builtin dataset's official files under its prefix."""
     data = spec.data
-    if isinstance(data, JsonlData):
-        return [data.train_uri, data.eval_uri]
     if isinstance(data, BuiltinDatasetData):
         prefix = data.uri if data.uri.endswith("/") else f"{data.uri}/"
-        return [f"{prefix}train.jsonl", f"{prefix}test.jsonl"]
-    return []
+        return [("data.uri", f"{prefix}{name}") for name in BUILTIN_FILES[data.name]]
+    return data_fields(spec)
+
+
+def data_uris(spec: TaskSpec) -> list[str]:
+    """The S3 objects the run's data comes from (their versions decide "new data" for re-distillation)."""
+    return [uri for _, uri in data_objects(spec)]
+
+
+def data_versions(spec: TaskSpec, artifacts: Any, source: str) -> dict[str, str | None]:
+    """The version of every data object the run reads, each one checked readable before any job starts.
+
+    Raises:
+        SpecValidationError: an object is missing, or S3 denies this stack's roles access to it (the field
+            named, and which it was).
+    """
+    versions: dict[str, str | None] = {}
+    errors: list[FieldError] = []
+    for path, uri in data_objects(spec):
+        try:
+            versions[uri] = artifacts.object_version(uri)
+        except DataAccessDeniedError:
+            errors.append(
+                FieldError(path, short_repr(uri), "access denied: this stack's roles may not read it (S3 403)")
+            )
+            continue
+        if versions[uri] is None:
+            errors.append(FieldError(path, short_repr(uri), "no such object in S3"))
+    if errors:
+        raise SpecValidationError(errors, source)
+    return versions
 
 
 def start_run(event: Any, services: Services | None = None) -> RunStarted:
@@ -115,9 +162,10 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
             updated_at=started,
         ),
     )
-    raw = svc.artifacts.read_spec(identity)
+    raw, spec_modified_at = svc.artifacts.read_spec_version(identity)
     spec = parse_spec(raw, source=identity.uri)
-    deployment_checks(spec, svc.settings.region, identity.uri)
+    deployment_checks(spec, svc.settings, identity.uri)
+    versions = data_versions(spec, svc.artifacts, identity.uri)
     names = run_names(identity, spec.task_id, spec.deployment.endpoint_name)
     spec_copy = svc.artifacts.put(f"{RUNS_PREFIX}{names.run_id}/spec.json", raw)
     run = RunContext(
@@ -128,9 +176,9 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
         mode_requested=spec.distillation.mode,
         trigger=kind,
         started_at=started,
+        spec_modified_at=spec_modified_at,
         spec_copy=spec_copy,
     )
-    versions = {uri: svc.artifacts.object_version(uri) for uri in data_uris(spec)}
     svc.records.update(
         run_id,
         step.execution_arn,
