@@ -29,6 +29,7 @@ from stratos_cli.local.serving import (
     EndpointStartError,
     EndpointUnavailableError,
     InvocationError,
+    ServerLimits,
     get_endpoint,
     invoke,
     list_endpoints,
@@ -124,7 +125,7 @@ def test_ping_and_registry(endpoint: EndpointInfo, home: Path):
     assert endpoint.url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=5) as response:
         assert response.status == 200
-        assert json.loads(response.read())["status"] == "ready"
+        assert json.loads(response.read()) == {"status": "ready", "endpoint": NAME, "running": 0, "queued": 0}
     [listed] = list_endpoints()
     assert (listed.name, listed.pid, listed.status) == (NAME, endpoint.pid, "InService")
     assert pid_alive(endpoint.pid)
@@ -302,7 +303,8 @@ def test_stale_entry_is_marked_refused_and_removable(
 
 def test_blue_green_replacement_keeps_serving_then_stop_leaves_no_process(home: Path, model_dirs: dict[str, Any]):
     name = "stratos-bluegreen-test"
-    blue = start_endpoint(name, model_dirs["blue"])
+    blue = start_endpoint(name, model_dirs["blue"], limits=ServerLimits(workers=1, queue_depth=3))
+    assert "(1 workers, queue 3, 256 connections, request timeout 20 s)" in Path(blue.log_path).read_text()
     params = {"max_new_tokens": NEW_TOKENS}
     assert invoke(name, {"inputs": PROMPT, "parameters": params})[0]["generated_text"] == model_dirs["reference"]
 

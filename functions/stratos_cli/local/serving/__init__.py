@@ -8,7 +8,10 @@ it): ``GET /ping`` and ``POST /invocations`` on 127.0.0.1. One module per concer
 * :mod:`~stratos_cli.local.serving.request` — the invocation body as pydantic models, and the
   :class:`RequestError` (field + reason, HTTP 400) a rejected one becomes;
 * :mod:`~stratos_cli.local.serving.model` — :class:`ServingModel`: load a deployed model dir, generate;
-* :mod:`~stratos_cli.local.serving.server` — the HTTP server and its ``python -m`` entry point;
+* :mod:`~stratos_cli.local.serving.pool` — :class:`InferencePool`: the inference workers and their bounded
+  admission queue;
+* :mod:`~stratos_cli.local.serving.server` — the HTTP server, its load limits (:class:`ServerLimits`) and its
+  ``python -m`` entry point;
 * :mod:`~stratos_cli.local.serving.processes` — spawn, recognise (psutil) and stop server processes;
 * :mod:`~stratos_cli.local.serving.registry` — the endpoint registry (``$STRATOS_HOME/endpoints/*.json``):
   start (blue/green), list, get, stop;
@@ -21,8 +24,9 @@ torch and transformers are imported only inside the server process's model loade
 
 from __future__ import annotations
 
-from stratos_cli.local.serving.client import DEFAULT_INVOKE_TIMEOUT_S, InvocationError, invoke
-from stratos_cli.local.serving.model import DEFAULT_MAX_NEW_TOKENS, ServingModel
+from stratos_cli.local.serving.client import DEFAULT_BUSY_RETRIES, DEFAULT_INVOKE_TIMEOUT_S, InvocationError, invoke
+from stratos_cli.local.serving.model import DEFAULT_MAX_NEW_TOKENS, ServingModel, TextGenerator
+from stratos_cli.local.serving.pool import InferencePool, PoolLoad
 from stratos_cli.local.serving.processes import SERVER_MODULE, pid_alive
 from stratos_cli.local.serving.registry import (
     DEFAULT_START_TIMEOUT_S,
@@ -52,9 +56,10 @@ from stratos_cli.local.serving.request import (
     RequestError,
     parse_request,
 )
-from stratos_cli.local.serving.server import HOST, MAX_BODY_BYTES, InferenceServer, main, serve
+from stratos_cli.local.serving.server import HOST, MAX_BODY_BYTES, InferenceServer, ServerLimits, main, serve
 
 __all__ = [
+    "DEFAULT_BUSY_RETRIES",
     "DEFAULT_INVOKE_TIMEOUT_S",
     "DEFAULT_MAX_NEW_TOKENS",
     "DEFAULT_START_TIMEOUT_S",
@@ -73,13 +78,17 @@ __all__ = [
     "EndpointStatus",
     "EndpointUnavailableError",
     "GenerationRequest",
+    "InferencePool",
     "InferenceServer",
     "InvocationBody",
     "InvocationError",
     "Message",
     "Parameters",
+    "PoolLoad",
     "RequestError",
+    "ServerLimits",
     "ServingModel",
+    "TextGenerator",
     "get_endpoint",
     "invoke",
     "list_endpoints",

@@ -9,12 +9,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from stratos_cli.local.serving.request import GenerationRequest, RequestError
 
 DEFAULT_MAX_NEW_TOKENS = 128
 """``max_new_tokens`` when neither the request nor the model's generation_config.json sets one, tokens."""
+
+
+class TextGenerator(Protocol):
+    """What the server serves: :class:`ServingModel`, or a stand-in with the same ``generate`` (tests, benchmarks).
+
+    ``generate`` may be called from several worker threads at once; an implementation that is not re-entrant
+    serialises itself (as :class:`ServingModel` does with its lock).
+    """
+
+    def generate(self, request: GenerationRequest) -> str:
+        """The completion text of ``request``; raises :class:`RequestError` for a request it cannot serve."""
+        ...
 
 
 class ServingModel:

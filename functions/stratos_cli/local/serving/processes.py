@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # psutil ships no type information (no py.typed)
 
+from stratos_cli.local.serving.server import ServerLimits
+
 logger = logging.getLogger(__name__)
 
 SERVER_MODULE = "stratos_cli.local.serving"
@@ -29,7 +31,14 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def spawn_server(
-    *, model_dir: Path, port: int, endpoint_name: str, port_file: Path, threads: int, log_path: Path
+    *,
+    model_dir: Path,
+    port: int,
+    endpoint_name: str,
+    port_file: Path,
+    threads: int,
+    log_path: Path,
+    limits: ServerLimits | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m stratos_cli.local.serving`` detached (own session: it survives this process).
 
@@ -40,6 +49,7 @@ def spawn_server(
         port_file: where the server writes its bound port once listening.
         threads: torch threads of the server (0 = torch's default).
         log_path: the server's stdout and stderr are appended here.
+        limits: the server's load limits (``None`` = :class:`ServerLimits` defaults).
 
     Returns:
         The process (also kept for reaping).
@@ -58,6 +68,7 @@ def spawn_server(
         str(port_file),
         "--threads",
         str(threads),
+        *(limits.as_args() if limits is not None else []),
     ]
     env = {**os.environ, "PYTHONPATH": _python_path(), "PYTHONUNBUFFERED": "1"}
     with log_path.open("ab") as log:

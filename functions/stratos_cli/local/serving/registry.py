@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from stratos.errors import FieldError, InputValidationError, StratosError
 from stratos_cli.local.serving.processes import log_tail, pid_alive, spawn_server, terminate
-from stratos_cli.local.serving.server import HOST
+from stratos_cli.local.serving.server import HOST, ServerLimits
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,7 @@ def start_endpoint(
     *,
     timeout_s: float = DEFAULT_START_TIMEOUT_S,
     threads: int = 0,
+    limits: ServerLimits | None = None,
 ) -> EndpointInfo:
     """Start a server for ``model_dir`` as endpoint ``name`` and wait until it answers ``/ping`` with 200.
 
@@ -203,6 +204,7 @@ def start_endpoint(
             must be free: a replacement runs beside the server it replaces, so it cannot reuse that one's port.
         timeout_s: how long to wait for ``/ping`` = 200, s.
         threads: torch threads of the server (0 = torch's default).
+        limits: the server's load limits: workers, queue, connections, request timeout (``None`` = defaults).
 
     Returns:
         The registered endpoint (status ``InService``).
@@ -226,6 +228,7 @@ def start_endpoint(
         port_file=port_file,
         threads=threads,
         log_path=log_path,
+        limits=limits,
     )
     try:
         bound = _wait_ready(process, port_file, log_path, name, timeout_s)

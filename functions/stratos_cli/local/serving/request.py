@@ -251,6 +251,10 @@ def _request_error(error: ErrorDetails) -> RequestError:
         return RequestError(field, f"unknown field (expected {expected})")
     if kind == "too_short":  # only the lists of chat messages have a minimum length
         return RequestError(field, "must be a non-empty list of {role, content} messages")
+    if kind == "list_type":  # only the lists of chat messages are lists outside parameters
+        return RequestError(field, f"must be a non-empty list of {{role, content}} messages (got {_short(value)})")
+    if kind == "string_type":  # a message's content
+        return RequestError(field, f"must be a string (got {_short(value)})")
     if kind == "model_type":
         what = "an object with role and content" if len(loc) > 1 else "an object"
         return RequestError(field, f"must be {what} (got {_short(value)})")
