@@ -346,3 +346,11 @@ def test_deployment_replaces_tasks_names_task_ids_once_each():
     for bad, reason in ((["task-a", "task-a"], "lists 'task-a' twice"), (["Task A"], "lowercase letters")):
         with pytest.raises(SpecValidationError, match=rf"deployment.replaces_tasks.*{reason}"):
             validate_spec_document({**doc, "deployment": {"replaces_tasks": bad}})
+
+
+@pytest.mark.parametrize("key", ["datasets/gsm8k/\u0000", "data\tsets/gsm8k/", "datasets\\gsm8k/", "data\u007f/"])
+def test_control_characters_and_backslashes_in_s3_keys_are_refused(key):
+    doc = json.loads((SPECS / "gsm8k.json").read_text())
+    bucket = doc["data"]["uri"].split("/")[2]
+    with pytest.raises(SpecValidationError, match="data.uri: .*control characters or backslashes"):
+        validate_spec_document({**doc, "data": {**doc["data"], "uri": f"s3://{bucket}/{key}"}})

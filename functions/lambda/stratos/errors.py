@@ -48,25 +48,34 @@ class FieldError:
         return f"{self.path}: {self.reason} (got {self.value})"
 
 
+#: The most field errors one rejection lists (the rest are counted, not listed).
+MAX_FIELD_ERRORS = 50
+
+
 class InputValidationError(StratosError):
     """An input document (task spec, event, hyperparameters) was rejected.
 
     Attributes:
-        errors: every rejected field; never empty.
+        errors: the rejected fields, at most :data:`MAX_FIELD_ERRORS` (never empty).
+        omitted: how many more were found and left out (a document with thousands of bad keys must not make a
+            megabyte-long message: the first ones say what is wrong).
         source: where the document came from (an S3 URI, a file path or an event name), for the message.
     """
 
     def __init__(self, errors: Sequence[FieldError], source: str = "input") -> None:
         if not errors:
             raise ValueError("InputValidationError needs at least one FieldError")
-        self.errors: tuple[FieldError, ...] = tuple(errors)
+        self.errors: tuple[FieldError, ...] = tuple(errors[:MAX_FIELD_ERRORS])
+        self.omitted = len(errors) - len(self.errors)
         self.source = source
         lines = "; ".join(str(e) for e in self.errors)
-        super().__init__(f"{source} is invalid: {lines}")
+        more = f"; and {self.omitted} more" if self.omitted else ""
+        super().__init__(f"{source} is invalid: {lines}{more}")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["errors"] = [{"path": e.path, "value": e.value, "reason": e.reason} for e in self.errors]
+        out["errors_omitted"] = self.omitted
         return out
 
 

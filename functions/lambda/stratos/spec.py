@@ -119,6 +119,8 @@ def check_s3_uri(uri: str) -> str:
         raise ValueError(f"bucket {bucket!r} is not a valid S3 bucket name (formatted like an IP address)")
     if bucket.startswith(("xn--", "sthree-")) or bucket.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3")):
         raise ValueError(f"bucket {bucket!r} uses a prefix or suffix S3 reserves")
+    if re.search(r"[\x00-\x1f\x7f\\]", key):
+        raise ValueError("the key must not contain control characters or backslashes")
     if "%" in key:
         raise ValueError("the key must be written out, not percent-encoded (e.g. %2e%2e)")
     if "?" in key or "#" in key:
@@ -447,6 +449,7 @@ class Deployment(_Strict):
         description="Other task ids whose endpoint (of the same name, made by this stack) this spec may take "
         "over; empty = Deploy refuses an endpoint serving another task. Endpoints not made by this stack are "
         "never touched.",
+        json_schema_extra={"uniqueItems": True},
     )
 
     @field_validator("replaces_tasks")

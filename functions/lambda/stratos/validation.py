@@ -26,30 +26,51 @@ class RuleError(ValueError):
 MAX_JSON_DEPTH = 32
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKeyError(f"duplicate key {key!r}")
-        seen[key] = value
-    return seen
-
-
 #: Most digits a JSON integer may have: every count and size in Stratos fits in far fewer, and Python refuses
 #: to parse more than 4,300 with a message about its own limits.
 MAX_INT_DIGITS = 20
 
 
 class _Unusable:
-    """Stands in for a number the document must not hold (NaN, Infinity, an overflowing or huge number), so
-    that the error can name where it is rather than fail the whole parse at ``<root>``."""
+    """Stands in for a value the document must not hold (NaN, Infinity, an overflowing or huge number, the value
+    of a key written twice), so that the error can name where it is rather than fail the whole parse at
+    ``<root>``."""
 
     def __init__(self, text: str, reason: str) -> None:
         self.text, self.reason = text, reason
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key written twice keeps an :class:`_Unusable` in its place, so the error names
+    the key's path (JSON readers disagree on which of the two values wins, so neither is taken)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            shown = value.text if isinstance(value, _Unusable) else _shape(value)
+            value = _Unusable(shown, f"duplicate key {key!r}: written twice in one object; keep one")
+        seen[key] = value
+    return seen
+
+
+def _shape(value: Any) -> str:
+    """A value for an error message: scalars as written, containers as ``{...}`` / ``[...]``."""
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list):
+        return "[...]"
+    return short_repr(value)
+
+
+def _lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds half of a UTF-16 surrogate pair (JSON ``"\\ud800"``): no UTF-8 encodes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_SURROGATE_REASON = "holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape), which no UTF-8 text can carry"
 
 
 def _constant(name: str) -> _Unusable:
@@ -71,7 +92,8 @@ def _float(text: str) -> float | _Unusable:
 
 
 def _scan(doc: Any) -> tuple[int, list[FieldError]]:
-    """One pass over ``doc``: its nesting depth, and every :class:`_Unusable` number with its path (sorted).
+    """One pass over ``doc``: its nesting depth, and every :class:`_Unusable` value (a bad number, a duplicate
+    key) and every text with a lone surrogate (a key or a value), each with its path (sorted).
     Iterative, so a hostile document cannot blow the Python stack here."""
     deepest, found = 0, []
     stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
@@ -80,8 +102,14 @@ def _scan(doc: Any) -> tuple[int, list[FieldError]]:
         deepest = max(deepest, len(parts) + 1)
         if isinstance(node, _Unusable):
             found.append(FieldError(_format_path(parts) or "<root>", node.text, node.reason))
+        elif isinstance(node, str) and _lone_surrogate(node):
+            found.append(FieldError(_format_path(parts) or "<root>", short_repr(node), _SURROGATE_REASON))
         elif isinstance(node, dict):
-            stack.extend((v, [*parts, k]) for k, v in node.items())
+            for key in node:
+                if _lone_surrogate(key):
+                    reason = f"the key {_SURROGATE_REASON}"
+                    found.append(FieldError(_format_path([*parts, key]), short_repr(key), reason))
+            stack.extend((v, [*parts, k]) for k, v in node.items() if not _lone_surrogate(k))
         elif isinstance(node, list):
             stack.extend((v, [*parts, i]) for i, v in enumerate(node))
     return deepest, sorted(found, key=lambda e: e.path)
@@ -94,11 +122,13 @@ def load_json_document(
     error_cls: type[InputValidationError],
     max_bytes: int,
 ) -> Any:
-    """Decode a JSON document strictly: UTF-8, size-capped, no duplicate keys, depth-capped, and no NaN, Infinity,
-    overflowing float or integer of more than :data:`MAX_INT_DIGITS` digits (each named by its path).
+    """Decode a JSON document strictly: UTF-8, size-capped, depth-capped, and no duplicate key, NaN, Infinity,
+    overflowing float, integer of more than :data:`MAX_INT_DIGITS` digits or lone surrogate (each of these named
+    by its path).
 
     Raises:
-        error_cls: (an :class:`~stratos.errors.InputValidationError` subclass) with a ``<root>`` FieldError.
+        error_cls: (an :class:`~stratos.errors.InputValidationError` subclass) with a ``<root>`` FieldError for
+            a whole-document problem (size, encoding, syntax, depth), else one FieldError per bad value's path.
     """
     size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
     if size > max_bytes:
@@ -131,8 +161,9 @@ def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list
     """Turn a pydantic ValidationError into FieldErrors whose paths follow the user's document.
 
     Pydantic puts the discriminator value of a tagged union into ``loc`` (``data.jsonl.train_uri``); the
-    user wrote ``data.train_uri``, so tags are dropped. Unknown-field errors list the allowed names and the
-    closest match.
+    user wrote ``data.train_uri``, so tags are dropped. A wrong or missing tag is named at the tag field
+    (``data.source``) with the allowed tags; a rejected dict key at the key (pydantic adds ``[key]``).
+    Unknown-field errors list the allowed names and the closest match.
     """
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
@@ -140,13 +171,26 @@ def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list
         node: Any = doc
         present = True
         tag_skipped_at: Any = None
-        for part in err["loc"]:
+        loc = err["loc"]
+        for i, part in enumerate(loc):
             if isinstance(node, dict) and node.get("source") == part and tag_skipped_at is not node:
                 tag_skipped_at = node  # the union tag pydantic inserts right after the union field
                 continue
+            if part == "[key]" and i == len(loc) - 1 and path_parts and not (isinstance(node, dict) and part in node):
+                # pydantic's marker of a rejected dict key (``accuracy_priors.<key>.[key]``): the key is the value
+                err, present = {**err, "input": path_parts[-1]}, True
+                continue
             path_parts.append(part)
             node, present = _child(node, part)
-        rule = (err.get("ctx") or {}).get("error")
+        ctx = err.get("ctx") or {}
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found") and "discriminator" in ctx:
+            # A tagged union names its tag field: ``data.source``, not ``data`` with pydantic's sentence.
+            tag = str(ctx["discriminator"]).strip("'")
+            path_parts.append(tag)
+            node, present = _child(node, tag)
+            expected = ctx.get("expected_tags") or _expected_tags(model, doc, path_parts[:-1])
+            err = {**err, "input": node, "msg": f"must be one of {expected}" if expected else "unknown kind"}
+        rule = ctx.get("error")
         if isinstance(rule, RuleError):
             for text in rule.path.split("."):
                 step: str | int = int(text) if text.isdigit() else text  # "students.2": the list's third item
@@ -195,6 +239,24 @@ def _format_path(parts: list[str | int]) -> str:
 
 def _allowed_fields(model: type[BaseModel], doc: Any, parts: list[str | int]) -> list[str]:
     """Field names of the model at ``parts`` of the document, following nested models and tagged unions."""
+    fields = getattr(_model_at(model, doc, parts), "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _expected_tags(model: type[BaseModel], doc: Any, parts: list[str | int]) -> str:
+    """``'a', 'b'``: the tags of the tagged union at ``parts`` (pydantic lists them only for a wrong tag, not a
+    missing one); ``""`` when ``parts`` is not a tagged union field."""
+    if not parts or isinstance(parts[-1], int):
+        return ""
+    fields = getattr(_model_at(model, doc, parts[:-1]), "model_fields", None)
+    if not fields or parts[-1] not in fields:
+        return ""
+    members = [m for m in get_args(fields[parts[-1]].annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return ", ".join(repr(tag) for tag in map(_tag_of, members) if tag is not None)
+
+
+def _model_at(model: type[BaseModel], doc: Any, parts: list[str | int]) -> Any:
+    """The model at ``parts`` of the document (None when there is none), following tagged unions."""
     current: Any = model
     node: Any = doc
     for part in parts:
@@ -204,11 +266,10 @@ def _allowed_fields(model: type[BaseModel], doc: Any, parts: list[str | int]) ->
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
-            return []
+            return None
         node = node.get(part) if isinstance(node, dict) else None
         current = _unwrap(fields[part].annotation, node)
-    fields = getattr(current, "model_fields", None)
-    return sorted(fields) if fields else []
+    return current
 
 
 def _unwrap(annotation: Any, node: Any) -> Any:
