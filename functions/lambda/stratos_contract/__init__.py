@@ -8,7 +8,9 @@ Lambda package (``functions/lambda/``) and is copied into the training image ali
 * :mod:`stratos_contract.runs` — a run's status and stages as the runs table records them;
 * :mod:`stratos_contract.hyperparameters` — the training job's hyperparameters (typed fields, defaults, the
   string encoding SageMaker carries both ways);
-* :mod:`stratos_contract.metrics` — ``JobMetrics``, the schema of the job's metrics.json.
+* :mod:`stratos_contract.metrics` — ``JobMetrics``, the schema of the job's metrics.json;
+* :mod:`stratos_contract.parallelism` — ``ParallelismPlan``, how a training job spreads over its hardware
+  (chosen by the planner, obeyed by the container).
 
 A test (``tests/unit/test_import_boundaries.py``) fails on a forbidden import: this package imports nothing
 of Stratos; the container never imports the Lambda core; the Lambda core never imports local mode, the CLI

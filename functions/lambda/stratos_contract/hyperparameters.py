@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stratos_contract.parallelism import ParallelismPlan
+
 #: SageMaker's limit on one hyperparameter value, characters.
 HYPERPARAMETER_VALUE_MAX = 2500
 
@@ -158,6 +160,12 @@ class TrainingHyperparameters(BaseModel):
     logging_steps: int = Field(default=10, ge=1, description="Optimiser steps between metric log lines.")
     save_steps: int | None = Field(
         default=None, ge=1, description="Checkpoint interval, steps; null = total/10, at least 50 (or the end)."
+    )
+    parallelism: ParallelismPlan | None = Field(
+        default=None,
+        description="The planner's parallelism plan (stratos_contract.parallelism); when set, its micro_batch and "
+        "grad_accum are the job's batch shape and the job refuses a topology it cannot honour; null = one "
+        "process per device, DDP when there are several (local runs and direct invocations).",
     )
 
     # --- LoRA
