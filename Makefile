@@ -20,10 +20,15 @@ SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 TOOLS := .tools
 ASL_VALIDATOR_PIN := asl-validator@4.0.0
 ASL_VALIDATOR := $(TOOLS)/node/node_modules/.bin/asl-validator
+# checkov pins many packages of its own: it too gets its own virtualenv (under .tools/).
+CHECKOV_VENV := $(TOOLS)/checkov-venv
+CHECKOV_PIN := checkov==3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 AWS_REGION ?= us-east-1
 
 .PHONY: install lint typecheck test test-unit test-functional test-e2e demo clean \
-	sam-validate cfn-lint asl-validate template-check sam-build
+	sam-validate cfn-lint asl-validate checkov template-check sam-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +50,12 @@ $(SAM_STAMP):
 $(ASL_VALIDATOR):
 	npm install --prefix $(TOOLS)/node --no-audit --no-fund --silent $(ASL_VALIDATOR_PIN)
 
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "$(CHECKOV_PIN)"
+	touch $(CHECKOV_STAMP)
+
 # template.yaml and the state machine: SAM's validator with its linter, cfn-lint, and asl-validator on the
 # definition as written and as deployed (DefinitionSubstitutions applied).
 sam-validate: $(SAM_STAMP)
@@ -58,7 +69,15 @@ asl-validate: install $(ASL_VALIDATOR)
 	$(PY) -m stratos_cli.local.stack --render-definition > $(TOOLS)/distillation.rendered.asl.json
 	$(ASL_VALIDATOR) --json-path $(TOOLS)/distillation.rendered.asl.json
 
-template-check: sam-validate cfn-lint asl-validate
+# checkov over the template as written and after the SAM transform (which it does not run itself: only the
+# transformed template shows it the roles SAM makes from the functions' Policies). Skipped checks and the reasons
+# are in .checkov.yaml; any other finding fails.
+checkov: $(CHECKOV_STAMP) $(SAM_STAMP)
+	$(CHECKOV) --file template.yaml
+	$(SAM_VENV)/bin/python .ci/sam_transform.py template.yaml > $(TOOLS)/template.transformed.json
+	$(CHECKOV) --file $(TOOLS)/template.transformed.json
+
+template-check: sam-validate cfn-lint asl-validate checkov
 
 # `sam build` (no container: the python3.11 runtime builds with the machine's Python 3.11).
 sam-build: $(SAM_STAMP)

@@ -95,7 +95,7 @@ def test_sdk_tasks_are_not_sync_and_select_json_safe_fields():
     assert set(describe["ResultSelector"]) == {"job_name.$", "status.$", "secondary_status.$", "output_prefix.$"}
     start = STATES["StartTrainingJob"]
     assert start["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createTrainingJob"
-    assert start["Parameters"]["RoleArn"] == "${SageMakerRoleArn}"  # not RoleArn.$ (fails at run time)
+    assert start["Parameters"]["RoleArn"] == "${TrainingRoleArn}"  # not RoleArn.$ (fails at run time)
     caught = {c["ErrorEquals"][0]: c["Next"] for c in start["Catch"]}
     assert caught["SageMaker.ResourceInUseException"] == "WaitForTraining"  # already exists = this run's job
     assert caught["SageMaker.ResourceLimitExceededException"] == "TrainingQuotaExceeded"

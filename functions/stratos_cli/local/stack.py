@@ -12,7 +12,8 @@ Every resource the pipeline touches (buckets with their versioning and EventBrid
 and its index, roles, functions with the template's handlers and environment, the state machine with its
 DefinitionSubstitutions, the EventBridge rule's pattern, the re-distillation schedule and its Input) comes
 from the template through :mod:`stratos_cli.local.template`; nothing is typed twice. Resource types the embedded
-AWS has no use for (log groups, bucket policies, dead-letter queues) are listed in :attr:`EmbeddedStack.skipped`.
+AWS has no use for (log groups, bucket policies, the dead-letter queue and its alarm, the KMS managed policy) are
+named, so that what refers to them resolves, and listed in :attr:`EmbeddedStack.skipped`.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class StackLayout:
             elif kind == "AWS::Scheduler::Schedule":
                 self.resources[logical] = name
                 self.attributes[f"{logical}.Arn"] = f"arn:aws:scheduler:{r}:{a}:schedule/default/{name}"
+            elif kind == "AWS::SQS::Queue":  # named only: dead-letter targets, which the embedded AWS never uses
+                self.resources[logical] = f"https://sqs.{r}.amazonaws.com/{a}/{name}"
+                self.attributes[f"{logical}.Arn"] = f"arn:aws:sqs:{r}:{a}:{name}"
+                self.attributes[f"{logical}.QueueName"] = name
             else:
                 self.resources[logical] = name
 
