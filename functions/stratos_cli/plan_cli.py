@@ -1,7 +1,9 @@
 """``stratos plan SPEC [--json] [--plot FILE.png]``: plan a task spec from the command line.
 
-Prints the chosen plan, the top of the Pareto frontier, the single-objective baselines and the rejection
-counts as a table (rich), or one JSON object with ``--json``; ``--plot`` draws the frontier
+Prints the chosen plan, the top of the Pareto frontier, each of those plans' training parallelism (strategy,
+nodes x devices, micro-batch x accumulation, teacher placement, per-device memory estimate vs capacity), the
+single-objective baselines and the rejection counts as tables (rich), or one JSON object with ``--json`` (each
+plan's ``parallelism`` object in it); ``--plot`` draws the frontier
 (:func:`stratos_cli.local.plots.plot_frontier`: total cost vs p50 latency, colour = expected accuracy, the chosen
 plan and the baselines marked). Prices come
 from the catalog's dated snapshot unless ``--prices live`` asks the AWS Pricing API (credentials needed;
@@ -140,6 +142,22 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
         frontier.add_row(str(i), *_cells(p), style="bold green" if i == 1 else None)
     console.print(frontier)
 
+    layouts = Table(title="Training parallelism of those plans (what the training job runs)")
+    for name, justify in (
+        ("#", "right"),
+        ("training", "left"),
+        ("strategy", "left"),
+        ("nodes x devices", "right"),
+        ("micro-batch x accum", "right"),
+        ("global batch", "right"),
+        ("teacher", "left"),
+        ("GiB/device est / capacity", "right"),
+    ):
+        layouts.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for i, p in enumerate(doc["frontier"][:top], start=1):
+        layouts.add_row(str(i), p["training_instance"], *_parallelism_cells(p.get("parallelism")))
+    console.print(layouts)
+
     base = Table(title="Single-objective baselines (same feasible set, same score)")
     for name in ("baseline", "teacher", "student", "mode", "training", "serving"):
         base.add_column(name)
@@ -156,14 +174,53 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
         rejected.add_row(reason, f"{count:,}")
     console.print(rejected)
     plan = doc["plan"]
+    console.print(f"Training parallelism: {parallelism_text(plan.get('parallelism'))}.")
     console.print(
         f"Training job MaxRuntimeInSeconds: {plan['max_runtime_seconds']:,} s "
-        f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour). "
+        f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour"
+        f"{_per_nodes(plan.get('parallelism'))}). "
         f"Endpoint: {plan['serving_usd_per_month']:,.2f} USD/month, "
         f"{plan['throughput_tokens_per_s']:,.0f} generated tokens/s per instance at the spec's concurrency."
     )
     for warning in doc["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _parallelism_cells(layout: dict[str, Any] | None) -> list[str]:
+    if not layout:
+        return ["-", "1 x ?", "-", "-", "-", "-"]
+    world = layout["nodes"] * layout["devices_per_node"]
+    return [
+        layout["strategy"],
+        f"{layout['nodes']} x {layout['devices_per_node']}",
+        f"{layout['micro_batch']} x {layout['grad_accum']}",
+        str(layout["micro_batch"] * layout["grad_accum"] * world),
+        layout["teacher_placement"],
+        f"{layout['estimated_peak_gib']:.1f} / {layout['device_capacity_gib']:.1f}",
+    ]
+
+
+def parallelism_text(layout: dict[str, Any] | None) -> str:
+    """A plan's parallelism in one line, e.g. ``fsdp_full_shard on 2 nodes x 8 devices, micro-batch 2 x 1
+    accumulation (global batch 32 sequences), teacher topk_cache, 17.6 GiB of 20.9 GiB per device (estimate)``."""
+    if not layout:
+        return "not chosen (a plan from before the planner chose one: one instance, the container's defaults)"
+    world = layout["nodes"] * layout["devices_per_node"]
+    nodes = "node" if layout["nodes"] == 1 else "nodes"
+    devices = "device" if layout["devices_per_node"] == 1 else "devices"
+    return (
+        f"{layout['strategy']} on {layout['nodes']} {nodes} x {layout['devices_per_node']} {devices}, "
+        f"micro-batch {layout['micro_batch']} x {layout['grad_accum']} accumulation "
+        f"(global batch {layout['micro_batch'] * layout['grad_accum'] * world} sequences), "
+        f"teacher {layout['teacher_placement']}, {layout['estimated_peak_gib']:.1f} GiB of "
+        f"{layout['device_capacity_gib']:.1f} GiB per device (estimate)"
+    )
+
+
+def _per_nodes(layout: dict[str, Any] | None) -> str:
+    if not layout or layout["nodes"] == 1:
+        return ""
+    return f" for {layout['nodes']} instances"
 
 
 def _cells(p: dict[str, Any]) -> list[str]:

@@ -78,6 +78,7 @@ def test_metrics_and_metric_lines(finished_job):
     assert metrics["mode"] == "injection"  # a random tiny teacher covers nothing
     assert metrics["mode_evidence"]["coverage"] == 0.0
     assert metrics["injection_teacher_asked"] == 3
+    assert "teacher released" in result.stderr  # generation_only: freed once its rationales are in
     assert metrics["train_steps"] == 4
     lines = [
         json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("[stratos-metrics]")

@@ -1,8 +1,9 @@
 """A tiny, deterministic distillation run used by the trainer tests (in-process and under torchrun).
 
-Run as ``python -m tests.helpers.tiny_training OUT.json [--batch B --accum A --kd]``: trains a 2-layer Llama
-student on arithmetic prompts for a few steps (sequential order, SGD) and writes the loss trajectory and a
-parameter checksum to OUT.json (rank 0 only).
+Run as ``python -m tests.helpers.tiny_training OUT.json [--batch B --accum A --kd --fsdp]``: trains a 2-layer
+Llama student on arithmetic prompts for a few steps (sequential order, SGD) and writes the loss trajectory and a
+parameter checksum to OUT.json (rank 0 only). ``--fsdp`` (under torchrun): the job's ``fsdp_full_shard``
+arguments, the teacher sharded like the student, the parameters gathered whole to rank 0.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
+from stratos_contract.parallelism import ParallelismPlan
 from stratos_train.config import TrainConfig
 from stratos_train.data import CompletionCollator, ListDataset, encode_all
 from stratos_train.models import build_tiny_model, train_tiny_tokenizer
+from stratos_train.parallel import decoder_layer_classes, fsdp_config, full_state_dict, shard_frozen
 from stratos_train.trainer import DistillationTrainer, MetricLinesCallback
 from tests.helpers.tiny_sft import tiny_args
 
@@ -36,16 +39,30 @@ def make_data(tokenizer: Any, rows: int = 32) -> list[Any]:
     return encoded
 
 
-def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5) -> dict[str, Any]:
+def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5, fsdp: bool = False) -> dict[str, Any]:
     torch.manual_seed(0)
     tokenizer = train_tiny_tokenizer(CORPUS, vocab_size=300)
     student = build_tiny_model(tokenizer, seed=1)
     teacher = build_tiny_model(tokenizer, seed=2) if kd else None
     data = make_data(tokenizer)
+    extra: dict[str, Any] = {}
+    if fsdp:
+        plan = ParallelismPlan(strategy="fsdp_full_shard", devices_per_node=int(os.environ["WORLD_SIZE"]))
+        extra = {"fsdp": True, "fsdp_config": fsdp_config(plan, decoder_layer_classes(student))}
     with tempfile.TemporaryDirectory() as out:
         args = tiny_args(
-            out, batch=batch, steps=steps, lr=lr, grad_accum=accum, logging_steps=1, optim="sgd", max_grad_norm=0.0
+            out,
+            batch=batch,
+            steps=steps,
+            lr=lr,
+            grad_accum=accum,
+            logging_steps=1,
+            optim="sgd",
+            max_grad_norm=0.0,
+            **extra,
         )
+        if fsdp and teacher is not None:
+            shard_frozen(teacher)
         ref: list[DistillationTrainer] = []
         callback = MetricLinesCallback(ref)
         trainer = DistillationTrainer(
@@ -61,12 +78,19 @@ def run(batch: int, accum: int, steps: int, kd: bool, lr: float = 0.5) -> dict[s
         trainer.remove_callback(PrinterCallback)
         ref.append(trainer)
         trainer.train()
-    params = torch.cat([p.detach().flatten() for p in student.parameters()])
+    if fsdp:  # gather whole parameters to rank 0, in the model's own order
+        state = full_state_dict(trainer.model)
+        names = [name.replace("_checkpoint_wrapped_module.", "") for name, _ in student.named_parameters()]
+        tensors = [state[name] for name in names] if state else []
+    else:
+        tensors = [p.detach() for p in student.parameters()]
+    params = torch.cat([t.flatten() for t in tensors]) if tensors else torch.zeros(0)
     return {
         "losses": [h["train_loss"] for h in callback.history if "train_loss" in h and "train_runtime" not in h],
         "param_sum": float(params.double().sum()),
         "param_abs": float(params.double().abs().sum()),
         "params": params.tolist()[:2000],
+        "sharded": type(trainer.model).__name__.startswith("FSDP"),
     }
 
 
@@ -77,8 +101,9 @@ def main() -> None:
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--kd", action="store_true")
+    parser.add_argument("--fsdp", action="store_true")
     a = parser.parse_args()
-    result = run(a.batch, a.accum, a.steps, a.kd)
+    result = run(a.batch, a.accum, a.steps, a.kd, fsdp=a.fsdp)
     if int(os.environ.get("RANK", "0")) == 0:
         with open(a.out, "w") as fh:
             json.dump(result, fh)

@@ -478,3 +478,104 @@ def test_endpoint_owner_rules():
         check_endpoint_owner("ep", Owner("st", "b", "r", ""), **mine)
     # Listed: task b's endpoint may be taken over, whatever its spec time (another task's versions do not order).
     check_endpoint_owner("ep", Owner("st", "b", "r", "2099-01-01T00:00:00+00:00"), **{**mine, "replaces_tasks": ["b"]})
+
+
+def _plan_like(changes: dict[str, Any]) -> PlanSummary:
+    """PLAN with ``changes``, validated (so ``mode`` is the enum and ``parallelism`` the model)."""
+    return PlanSummary.model_validate({**PLAN.model_dump(), **changes})
+
+
+def _prepared(plan_summary: PlanSummary, spec_doc: dict[str, Any] = GSM8K) -> models.TrainingRequest:
+    """PrepareTrainingJob's request for ``plan_summary`` (pure: no AWS call)."""
+    from stratos.naming import SpecIdentity, run_names
+    from stratos.payloads import PlanRef, RunContext, S3Pointer
+    from stratos.pipeline.state import names_for
+    from stratos.pipeline.training import training_request
+
+    ident = SpecIdentity(bucket="stratos-specs-1", key="specs/gsm8k.json", version_id="v1", etag="e")
+    names = run_names(ident, "gsm8k")
+    pointer = S3Pointer(uri=f"s3://stratos-artifacts/runs/{names.run_id}/spec.json", bytes=1, sha256="0" * 64)
+    run = RunContext(
+        spec=ident,
+        names=names,
+        task_id="gsm8k",
+        region="us-west-2",
+        mode_requested="alignment",
+        trigger="upload",
+        started_at=datetime(2026, 12, 4, tzinfo=UTC),
+        spec_copy=pointer,
+    )
+    ref = PlanRef(
+        plan=plan_summary,
+        max_runtime_seconds=3600,
+        frontier_top=[],
+        frontier=pointer,
+        candidates=1,
+        rejected={},
+        baselines={},
+    )
+    spec = validate_spec_document(spec_doc)
+    return training_request(run, spec, ref, names_for(run, spec, 0), "s3://stratos-artifacts/models/", "st")
+
+
+def test_training_request_runs_the_plans_parallelism_on_its_nodes():
+    """InstanceCount is the plan's nodes; the plan itself travels as the `parallelism` hyperparameter (one JSON
+    string under SageMaker's 2,500 characters) that the container's own parser reads back unchanged; the
+    generation batch the plan's memory estimate assumed becomes eval_batch_size."""
+    from stratos.planner import estimators as est
+    from stratos_contract.hyperparameters import (
+        HYPERPARAMETER_VALUE_MAX,
+        TrainingHyperparameters,
+        parse_hyperparameters,
+    )
+
+    student, teacher, instance = (
+        CATALOG.model("qwen2.5-7b-instruct"),
+        CATALOG.model("qwen2.5-14b-instruct"),
+        "ml.g5.48xlarge",
+    )
+    lat = GSM8K["constraints"]["latency"]
+    workload = est.TrainingWorkload(2000, 250, lat["prompt_tokens"], lat["output_tokens"])
+    layout = est.choose_parallelism(student, teacher, "alignment", CATALOG.instance(instance), workload)
+    assert layout is not None and layout.nodes > 1  # this pair does not fit one 8 x 24 GB node
+    sharded = _plan_like(
+        {
+            "teacher": teacher.id,
+            "student": student.id,
+            "training_instance": instance,
+            "mode": "alignment",
+            "parallelism": layout,
+        }
+    )
+    request = _prepared(sharded)
+    assert request.instance_count == layout.nodes
+    raw = request.hyperparameters.to_api()
+    assert 0 < len(raw["parallelism"]) <= HYPERPARAMETER_VALUE_MAX
+    decoded = parse_hyperparameters(raw, TrainingHyperparameters)
+    assert decoded.parallelism == layout
+    generation = est.plan_generation_batch(student, teacher, "alignment", workload, layout, CATALOG.instance(instance))
+    assert decoded.eval_batch_size == generation
+    assert request.to_state()["hyperparameters"]["parallelism"] == raw["parallelism"]  # what the ASL passes on
+    # A plan made before the planner chose a parallelism runs on one instance with the container's defaults.
+    plain = _prepared(_plan_like({"mode": "alignment", "teacher": "qwen2.5-7b-instruct"}))
+    assert plain.instance_count == 1
+    assert (
+        "parallelism" not in plain.hyperparameters.to_api() and "eval_batch_size" not in plain.hyperparameters.to_api()
+    )
+
+
+def test_training_request_refuses_a_parallelism_the_catalog_instance_cannot_honour():
+    from stratos_contract.parallelism import ParallelismPlan
+
+    drifted = _plan_like(
+        {
+            "mode": "alignment",
+            "teacher": "qwen2.5-7b-instruct",
+            "training_instance": "ml.g5.48xlarge",
+            "parallelism": ParallelismPlan(strategy="ddp", devices_per_node=4),
+        }
+    )
+    with pytest.raises(SpecValidationError) as caught:
+        _prepared(drifted)
+    assert caught.value.errors[0].path == "plan.parallelism.devices_per_node"
+    assert "8 device(s)" in caught.value.errors[0].reason

@@ -90,3 +90,19 @@ def test_invalid_spec_exits_1(tmp_path, capsys):
     path.write_text("{}")
     assert main(["plan", str(path)]) == 1
     assert "task_id" in capsys.readouterr().err
+
+
+def test_every_plan_shows_its_training_parallelism(capsys):
+    assert main(["plan", MAHJONG, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for entry in [out["plan"], *out["frontier"], *out["baselines"].values()]:
+        layout = entry["parallelism"]
+        assert layout["strategy"] in ("single_device", "ddp", "fsdp_full_shard")
+        assert layout["nodes"] >= 1 and layout["devices_per_node"] >= 1
+        assert 0 < layout["estimated_peak_gib"] <= layout["device_capacity_gib"]
+        assert entry["training_usd_per_hour"] > 0
+    assert main(["plan", MAHJONG, "--top", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "Training parallelism of those plans" in table and "micro-batch x accum" in table
+    words = " ".join(table.split())  # rich wraps the summary line at the console width
+    assert "Training parallelism: " in words and "per device (estimate)" in words

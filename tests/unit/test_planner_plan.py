@@ -87,10 +87,16 @@ def assert_meets_hard_constraints(spec: TaskSpec, chosen, catalog) -> None:
     assert lat.prompt_tokens + lat.output_tokens <= student.context_length
     n_train, n_eval = data_sizes(spec)
     workload = est.TrainingWorkload(n_train, n_eval, lat.prompt_tokens, lat.output_tokens)
-    assert est.training_memory(student, teacher, chosen.mode, t_inst, workload).fits
-    assert est.training_estimate(student, teacher, chosen.mode, t_inst, workload).hours == pytest.approx(
+    layout = chosen.parallelism  # the plan the training job will run, checked by the same memory model
+    assert layout is not None and layout.devices_per_node == t_inst.devices
+    fit = est.plan_memory(student, teacher, chosen.mode, workload, layout, t_inst)
+    assert fit.fits and fit.need_gib == pytest.approx(layout.estimated_peak_gib, abs=1e-3)
+    assert layout.device_capacity_gib == pytest.approx(fit.capacity_gib, abs=1e-3)
+    assert est.training_estimate(student, teacher, chosen.mode, t_inst, workload, layout).hours == pytest.approx(
         chosen.training_hours
     )
+    training_price = float(t_inst.snapshot_prices[(c.region, "Training")])
+    assert chosen.training_cost_usd == pytest.approx(chosen.training_hours * training_price * layout.nodes)
     verdict = match_pair(teacher, student)
     assert verdict.reason(chosen.mode) is None
     if spec.distillation.mode.value != "auto":

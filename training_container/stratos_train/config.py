@@ -10,9 +10,11 @@ and every default (``alpha`` included) is written once, on a field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pydantic import model_validator
 
 from stratos_contract.hyperparameters import (
     Divergence,
@@ -21,6 +23,7 @@ from stratos_contract.hyperparameters import (
     decode_hyperparameter,
 )
 from stratos_contract.hyperparameters import parse_hyperparameters as _parse
+from stratos_train.parallel import COLLECTIVE_TIMEOUT_S, fsdp_config
 
 if TYPE_CHECKING:  # transformers is imported where the arguments are built: parsing the config stays cheap
     from transformers import TrainingArguments
@@ -36,7 +39,39 @@ __all__ = [
 
 
 class TrainConfig(TrainingHyperparameters):
-    """Everything one training job needs (the contract's fields), with the methods that build the run."""
+    """Everything one training job needs (the contract's fields), with the methods that build the run.
+
+    With a ``parallelism`` plan, the plan's ``micro_batch`` and ``grad_accum`` replace ``per_device_batch_size``
+    and ``grad_accum`` (the plan is what the planner checked against memory), and combinations the container
+    cannot run under the plan are refused here, before anything is loaded.
+    """
+
+    @model_validator(mode="after")
+    def _obey_plan(self) -> TrainConfig:
+        plan = self.parallelism
+        if plan is None:
+            return self
+        object.__setattr__(self, "per_device_batch_size", plan.micro_batch)
+        object.__setattr__(self, "grad_accum", plan.grad_accum)
+        if plan.strategy == "fsdp_full_shard" and self.injection_rounds > 1 and self.mode != "alignment":
+            raise ValueError(
+                "parallelism.strategy fsdp_full_shard cannot run the closed loop (injection_rounds > 1): its "
+                "per-round probes evaluate on every rank; use ddp or injection_rounds 1"
+            )
+        cached = plan.teacher_placement == "topk_cache" or (
+            self.mode == "alignment" and plan.placement_for(self.mode) == "topk_cache"
+        )
+        if cached and self.mode != "injection" and not self.topk_divergence:
+            raise ValueError(
+                f"parallelism.teacher_placement topk_cache needs divergence 'forward_kl' (the cache has no tail "
+                f"mass), not {self.divergence!r} with beta {self.beta}"
+            )
+        return self
+
+    @property
+    def topk_divergence(self) -> bool:
+        """True when the divergence can use a top-k teacher cache (forward KL, or JSD with beta 0)."""
+        return self.divergence == "forward_kl" or (self.divergence == "jsd" and self.beta == 0.0)
 
     def kd_loss_config(self, *, cross_entropy_only: bool = False) -> KDLossConfig:
         """The loss's hyperparameters from this config.
@@ -62,16 +97,24 @@ class TrainConfig(TrainingHyperparameters):
         max_steps: int,
         save_steps: int | None = None,
         use_cpu: bool | None = None,
+        layer_classes: Sequence[str] = (),
         **overrides: Any,
     ) -> TrainingArguments:
         """``TrainingArguments`` for a SageMaker job: checkpoints in ``output_dir`` (the checkpoint channel), no
         external reporting, no evaluation inside the loop (the job evaluates with generation afterwards).
+
+        With a ``parallelism`` plan: ``fsdp_full_shard`` asks the Trainer for accelerate's FSDP2
+        (:func:`~stratos_train.parallel.fsdp_config`; activation checkpointing by FSDP); the other strategies get
+        the Trainer's gradient checkpointing when the plan asks for it (non-reentrant: works with frozen
+        embeddings under LoRA).
 
         Args:
             output_dir: checkpoint folder.
             max_steps: optimiser steps of this run (see :meth:`total_steps`; it depends on the data).
             save_steps: checkpoint interval, steps; default :meth:`derived_save_steps` of ``max_steps``.
             use_cpu: train on the CPU; default: when no CUDA device is present.
+            layer_classes: the decoder layer class names, FSDP's wrap units (default: the model's
+                ``_no_split_modules``).
             overrides: ``TrainingArguments`` fields that replace the ones derived here (e.g. ``save_strategy``).
         """
         from transformers import TrainingArguments
@@ -104,7 +147,13 @@ class TrainConfig(TrainingHyperparameters):
             dataloader_num_workers=0,
             ddp_find_unused_parameters=False,
             train_sampling_strategy="group_by_length" if self.shuffle and self.group_by_length else "random",
+            ddp_timeout=COLLECTIVE_TIMEOUT_S,
         )
+        plan = self.parallelism
+        if plan is not None and plan.strategy == "fsdp_full_shard":
+            derived.update(fsdp=True, fsdp_config=fsdp_config(plan, layer_classes))
+        elif plan is not None and plan.gradient_checkpointing:
+            derived.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})
         return TrainingArguments(**{**derived, **overrides})
 
 

@@ -5,8 +5,12 @@ exit 0 with the model at the model-dir root and ``output/data/metrics.json``; on
 specific ``output/failure`` (SageMaker's FailureReason) and exit non-zero. SIGTERM (a stop request, or the
 job's maximum runtime) is recorded the same way and exits 143.
 
-On a multi-GPU instance (``SM_NUM_GPUS`` > 1) it re-launches itself under ``torch.distributed.run`` with one
-process per GPU, so every GPU trains (DDP); under torchrun (``LOCAL_RANK`` set) it runs as one rank.
+Topology (:mod:`stratos_train.parallel`): the hosts (``SM_HOSTS`` / ``resourceconfig.json``) and devices per
+host (GPUs, 1 on CPU). With a ``parallelism`` plan the topology must be the plan's
+(:meth:`~stratos_contract.parallelism.ParallelismPlan.check_runtime`) or the job fails here, before any weights
+are loaded. With more than one process in all (several GPUs, or several hosts), it re-launches itself under
+``torch.distributed.run``: one torchrun per host (``--nnodes``, ``--node_rank``, ``--master_addr`` = the first
+host), one process per device; under torchrun (``LOCAL_RANK`` set) it runs as one rank.
 """
 
 from __future__ import annotations
@@ -20,8 +24,17 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from stratos_train.config import HyperparameterError, parse_hyperparameters
+from stratos_contract.parallelism import ParallelismError
+from stratos_train.config import HyperparameterError, TrainConfig, parse_hyperparameters
 from stratos_train.env import SageMakerEnv
+from stratos_train.parallel import (
+    Topology,
+    check_worker,
+    describe,
+    runtime_topology,
+    socket_environment,
+    torchrun_arguments,
+)
 
 logger = logging.getLogger("stratos_train")
 
@@ -41,13 +54,49 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _maybe_relaunch_distributed(env: SageMakerEnv, argv: Sequence[str]) -> int | None:
-    if env.num_gpus <= 1 or "LOCAL_RANK" in os.environ:
-        return None
+def _check_topology(config: TrainConfig, env: SageMakerEnv) -> Topology:
+    """This job's topology, checked against the plan (cheap: no weights, no model code).
+
+    Raises:
+        ParallelismError: the plan does not fit the hosts or devices (or this worker's world size).
+    """
+    topology = runtime_topology(env)
+    plan = config.parallelism
+    if plan is not None:
+        plan.check_runtime(topology.nodes, topology.devices_per_node)
+        if "LOCAL_RANK" in os.environ:
+            check_worker(plan)
+        else:
+            logger.info("parallelism: %s", describe(plan))
+    return topology
+
+
+def _launch_workers(topology: Topology, env: SageMakerEnv, argv: Sequence[str]) -> int:
+    """Run this host's share of the job under torchrun (one process per device) and wait for it. Returns the exit
+    code: 0, 1 (a worker failed; its own ``output/failure`` is kept) or 143 (stopped: torchrun forwards SIGTERM
+    to the workers and raises here)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import main as torchrun
 
-    logger.info("launching %d processes, one per GPU", env.num_gpus)
-    torchrun(["--nproc_per_node", str(env.num_gpus), "-m", "stratos_train.entrypoint", *argv])
+    os.environ.update(socket_environment(topology.cluster))
+    args = torchrun_arguments(topology, "stratos_train.entrypoint", argv)
+    logger.info(
+        "launching %d process(es) on host %d of %d: torchrun %s",
+        topology.devices_per_node,
+        topology.cluster.node_rank + 1,
+        topology.nodes,
+        " ".join(args),
+    )
+    env.failure_path.unlink(missing_ok=True)  # a failing worker writes the specific reason there
+    try:
+        torchrun(args)
+    except Exception as exc:
+        stopped = isinstance(exc, SignalException)
+        if not env.failure_path.exists():
+            reason = f"{exc}: the job was stopped or reached its maximum runtime"
+            env.write_failure(reason if stopped else _failure_reason(exc))
+        logger.error("training workers failed: %s", exc)
+        return 143 if stopped else 1
     return 0
 
 
@@ -65,15 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         config = parse_hyperparameters(env.read_hyperparameters())
-        relaunched = _maybe_relaunch_distributed(env, list(argv) if argv is not None else sys.argv[1:])
-        if relaunched is not None:
-            return relaunched
+        topology = _check_topology(config, env)
+        if topology.world_size > 1 and "LOCAL_RANK" not in os.environ:
+            return _launch_workers(topology, env, list(argv) if argv is not None else sys.argv[1:])
         from stratos_train.job import run_job  # heavy imports after the cheap checks
 
         run_job(config, env)
     except HyperparameterError as exc:
         env.write_failure(f"invalid hyperparameters: {exc}")
         logger.error("invalid hyperparameters: %s", exc)
+        return 1
+    except ParallelismError as exc:
+        env.write_failure(f"parallelism plan cannot run here: {exc}")
+        logger.error("parallelism plan cannot run here: %s", exc)
         return 1
     except JobStopped as exc:
         env.write_failure(str(exc))

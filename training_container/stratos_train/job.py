@@ -11,10 +11,14 @@ written to ``output/data/metrics.json`` at the end:
    set (and the KL between them, for alignment);
 4. **train** (:func:`train_phase`): build the training set (alignment: reference targets + teacher logits;
    injection: verified data, optionally in closed-loop rounds) and train (LoRA or full), checkpointing to the
-   checkpoint dir and resuming from its latest checkpoint;
+   checkpoint dir and resuming from its latest checkpoint, as the ``parallelism`` plan says
+   (:mod:`stratos_train.parallel`: strategy, batch shape, checkpointing, where the teacher sits);
 5. **evaluate after** (:func:`evaluate_after_phase`): the trained student on the held-out set(s);
 6. **export** (:func:`export_phase`): the deployable model at the model-dir root with its card, metrics.json,
    the config, and the final ``[stratos-metrics]`` line.
+
+Under torchrun every rank loads, trains and joins the collectives; rank 0 alone probes the teacher (and tells
+the others the mode), evaluates, exports and writes metrics: the other ranks stop after training.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from transformers import PrinterCallback, TrainingArguments, get_scheduler
 from transformers.trainer_utils import get_last_checkpoint
 
 from stratos_contract.metrics import EvalSetScores, JobMetrics, LossPoint, ModeEvidence, Sample, Strata, StratumRecord
+from stratos_contract.parallelism import ParallelismError
 from stratos_train.config import KDLossConfig, TrainConfig
 from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
 from stratos_train.env import SageMakerEnv
@@ -41,6 +46,21 @@ from stratos_train.export import save_deployable
 from stratos_train.lora import apply_lora, merge_for_deployment
 from stratos_train.models import LoadedModel, load_model
 from stratos_train.modes import InjectionStats, ModeDecision, build_injection_set, decide_mode
+from stratos_train.parallel import (
+    PLAN_TOPK_DEFAULT,
+    barrier,
+    broadcast_from_main,
+    decoder_layer_classes,
+    describe,
+    full_state_dict,
+    init_process_group,
+    is_main,
+    is_released,
+    rebuild_unsharded,
+    release,
+    shard_frozen,
+    world_size,
+)
 from stratos_train.rounds import (
     Patience,
     RoundReport,
@@ -65,23 +85,6 @@ PairBuilder = Callable[[list[Example], int], list[Pair]]
 HELDOUT_KL_EXAMPLES = 64
 #: Held-out completions kept in metrics.json for people to read.
 SAMPLES_KEPT = 5
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _is_main() -> bool:
-    return _rank() == 0
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def seed_everything(seed: int) -> None:
@@ -240,7 +243,7 @@ def train_in_rounds(
     """
     strata = task.strata()
     sizes = round_sizes(config.train_size, config.injection_rounds)
-    steps = [config.steps_per_epoch(n, _world_size()) for n in sizes]
+    steps = [config.steps_per_epoch(n, world_size()) for n in sizes]
     collator = CompletionCollator(student.tokenizer.pad_token_id)
     kd = config.kd_loss_config(cross_entropy_only=True)
     probe = task.stratified_examples(
@@ -366,7 +369,8 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
     """
     env.prepare()
     seed_everything(config.seed)
-    torch.set_num_threads(max(1, int(os.environ.get("STRATOS_THREADS", os.cpu_count() or 1))))
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes sharing this host's cores
+    torch.set_num_threads(max(1, int(os.environ.get("STRATOS_THREADS", (os.cpu_count() or 1) // local_procs))))
     task = build_task(config, env)
     train_examples = task.examples("train", config.train_size, config.seed)
     eval_examples = task.examples("eval", config.eval_size, config.seed)
@@ -414,8 +418,8 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
 
 
 def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
-    """Decide the mode (the teacher probe runs on the main process only). Fills ``mode``, ``mode_reason`` and
-    ``mode_evidence``."""
+    """Decide the mode (the teacher probe runs on the main process only, which tells the other ranks). Fills
+    ``mode``, ``mode_reason`` and ``mode_evidence``."""
     config, task = ctx.config, ctx.task
 
     def probe() -> tuple[float, float, float, int]:
@@ -428,9 +432,10 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
         config.mode,
         compatible=ctx.shared_vocab is not None,
         threshold=config.coverage_threshold,
-        probe=probe if _is_main() else lambda: (0.0, 0.0, 0.0, 0),
+        probe=probe if is_main() else lambda: (0.0, 0.0, 0.0, 0),
         complexity_unit=task.complexity_unit,
     )
+    decision = broadcast_from_main(decision)  # only rank 0 probed: every rank trains in its mode
     logger.info("mode %s: %s", decision.mode, decision.reason)
     metrics.mode = decision.mode
     metrics.mode_reason = decision.reason
@@ -445,7 +450,7 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
     Fills ``teacher_*``, ``eval_sets.*.teacher``, ``student_before_*`` and ``heldout_kl_before``.
     """
     config, task, examples = ctx.config, ctx.task, ctx.eval_examples
-    if _is_main() and config.evaluate_teacher:
+    if is_main() and config.evaluate_teacher:
         teacher_eval = _eval(ctx.teacher, task, examples, config, "teacher", ctx.shots)
         metrics.teacher_accuracy = teacher_eval.accuracy
         metrics.teacher_partial = teacher_eval.partial
@@ -455,14 +460,14 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
         for name, extra in ctx.extra_sets.items() if config.extra_eval_teacher else ():
             row = _eval_row(_eval(ctx.teacher, task, extra, config, f"teacher {name}", ctx.shots), task, extra)
             metrics.eval_set(name).teacher = row
-    if _is_main() and config.evaluate_before:
+    if is_main() and config.evaluate_before:
         before = _eval(ctx.student, task, examples, config, "student before", [])
         metrics.student_before_accuracy = before.accuracy
         metrics.student_before_partial = before.partial
         metrics.student_before_answered = before.answered
         metrics.student_before_eval_seconds = round(before.seconds, 2)
     kl_vocab = ctx.kl_vocab(decision)
-    if _is_main() and kl_vocab is not None:
+    if is_main() and kl_vocab is not None:
         metrics.heldout_kl_before = heldout_kl(
             ctx.teacher.model,
             ctx.student.model,
@@ -471,7 +476,7 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
             vocab_size=kl_vocab,
             max_seq_len=config.max_seq_len,
         )
-    _barrier()
+    barrier()
 
 
 def _record_injection_data(metrics: JobMetrics, stats: InjectionStats) -> None:
@@ -488,7 +493,8 @@ def _record_injection_data(metrics: JobMetrics, stats: InjectionStats) -> None:
 
 def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
     """Knowledge Injection's pair builder: verified targets, with the teacher's answer-conditioned rationales
-    asked once (first round), within the ``rationale_samples`` budget. Fills ``injection_*`` in round 1."""
+    asked once (first round), within the ``rationale_samples`` budget; the teacher is freed after that (it has
+    nothing left to do: ``generation_only``). Fills ``injection_*`` in round 1."""
     config = ctx.config
 
     def teacher_generate(prompts: list[list[Message]]) -> list[str]:
@@ -513,9 +519,41 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
         )
         if round_index == 1:
             _record_injection_data(metrics, stats)
+            _release_teacher(ctx, "Knowledge Injection: the training data is built")
         return pairs
 
     return build_pairs
+
+
+def _release_teacher(ctx: JobContext, why: str) -> None:
+    """Free the teacher's weights before the student trains (:func:`~stratos_train.parallel.release`)."""
+    model = ctx.teacher.model
+    if is_released(model):
+        return
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    release(model)
+    logger.info("teacher released (%.1f MB freed): %s", size / 2**20, why)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What training leaves for evaluation and export, on rank 0.
+
+    Attributes:
+        model: the trained student, whole and unsharded (LoRA-wrapped when ``lora``).
+        teacher: the teacher for the held-out KL after training, whole; ``None`` when it was released (Knowledge
+            Injection, or the plan's ``topk_cache``).
+    """
+
+    model: Any
+    teacher: Any | None
+
+
+def _lora_wrapper(config: TrainConfig) -> Callable[[Any], Any] | None:
+    """The LoRA wrapping of :func:`_trainable_student`, to rebuild a gathered model with the same keys."""
+    if not config.lora:
+        return None
+    return lambda model: apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
 def _trainable_student(config: TrainConfig, student: LoadedModel) -> Any:
@@ -527,8 +565,9 @@ def _trainable_student(config: TrainConfig, student: LoadedModel) -> Any:
     return model
 
 
-def train_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> Any:
-    """Build the training set for the mode and train; returns the trained model (LoRA-wrapped when ``lora``).
+def train_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> Trained | None:
+    """Build the training set for the mode and train; returns the trained student (and the teacher still held)
+    on rank 0, ``None`` on the other ranks.
 
     Alignment: reference targets, loss = divergence to the teacher (live, or its top-k cache) + alpha x CE.
     Injection: verified targets, loss = CE; with ``injection_rounds`` > 1 on a task with strata, the closed
@@ -540,15 +579,39 @@ def train_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) ->
         build_pairs = _injection_pairs(ctx, metrics)
         if config.injection_rounds > 1 and task.strata():
             model = _trainable_student(config, ctx.student)
-            return train_in_rounds(config, ctx.env, task, ctx.student, model, build_pairs, metrics)
+            model = train_in_rounds(config, ctx.env, task, ctx.student, model, build_pairs, metrics)
+            return Trained(model, None) if is_main() else None
         return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision, metrics)
     pairs = [(task.prompt(ex), task.target(ex)) for ex in ctx.train_examples]
     return _train(ctx, pairs, ctx.teacher.model, decision, metrics)
 
 
-def _train(ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecision, metrics: JobMetrics) -> Any:
-    """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``)."""
+def _teacher_cache_k(config: TrainConfig, placement: str | None) -> int:
+    """Top-k of the teacher cache: ``teacher_topk``, else :data:`~stratos_train.parallel.PLAN_TOPK_DEFAULT`
+    when the plan places the teacher as ``topk_cache``, else 0 (live teacher).
+
+    Raises:
+        ParallelismError: the plan asks for the cache (``auto`` chose alignment under a plan made for
+            injection) with a divergence the cache cannot serve.
+    """
+    k = config.teacher_topk or (PLAN_TOPK_DEFAULT if placement == "topk_cache" else 0)
+    if k and not config.topk_divergence:
+        raise ParallelismError(
+            f"the plan places the teacher as topk_cache, which needs divergence 'forward_kl', not "
+            f"{config.divergence!r}: re-plan for alignment with this divergence"
+        )
+    return k
+
+
+def _train(
+    ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecision, metrics: JobMetrics
+) -> Trained | None:
+    """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``), placed as
+    the ``parallelism`` plan says. Returns the whole trained model on rank 0, ``None`` on the other ranks."""
     config, env = ctx.config, ctx.env
+    plan = config.parallelism
+    placement = plan.placement_for(decision.mode) if plan is not None else None
+    fsdp = plan is not None and plan.strategy == "fsdp_full_shard"
     encoded, enc_stats = encode_all(ctx.student.tokenizer, pairs, config.max_seq_len)
     if not encoded:
         raise ValueError(
@@ -562,7 +625,7 @@ def _train(ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecis
     metrics.train_total_tokens = enc_stats.total_tokens
 
     model = _trainable_student(config, ctx.student)
-    world = _world_size()
+    world = world_size()
     total_steps = config.total_steps(len(encoded), world)
     save_steps = config.derived_save_steps(total_steps)
     tokens_per_step = enc_stats.total_tokens / max(1, len(encoded)) * config.per_device_batch_size * config.grad_accum
@@ -574,21 +637,33 @@ def _train(ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecis
         tokens_per_step * world,
         save_steps,
     )
-    args = config.training_arguments(str(env.checkpoint_dir), max_steps=total_steps, save_steps=save_steps)
+    if plan is not None:
+        logger.info("parallelism: %s", describe(plan, placement))
+    args = config.training_arguments(
+        str(env.checkpoint_dir),
+        max_steps=total_steps,
+        save_steps=save_steps,
+        layer_classes=decoder_layer_classes(model) if fsdp else (),
+    )
     kd = config.kd_loss_config(cross_entropy_only=decision.mode == "injection")
     collator = CompletionCollator(ctx.student.tokenizer.pad_token_id)
     topk_cache = None
-    if teacher is not None and config.teacher_topk > 0:
+    k = _teacher_cache_k(config, placement) if teacher is not None else 0
+    if k:
+        # Every rank caches the whole training set (each needs the rows its sampler gives it).
         cache_start = time.perf_counter()
-        topk_cache = build_teacher_topk_cache(
-            teacher, ListDataset(encoded), collator, config.teacher_topk, ctx.shared_vocab
-        )
+        topk_cache = build_teacher_topk_cache(teacher, ListDataset(encoded), collator, k, ctx.shared_vocab)
         metrics.teacher_topk_cache_seconds = round(time.perf_counter() - cache_start, 2)
         teacher = None  # the cache replaces the live teacher
+        if placement == "topk_cache":
+            _release_teacher(ctx, f"the plan's topk_cache: top-{k} logits cached")
+    elif teacher is not None and fsdp:
+        shard_frozen(teacher)  # colocated under FSDP: sharded like the student, forward on every rank
     trainer, metric_lines = _build_trainer(
         model, args, encoded, collator, kd, teacher, ctx.shared_vocab, config, topk_cache
     )
-    last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
+    local_last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
+    last = broadcast_from_main(local_last)  # every rank resumes from the same step
     if last:
         logger.info("resuming from checkpoint %s", last)
     train_start = time.perf_counter()
@@ -598,15 +673,37 @@ def _train(ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecis
     metrics.train_seconds = round(time.perf_counter() - train_start, 2)
     metrics.resumed_from = last or ""
     metrics.loss_history = _loss_points(metric_lines.history)
-    return trainer.model
+    if fsdp:
+        return _gather_on_main(ctx, trainer.model, teacher)
+    if not is_main():
+        return None
+    held = ctx.teacher.model
+    return Trained(trainer.model, None if is_released(held) else held)
 
 
-def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Any, metrics: JobMetrics) -> Any:
+def _gather_on_main(ctx: JobContext, student: Any, sharded_teacher: Any) -> Trained | None:
+    """After FSDP training: gather the student's (and a sharded teacher's) FULL state dict to rank 0 and
+    rebuild them unsharded there, for evaluation and the one export. A collective; ``None`` off rank 0."""
+    student_state = full_state_dict(student)
+    teacher_state = full_state_dict(sharded_teacher) if sharded_teacher is not None else None
+    if not is_main():
+        return None
+    model = rebuild_unsharded(student, student_state, _lora_wrapper(ctx.config))
+    teacher = None
+    if sharded_teacher is not None and teacher_state is not None:
+        teacher = rebuild_unsharded(sharded_teacher, teacher_state)
+    elif not is_released(ctx.teacher.model):
+        teacher = ctx.teacher.model
+    logger.info("gathered the FSDP-trained student (%d tensors) on rank 0", len(student_state))
+    return Trained(model, teacher)
+
+
+def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Trained, metrics: JobMetrics) -> Any:
     """Merge the trained student for deployment and score it on the held-out set(s); returns the merged model
     (fp32). Fills ``student_after_*``, ``eval_sets.*.student_after``, the student/teacher ratios,
-    ``heldout_kl_after``, ``eval_examples`` and ``samples``."""
+    ``heldout_kl_after`` (when the teacher is still held), ``eval_examples`` and ``samples``."""
     config, task, examples, student = ctx.config, ctx.task, ctx.eval_examples, ctx.student
-    final = merge_for_deployment(trained, dtype=torch.float32)
+    final = merge_for_deployment(trained.model, dtype=torch.float32)
     final.eval()
     deployed = LoadedModel(final, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family)
     after = _eval(deployed, task, examples, config, "student after", [])
@@ -625,9 +722,11 @@ def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Any, 
         row = _eval_row(_eval(deployed, task, extra, config, f"student after {name}", []), task, extra)
         metrics.eval_set(name).student_after = row
     kl_vocab = ctx.kl_vocab(decision)
-    if kl_vocab is not None:
+    if kl_vocab is not None and trained.teacher is None:
+        logger.info("no held-out KL after training: the teacher was released before training (topk_cache)")
+    if kl_vocab is not None and trained.teacher is not None:
         metrics.heldout_kl_after = heldout_kl(
-            ctx.teacher.model,
+            trained.teacher,
             final,
             student.tokenizer,
             ctx.heldout_pairs(),
@@ -678,16 +777,17 @@ def export_phase(ctx: JobContext, decision: ModeDecision, final: Any, metrics: J
 
 def run_job(config: TrainConfig, env: SageMakerEnv) -> JobMetrics:
     """Run the job's phases (module docstring); return the metrics also written to ``output/data/metrics.json``
-    (on the main process; other ranks return theirs after training).
+    (on the main process; other ranks return theirs after training, and write nothing).
 
     Raises:
         Any exception; :func:`stratos_train.entrypoint.main` turns it into ``output/failure``.
     """
+    init_process_group()  # several ranks: they agree on the mode and the checkpoint before training
     ctx, metrics = load_phase(config, env, started=time.perf_counter())
     decision = probe_phase(ctx, metrics)
     evaluate_before_phase(ctx, decision, metrics)
     trained = train_phase(ctx, decision, metrics)
-    if not _is_main() and metrics.injection_rounds is None:  # the closed loop evaluates and exports on every rank
+    if trained is None:  # not rank 0: rank 0 alone evaluates and exports
         return metrics
     final = evaluate_after_phase(ctx, decision, trained, metrics)
     export_phase(ctx, decision, final, metrics)

@@ -7,7 +7,13 @@
   computed only at kept positions, chunked, without full-vocabulary logits;
 * ``_get_train_sampler`` — sequential order when ``shuffle`` is off (reproducible trajectories, DDP tests);
   with ``train_sampling_strategy="group_by_length"`` transformers' ``LengthGroupedSampler`` fed with our rows'
-  lengths (it can only infer them from dict rows).
+  lengths (it can only infer them from dict rows);
+* ``create_accelerator_and_postprocess`` — FSDP asked for in ``TrainingArguments`` runs on a CPU too
+  (:func:`~stratos_train.parallel.enable_fsdp_on_cpu`; accelerate alone would train DDP there).
+
+Under FSDP2 the loss still projects with the head weight outside the model's forward: the root unit (embeddings,
+final norm, head) stays gathered from its forward until its backward, so the weight read after
+:func:`final_hidden` is the whole matrix and its gradient is reduce-scattered with the root's.
 
 Normalisation: the loss of a micro-batch is its token SUM divided by the number of kept tokens in the whole
 optimiser step (``num_items_in_batch``, counted by ``Trainer`` over all accumulation micro-batches and, with
@@ -31,12 +37,13 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stratos_train.config import KDLossConfig
 from stratos_train.losses import IGNORE_INDEX, chunked_kd_loss, chunked_topk_kd_loss
+from stratos_train.parallel import enable_fsdp_on_cpu, is_sharded
 
 logger = logging.getLogger(__name__)
 
 
-def _unwrap(model: Any) -> Any:
-    """The ``*ForCausalLM`` module under DDP and PEFT wrappers."""
+def unwrap_model(model: Any) -> Any:
+    """The ``*ForCausalLM`` module under DDP and PEFT wrappers (FSDP2 wraps nothing: it shards in place)."""
     while hasattr(model, "module"):  # DistributedDataParallel
         model = model.module
     if hasattr(model, "get_base_model"):  # PeftModel
@@ -46,7 +53,7 @@ def _unwrap(model: Any) -> Any:
 
 def decoder_and_head(model: Any) -> tuple[Any, torch.Tensor]:
     """(decoder returning final-normed hidden states, output projection weight ``(vocab, hidden)``)."""
-    base = _unwrap(model)
+    base = unwrap_model(model)
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
     return decoder, base.get_output_embeddings().weight
 
@@ -102,11 +109,17 @@ class DistillationTrainer(Trainer):
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
-            teacher.to(self.args.device)
+            if not is_sharded(teacher):  # a sharded teacher already sits on its devices
+                teacher.to(self.args.device)
         self.shared_vocab_size = shared_vocab_size
         self.shuffle = shuffle
         self.teacher_topk_cache = teacher_topk_cache
         self.kept_tokens_seen = 0
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if enable_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset: Any = train_dataset if train_dataset is not None else self.train_dataset

@@ -26,6 +26,7 @@ from stratos.errors import PayloadTooLargeError
 from stratos.naming import RunNames, SpecIdentity
 from stratos.spec import DistillationMode
 from stratos.types import OwnUri, SafeAscii, Short
+from stratos_contract.parallelism import ParallelismPlan
 
 #: Step Functions' limit on a state's input/output, bytes (UTF-8 JSON).
 SFN_PAYLOAD_LIMIT_BYTES = 256 * 1024
@@ -122,6 +123,12 @@ class PlanSummary(Payload):
     serving_cost_usd: float = Field(ge=0, description="Serving cost over the spec's serving_months, USD.")
     total_cost_usd: float = Field(ge=0, description="training_cost_usd + serving_cost_usd, USD.")
     score: float = Field(description="Deployment score (higher is better), see the planner.")
+    parallelism: ParallelismPlan | None = Field(
+        default=None,
+        description="How the training job spreads over its hardware (strategy, nodes x devices, micro-batch x "
+        "accumulation, teacher placement, per-device memory estimate vs capacity): PrepareTrainingJob sends it "
+        "and sets InstanceCount to its nodes; None for plans made before the planner chose one (one node).",
+    )
 
 
 class PlanRef(Payload):

@@ -1,9 +1,10 @@
 """How one training job spreads over its hardware: the parallelism plan, written once.
 
 The planner chooses it from the same memory model it uses for feasibility
-(``stratos.planner.estimators.training_memory``); PrepareTrainingJob sends it as the ``parallelism``
-hyperparameter (one JSON string) and sets the job's ``InstanceCount`` to :attr:`ParallelismPlan.nodes`; the
-container obeys it, or refuses it before loading any weights (:func:`ParallelismPlan.check_runtime`).
+(``stratos.planner.estimators.choose_parallelism``, sized by ``plan_memory``); PrepareTrainingJob sends it as
+the ``parallelism`` hyperparameter (one JSON string) and sets the job's ``InstanceCount`` to
+:attr:`ParallelismPlan.nodes`; the container obeys it, or refuses it before loading any weights
+(:func:`ParallelismPlan.check_runtime`).
 
 Strategies (PyTorch's, through transformers / accelerate):
 

@@ -68,6 +68,9 @@ LOCAL_OVERRIDES: dict[str, str] = {
     "teacher_rationales": "false",
     # The random-tenpai set is scored for the student only: the teacher's row there costs ~1.4 min on 2 cores.
     "extra_eval_teacher": "false",
+    # The plan is sized for the AWS instance (its GPUs, nodes and micro-batch); this machine runs one CPU process
+    # with the batch above, so the job runs without a plan (one process per device).
+    "parallelism": "null",
 }
 #: Decoding budget of a generated task's evaluation rows (see :func:`sized_overrides`): the longest Mahjong trace
 #: (4+ waits) is ~310 tokens, while the example specs' ``latency.output_tokens`` (the AWS budget) is 64.

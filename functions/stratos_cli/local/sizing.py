@@ -45,7 +45,18 @@ WORDS: dict[str, Callable[[Any], str]] = {
     "max_steps": lambda v: f"{v} optimiser steps",
     "train_size": lambda v: f"{v} training examples",
     "eval_size": lambda v: f"{v} held-out examples",
+    "parallelism": lambda v: "one process on this machine's CPU" if v is None else _plan_words(v),
 }
+
+
+def _plan_words(plan: Any) -> str:
+    """A parallelism plan (the hyperparameter's decoded JSON object) in words: strategy, topology, batch shape."""
+    if not isinstance(plan, Mapping):
+        return str(plan)
+    return (
+        f"{plan.get('strategy')} on {plan.get('nodes')} x {plan.get('devices_per_node')} device(s), "
+        f"micro-batch {plan.get('micro_batch')} x {plan.get('grad_accum')} accumulation"
+    )
 
 
 def _default(key: str) -> Any | None:
@@ -81,7 +92,7 @@ def describe_overrides(job: Mapping[str, str], overrides: Mapping[str, str]) -> 
             continue
         text = _words(key, local)
         if aws is not None and not isinstance(local, bool):
-            text += f" (AWS: {aws})"
+            text += f" (AWS: {_plan_words(aws) if key == 'parallelism' else aws})"
         out.append(text)
     return out
 

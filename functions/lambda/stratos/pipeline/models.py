@@ -168,7 +168,7 @@ class Hyperparameters(Payload):
     fields are left to the job's defaults. Names, types and ranges are the contract's: every instance is
     decoded and validated by it (an unknown name or a bad value fails here, not in the training job)."""
 
-    MAX_BYTES: ClassVar[int] = 22 * 1024
+    MAX_BYTES: ClassVar[int] = 25 * 1024
 
     task: Short
     task_options: Annotated[str, Field(max_length=1024)] = Field(default="{}", description="JSON object.")
@@ -188,6 +188,12 @@ class Hyperparameters(Payload):
     lora: _Flag
     teacher_rationales: _Flag
     domain_notes: Annotated[str, Field(max_length=HYPERPARAMETER_VALUE_MAX)] = ""
+    eval_batch_size: _Numeral | None = Field(
+        default=None, description="Sequences generated together: the plan's generation batch (fits its memory)."
+    )
+    parallelism: Annotated[str, Field(max_length=384)] | None = Field(
+        default=None, description="The plan's ParallelismPlan as one JSON object (stratos_contract.parallelism)."
+    )
 
     @model_validator(mode="after")
     def _valid_for_the_job(self) -> Hyperparameters:
@@ -211,7 +217,7 @@ class Hyperparameters(Payload):
 class TrainingRequest(Payload):
     """Everything CreateTrainingJob needs that is not in DefinitionSubstitutions, already in API shapes."""
 
-    MAX_BYTES: ClassVar[int] = 36 * 1024
+    MAX_BYTES: ClassVar[int] = 38 * 1024
 
     job_name: Short
     attempt: int = Field(ge=0, le=99, description="Plan attempt (fallback index) this job trains.")

@@ -87,14 +87,24 @@ def task_settings(spec: TaskSpec) -> TaskSettings:
 
 
 def hyperparameters(
-    spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec, accelerated: bool
+    spec: TaskSpec,
+    plan: PlanSummary,
+    teacher: ModelSpec,
+    student: ModelSpec,
+    accelerated: bool,
+    generation_batch: int | None = None,
 ) -> Hyperparameters:
     """The container's hyperparameters for ``spec`` trained with ``plan`` (whose catalog models are
     ``teacher`` and ``student``).
 
     ``mode`` is the spec's: ``auto`` lets the container probe the teacher and decide (its decision and
     evidence come back in metrics.json); the planner's predicted mode only sizes the job. A student above
-    :data:`LORA_ABOVE_PARAMS` (its own count: a pruned copy's, not its base's) trains LoRA adapters.
+    :data:`LORA_ABOVE_PARAMS` (its own count: a pruned copy's, not its base's) trains LoRA adapters. The plan's
+    parallelism (strategy, topology, batch shape, teacher placement) travels as the ``parallelism``
+    hyperparameter, one JSON string the container obeys or refuses; a plan without one leaves the
+    container's default (one process per device). ``generation_batch`` (sequences generated together, the
+    plan's memory estimate's: :func:`generation_batch_for`) becomes ``eval_batch_size``; None keeps the
+    container's default.
     """
     task, options, train_size, eval_size, seed = task_settings(spec)
     # Typed and checked by the one schema the container parses (stratos_contract.hyperparameters), then
@@ -115,8 +125,27 @@ def hyperparameters(
         lora=student.params > LORA_ABOVE_PARAMS,
         teacher_rationales=plan.mode is DistillationMode.INJECTION,
         domain_notes=spec.distillation.domain_notes or "",
+        **({} if plan.parallelism is None else {"parallelism": plan.parallelism}),
+        **({} if generation_batch is None else {"eval_batch_size": generation_batch}),
     )
     return Hyperparameters.model_validate(encode_hyperparameters(typed))
+
+
+def generation_batch_for(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec) -> int | None:
+    """Sequences the job generates together under ``plan``'s parallelism: the batch the planner's memory
+    estimate assumed (:func:`stratos.planner.estimators.plan_generation_batch`, the teacher's KV cache beside its
+    weights on one device), or None for a plan without parallelism (the container's default)."""
+    from stratos.planner import estimators as est
+    from stratos.planner.catalog import load_catalog
+    from stratos.planner.plan import data_sizes
+
+    instance = load_catalog().instance(plan.training_instance)
+    if plan.parallelism is None or instance is None:
+        return None
+    lat = spec.constraints.latency
+    workload = est.TrainingWorkload(*data_sizes(spec), lat.prompt_tokens, lat.output_tokens)
+    mode: est.Mode = "injection" if plan.mode is DistillationMode.INJECTION else "alignment"
+    return est.plan_generation_batch(student, teacher, mode, workload, plan.parallelism, instance)
 
 
 def channels(spec: TaskSpec, teacher: ModelSpec, student: ModelSpec, models_s3_uri: str) -> list[Channel]:
@@ -139,10 +168,11 @@ def training_request(
     run: RunContext, spec: TaskSpec, plan: PlanRef, names: RunNames, models_s3_uri: str, stack: str
 ) -> TrainingRequest:
     """The CreateTrainingJob fields for ``plan`` (pure: no AWS call), tagged as the ``stack``'s (see
-    :mod:`stratos.pipeline.ownership`).
+    :mod:`stratos.pipeline.ownership`). ``InstanceCount`` is the plan's parallelism nodes (1 without one).
 
     Raises:
-        SpecValidationError: a planned model or instance type is not in the catalog (catalog drift).
+        SpecValidationError: a planned model or instance type is not in the catalog, or the plan's
+            parallelism assumes another device count than the catalog's instance (catalog drift).
     """
     from stratos.errors import FieldError
     from stratos.planner.catalog import load_catalog
@@ -157,12 +187,31 @@ def training_request(
         raise SpecValidationError(
             [FieldError("plan", ", ".join(missing), "no longer in the catalog")], f"run {run.names.run_id}"
         )
-    hp = hyperparameters(spec, chosen, teacher, student, accelerated=instance.accelerator_count > 0)
+    layout = chosen.parallelism
+    if layout is not None and layout.devices_per_node != instance.devices:
+        raise SpecValidationError(
+            [
+                FieldError(
+                    "plan.parallelism.devices_per_node",
+                    str(layout.devices_per_node),
+                    f"{instance.instance_type} has {instance.devices} device(s) in the catalog now",
+                )
+            ],
+            f"run {run.names.run_id}",
+        )
+    hp = hyperparameters(
+        spec,
+        chosen,
+        teacher,
+        student,
+        accelerated=instance.accelerator_count > 0,
+        generation_batch=generation_batch_for(spec, chosen, teacher, student),
+    )
     return TrainingRequest(
         job_name=names.training_job_name,
         attempt=plan.attempt,
         instance_type=chosen.training_instance,
-        instance_count=1,
+        instance_count=1 if layout is None else layout.nodes,
         volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
         max_runtime_seconds=plan.max_runtime_seconds,
         hyperparameters=hp,

@@ -32,16 +32,29 @@ p50 latency (roofline model, Williams et al. 2009; applied to LLM inference as i
 Training time (FLOP counting as in Kaplan et al. 2020 and the PaLM paper's MFU, Chowdhery et al. 2022)::
 
     tokens      = examples x tokens_per_example x epochs
-    alignment:  flops = tokens x (6 N_student + 2 N_teacher)    student fwd+bwd, teacher fwd (logits)
+    alignment:  flops = tokens x (6 N_student + 2 N_teacher)    student fwd+bwd, teacher fwd (logits);
+                the teacher's term once, not per epoch, when it fills a top-k cache before training
     injection:  flops = tokens x 6 N_student, plus the teacher generating rationale + answer for each
                 example (``attempts`` tries each: failed verifications are re-sampled), timed with the
                 same roofline as serving at a generation batch
-    hours = startup + flops / (peak_flops x MFU) / 3600 + generation + evaluation
+    hours = startup + flops / (peak_flops x MFU x scale) / 3600 + generation + evaluation
+    scale = 1 on one node, nodes x INTER_NODE_EFFICIENCY on several
 
   Evaluation: the student generates on the eval set before and after training, the teacher once (the
-  coverage probe). Training memory (per device, FSDP/ZeRO-3 sharding within one instance, Rajbhandari et al.
-  2020): 16 bytes/param for the student's mixed-precision AdamW state, 2 bytes/param for a BF16 teacher,
-  plus activations with gradient checkpointing and the FP32 logits the loss needs.
+  coverage probe).
+
+Training memory and the parallelism plan (per device; :func:`plan_memory`, :func:`choose_parallelism`)::
+
+    need(phase) = state / shard + device + micro_batch x sequence      shard = world size under FSDP, else 1
+    peak        = max over the phases (training; the teacher's top-k pass; the teacher generating)
+    state    = 16 bytes/param student (mixed-precision AdamW, ZeRO: Rajbhandari et al. 2020)
+               + 2 bytes/param BF16 teacher when it sits beside the student
+    device   = DDP gradient buckets (DDP) or FSDP's unsharded units (FSDP), generation KV cache
+    sequence = activations with gradient checkpointing + the FP32 logits the loss needs
+
+  A plan is ``single_device`` / ``ddp`` (a full replica per device) / ``fsdp_full_shard`` (ZeRO-3) over one
+  node's devices or over several nodes; :func:`choose_parallelism` takes the cheapest that fits. The training
+  job runs exactly that plan (``stratos_contract.parallelism``).
 
 Expected accuracy (our own model; the paper publishes none)::
 
@@ -61,10 +74,13 @@ overrides the priors the accuracy model starts from.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from stratos.planner.catalog import GIB, InstanceSpec, ModelSpec
+from stratos_contract.hyperparameters import TrainingHyperparameters
+from stratos_contract.parallelism import MAX_NODES, ParallelismPlan, Strategy, TeacherPlacement
 
 BYTES_BF16 = 2
 """Bytes per BF16 value (weights, KV cache)."""
@@ -83,6 +99,41 @@ REQUEST_OVERHEAD_MS = 15.0
 """SageMaker real-time endpoint overhead per request (router + container HTTP), ms (our estimate)."""
 MULTI_DEVICE_EFFICIENCY = 0.85
 """Scaling efficiency when work is split over several devices (tensor parallel / FSDP), fraction."""
+INTER_NODE_EFFICIENCY = 0.55
+"""Training throughput per node when one job spans several nodes, relative to the same work on one node
+(FSDP ``FULL_SHARD`` over the network), fraction. KempnerForge's MFU-scaling benchmark (Llama-3 7B, FSDP,
+H200, InfiniBand; kempnerinstitute.github.io/KempnerForge/reference/benchmarks.html) falls from 93 % of linear
+within one node to 53 % at the first inter-node hop and 47 % at 32 GPUs: 53 / 93 = 0.57, rounded down for
+instances with less network than InfiniBand (the catalog does not record network bandwidth)."""
+DDP_BUCKET_BYTES_PER_PARAM = 4
+"""DDP's all-reduce buckets, bytes per student parameter: a second copy of the FP32 gradients (autocast keeps
+them FP32) unless ``gradient_as_bucket_view=True``, which saves "the total gradients size" (PyTorch
+``DistributedDataParallel`` documentation); assumed off, as in transformers' and accelerate's defaults."""
+FSDP_PREFETCH_UNITS = 2
+"""Decoder-layer FSDP units unsharded at once on one device: the one computing and the one prefetched (FSDP's
+``limit_all_gathers`` rate limiter allows at most two all-gathers in flight; Zhao et al. 2023, "PyTorch FSDP:
+Experiences on Scaling Fully Sharded Data Parallel")."""
+FSDP_UNSHARDED_STUDENT_BYTES_PER_PARAM = BYTES_BF16 + BYTES_FP32
+"""An unsharded student unit: its BF16 all-gathered parameters and, in backward, its FP32 gradient before the
+reduce-scatter (FSDP mixed precision with ``param_dtype`` BF16, ``reduce_dtype`` FP32), bytes per parameter."""
+FSDP_UNSHARDED_TEACHER_BYTES_PER_PARAM = BYTES_BF16
+"""An unsharded teacher unit: BF16 parameters only (forward, no gradient), bytes per parameter."""
+STUDENT_LOGIT_COPIES = 2
+"""FP32 vocabulary rows per position for the student's loss: its logits and their gradient."""
+TEACHER_TOPK_LOGIT_COPIES = 2
+"""FP32 vocabulary rows per position while the teacher alone fills the top-k cache: its logits and the
+log-softmax the top-k is taken from."""
+GENERATION_BATCH_SEQUENCES: int = TrainingHyperparameters.model_fields["eval_batch_size"].default
+"""Most sequences the container generates together (evaluation, the mode probe, injection data): the
+contract's ``eval_batch_size`` default, read from the contract (its one home); a plan lowers it where the
+teacher's KV cache would not fit (:func:`plan_generation_batch`)."""
+TARGET_GLOBAL_BATCH_SEQUENCES = 32
+"""Sequences per optimiser step a parallelism plan aims at (``micro_batch x grad_accum x world size``), our
+choice: 4x the container's default of 8 sequences per device, so that a 1-device and an 8-device plan take
+optimiser steps of the same size and one learning rate serves both (~16k tokens a step at 512 tokens)."""
+MAX_MICRO_BATCH = 8
+"""Largest micro-batch, sequences per device: the container's ``per_device_batch_size`` default; beyond it
+these models gain little throughput per device at a few hundred tokens a sequence (our estimate)."""
 TRAINING_STARTUP_HOURS = 10 / 60
 """Billable start of a training job: image pull, model download, first step; hours (our estimate)."""
 DEFAULT_EPOCHS = 3
@@ -264,12 +315,15 @@ class MemoryFit:
     Attributes:
         need_gib: what one device must hold.
         capacity_gib: what one device offers after utilisation and reserve.
-        parts_gib: the terms of ``need_gib`` summed over the instance (weights, KV cache, ...).
+        parts_gib: the named terms of ``need_gib``, GiB: serving, summed over the instance (weights, KV cache,
+            ...); training (:func:`plan_memory`), per device, of the peak phase.
+        phase: the training phase that peaks (:func:`memory_phases`); empty for serving.
     """
 
     need_gib: float
     capacity_gib: float
     parts_gib: dict[str, float]
+    phase: str = ""
 
     @property
     def fits(self) -> bool:
@@ -342,10 +396,22 @@ class TrainingWorkload:
         return float(self.examples * self.sequence_tokens(mode) * self.epochs)
 
 
-def training_flops(student: ModelSpec, teacher: ModelSpec, mode: Mode, workload: TrainingWorkload) -> float:
-    """FLOPs of the training passes: ``tokens x (6 N_s + 2 N_t)`` (alignment) or ``tokens x 6 N_s`` (injection)."""
-    per_token = 6.0 * student.params + (2.0 * teacher.params if mode == "alignment" else 0.0)
-    return workload.train_tokens(mode) * per_token
+def training_flops(
+    student: ModelSpec,
+    teacher: ModelSpec,
+    mode: Mode,
+    workload: TrainingWorkload,
+    placement: TeacherPlacement = "colocated",
+) -> float:
+    """FLOPs of the training passes: ``tokens x (6 N_s + 2 N_t)`` (alignment, teacher ``colocated``: its
+    forward every epoch), ``tokens x 6 N_s + tokens / epochs x 2 N_t`` (alignment, ``topk_cache``: the teacher
+    runs once, before training) or ``tokens x 6 N_s`` (injection)."""
+    tokens = workload.train_tokens(mode)
+    flops = tokens * 6.0 * student.params
+    if mode == "alignment":
+        teacher_tokens = tokens if placement == "colocated" else tokens / workload.epochs
+        flops += teacher_tokens * 2.0 * teacher.params
+    return flops
 
 
 def _batch_that_fits(weight_bytes_: float, kv_bytes_per_sequence: float, instance: InstanceSpec) -> int:
@@ -399,9 +465,11 @@ class TrainingEstimate:
     flops: float
 
 
-def training_seconds(flops: float, instance: InstanceSpec) -> float:
-    """Optimiser passes of ``flops`` FLOPs on ``instance``, seconds: ``flops / (peak x MFU)``."""
-    return flops / (peak_flops(instance) * _efficiency(instance).training_mfu)
+def training_seconds(flops: float, instance: InstanceSpec, nodes: int = 1) -> float:
+    """Optimiser passes of ``flops`` FLOPs on ``nodes`` instances, seconds: ``flops / (peak x MFU)`` on one,
+    ``flops / (nodes x peak x MFU x INTER_NODE_EFFICIENCY)`` on several."""
+    scale = 1.0 if nodes == 1 else nodes * INTER_NODE_EFFICIENCY
+    return flops / (peak_flops(instance) * scale * _efficiency(instance).training_mfu)
 
 
 def injection_generation_seconds(teacher: ModelSpec, instance: InstanceSpec, workload: TrainingWorkload) -> float:
@@ -428,86 +496,397 @@ def training_hours(train_s: float, generation_s: float, eval_s: float) -> float:
 
 
 def training_estimate(
-    student: ModelSpec, teacher: ModelSpec, mode: Mode, instance: InstanceSpec, workload: TrainingWorkload
+    student: ModelSpec,
+    teacher: ModelSpec,
+    mode: Mode,
+    instance: InstanceSpec,
+    workload: TrainingWorkload,
+    parallelism: ParallelismPlan | None = None,
 ) -> TrainingEstimate:
-    """Training wall time on one instance (see the module docstring for the formula)."""
-    flops = training_flops(student, teacher, mode, workload)
-    train_s = training_seconds(flops, instance)
+    """Training wall time of one job (see the module docstring for the formula): on ``parallelism.nodes``
+    instances with its teacher placement, or one instance with the teacher colocated when ``parallelism`` is
+    None. Generation and evaluation are timed on one instance (not spread over nodes: conservative)."""
+    placement = "colocated" if parallelism is None else parallelism.placement_for(mode)
+    flops = training_flops(student, teacher, mode, workload, placement)
+    train_s = training_seconds(flops, instance, 1 if parallelism is None else parallelism.nodes)
     gen_s = injection_generation_seconds(teacher, instance, workload) if mode == "injection" else 0.0
     eval_s = eval_seconds(student, instance, workload, 2.0) + eval_seconds(teacher, instance, workload, 1.0)
     hours = training_hours(train_s, gen_s, eval_s)
     return TrainingEstimate(hours, train_s / 3600.0, gen_s / 3600.0, eval_s / 3600.0, flops)
 
 
+# --------------------------------------------------------------------------------------------------------
+# Training memory and the parallelism plan.
+
+#: How a memory term scales with the plan: ``state`` is divided by the world size under FSDP (a full replica
+#: on every device under DDP or on a single device); ``device`` is held once by every device; ``sequence`` is
+#: held by every device once per sequence of its micro-batch; ``generated`` once per sequence of the
+#: generation batch (:func:`plan_generation_batch`).
+Scaling = Literal["state", "device", "sequence", "generated"]
+#: One named term of a memory phase: ``(name, bytes, scaling)``.
+MemoryTerm = tuple[str, float, Scaling]
+#: One phase's sums by scaling, bytes: ``(state, device, sequence, generated)``; its per-device need is
+#: ``state / shard + device + micro_batch x sequence + generation_batch x generated``.
+Coefficients = tuple[float, float, float, float]
+
+#: Teacher placements the planner tries, in order of preference, per mode (the contract's module docstring
+#: says what each means): alignment keeps the teacher beside the student when that fits (the live teacher is
+#: the full distribution; the top-k cache drops its tail), injection only ever generates with it.
+PLACEMENTS: dict[Mode, tuple[TeacherPlacement, ...]] = {
+    "alignment": ("colocated", "topk_cache"),
+    "injection": ("generation_only",),
+}
+_STRATEGIES: tuple[Strategy, ...] = ("single_device", "ddp", "fsdp_full_shard")
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingMemoryTerms:
-    """Instance-independent terms of the training memory need, bytes.
+    """The instance- and plan-independent terms of training memory, bytes (:func:`memory_phases` arranges
+    them into phases for one strategy and teacher placement).
 
     Attributes:
         mode: alignment or injection.
-        sharded_bytes: split over devices (student optimiser state; plus the teacher in alignment).
-        per_device_bytes: held by every device (activations, logits).
-        teacher_weight_bytes: the BF16 teacher (injection: generation runs alone, sharded).
-        teacher_kv_bytes_per_sequence: KV cache per generated sequence (injection).
-        parts_bytes: named terms for messages.
+        student_state_bytes: student weights, gradients and AdamW moments
+            (:data:`TRAINING_STATE_BYTES_PER_PARAM`).
+        student_bucket_bytes: DDP's gradient buckets (:data:`DDP_BUCKET_BYTES_PER_PARAM`).
+        student_unsharded_bytes: the student's FSDP units unsharded at once: the root unit (embedding, LM head)
+            and :data:`FSDP_PREFETCH_UNITS` decoder layers, at :data:`FSDP_UNSHARDED_STUDENT_BYTES_PER_PARAM`.
+        student_activation_bytes: one sequence's activations with gradient checkpointing: every layer's
+            BF16 input kept, one layer recomputed (:data:`ACTIVATION_BYTES_PER_TOKEN_HIDDEN`).
+        student_logit_bytes: one sequence's FP32 student logits and their gradient
+            (:data:`STUDENT_LOGIT_COPIES`).
+        teacher_weight_bytes: the BF16 teacher.
+        teacher_unsharded_bytes: the teacher's FSDP units unsharded at once (BF16, forward only).
+        teacher_activation_bytes: one sequence's activations of one teacher layer (forward, no grad).
+        teacher_logit_bytes: one FP32 copy of one sequence's teacher logits.
+        generation_kv_bytes: KV cache of one sequence the teacher generates (evaluation and probe; the
+            rationales in injection).
+        coefficients: each phase's :data:`Coefficients` per ``(strategy, placement)`` valid for the mode: the
+            planner's hot path (:func:`parallelism_for`) does arithmetic on these only.
     """
 
     mode: Mode
-    sharded_bytes: float
-    per_device_bytes: float
+    student_state_bytes: float
+    student_bucket_bytes: float
+    student_unsharded_bytes: float
+    student_activation_bytes: float
+    student_logit_bytes: float
     teacher_weight_bytes: float
-    teacher_kv_bytes_per_sequence: float
-    parts_bytes: dict[str, float]
+    teacher_unsharded_bytes: float
+    teacher_activation_bytes: float
+    teacher_logit_bytes: float
+    generation_kv_bytes: float
+    coefficients: Mapping[tuple[Strategy, TeacherPlacement], tuple[Coefficients, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+
+def _unsharded_params(model: ModelSpec) -> float:
+    """Parameters of ``model``'s FSDP units unsharded at once on one device: the root unit (what the per-layer
+    wrap policy leaves outside the decoder layers: the embedding, and the LM head when untied) stays gathered
+    for the whole step, plus :data:`FSDP_PREFETCH_UNITS` decoder layers."""
+    root = model.embedding_params * (1 if model.tied_embeddings else 2)
+    return float(root + FSDP_PREFETCH_UNITS * model.body_params / model.layers)
 
 
 def training_memory_terms(
     student: ModelSpec, teacher: ModelSpec, mode: Mode, workload: TrainingWorkload
 ) -> TrainingMemoryTerms:
-    """The terms of :func:`training_memory` that do not depend on the instance."""
+    """The terms of :func:`plan_memory` that depend on neither the instance nor the plan."""
     seq = workload.sequence_tokens(mode)
-    logit_copies = 3 if mode == "alignment" else 2
-    student_states = float(TRAINING_STATE_BYTES_PER_PARAM * student.params)
-    activations = float(
-        seq * student.hidden_size * student.layers * BYTES_BF16
-        + seq * student.hidden_size * ACTIVATION_BYTES_PER_TOKEN_HIDDEN
-        + seq * student.vocab_size_padded * BYTES_FP32 * logit_copies
+    base = TrainingMemoryTerms(
+        mode=mode,
+        student_state_bytes=float(TRAINING_STATE_BYTES_PER_PARAM * student.params),
+        student_bucket_bytes=float(DDP_BUCKET_BYTES_PER_PARAM * student.params),
+        student_unsharded_bytes=_unsharded_params(student) * FSDP_UNSHARDED_STUDENT_BYTES_PER_PARAM,
+        student_activation_bytes=float(
+            seq * student.hidden_size * student.layers * BYTES_BF16
+            + seq * student.hidden_size * ACTIVATION_BYTES_PER_TOKEN_HIDDEN
+        ),
+        student_logit_bytes=float(seq * student.vocab_size_padded * BYTES_FP32 * STUDENT_LOGIT_COPIES),
+        teacher_weight_bytes=weight_bytes(teacher),
+        teacher_unsharded_bytes=_unsharded_params(teacher) * FSDP_UNSHARDED_TEACHER_BYTES_PER_PARAM,
+        teacher_activation_bytes=float(seq * teacher.hidden_size * ACTIVATION_BYTES_PER_TOKEN_HIDDEN),
+        teacher_logit_bytes=float(seq * teacher.vocab_size_padded * BYTES_FP32),
+        generation_kv_bytes=kv_cache_bytes(teacher, seq),
     )
-    teacher_weights = weight_bytes(teacher)
-    if mode == "alignment":
-        teacher_act = float(seq * teacher.hidden_size * ACTIVATION_BYTES_PER_TOKEN_HIDDEN)
-        parts = {"student_states": student_states, "teacher_weights": teacher_weights, "activations": activations}
-        return TrainingMemoryTerms(
-            mode, student_states + teacher_weights, activations + teacher_act, teacher_weights, 0.0, parts
-        )
-    kv = kv_cache_bytes(teacher, seq)
-    parts = {"student_states": student_states, "activations": activations, "teacher_weights": teacher_weights}
-    return TrainingMemoryTerms(mode, student_states, activations, teacher_weights, kv, parts)
+    coefficients = {
+        (strategy, placement): tuple(_sums(items) for items in memory_phases(base, strategy, placement).values())
+        for strategy in _STRATEGIES
+        for placement in PLACEMENTS[mode]
+    }
+    return replace(base, coefficients=coefficients)
 
 
-def training_need_gib(terms: TrainingMemoryTerms, instance: InstanceSpec) -> float:
-    """Per-device training memory need on ``instance``, GiB (see :func:`training_memory`)."""
-    devices = instance.devices
-    need = terms.sharded_bytes / devices + terms.per_device_bytes
-    if terms.mode == "injection":
-        batch = max(1, _batch_that_fits(terms.teacher_weight_bytes, terms.teacher_kv_bytes_per_sequence, instance))
-        need = max(need, (terms.teacher_weight_bytes + batch * terms.teacher_kv_bytes_per_sequence) / devices)
-    return need / GIB
+def memory_phases(
+    terms: TrainingMemoryTerms, strategy: Strategy, placement: TeacherPlacement
+) -> dict[str, tuple[MemoryTerm, ...]]:
+    """The job's memory phases for one strategy and teacher placement; the peak is the largest phase.
+
+    * ``training`` — the student's states (a replica under DDP / single device, a shard under FSDP), DDP's
+      buckets or FSDP's unsharded units, and per sequence of the micro-batch its activations and logits;
+      ``colocated`` adds the teacher's BF16 weights (sharded like the student under FSDP), one teacher layer's
+      activations and the teacher's logits per sequence.
+    * ``teacher_topk`` (``topk_cache`` only) — the teacher alone filling the top-k cache: its weights, one
+      layer's activations and :data:`TEACHER_TOPK_LOGIT_COPIES` logit copies per sequence; freed before the
+      student trains, so its peak and the student's do not add.
+    * ``teacher_generation`` (every placement) — the teacher generating (evaluation and probe in every mode;
+      the training data in injection): its weights and the KV cache of each sequence of the generation batch.
+
+    Returns:
+        Phase name -> its named terms (:data:`MemoryTerm`), bytes before the plan's scaling.
+    """
+    fsdp = strategy == "fsdp_full_shard"
+    student: list[MemoryTerm] = [("student_states", terms.student_state_bytes, "state")]
+    if strategy == "ddp":
+        student.append(("ddp_buckets", terms.student_bucket_bytes, "device"))
+    if fsdp:
+        student.append(("student_fsdp_units", terms.student_unsharded_bytes, "device"))
+    student += [
+        ("activations", terms.student_activation_bytes, "sequence"),
+        ("student_logits", terms.student_logit_bytes, "sequence"),
+    ]
+    teacher: list[MemoryTerm] = [("teacher_weights", terms.teacher_weight_bytes, "state")]
+    if fsdp:
+        teacher.append(("teacher_fsdp_units", terms.teacher_unsharded_bytes, "device"))
+    generation = (*teacher, ("teacher_kv_cache", terms.generation_kv_bytes, "generated"))
+    teacher_act: MemoryTerm = ("teacher_activations", terms.teacher_activation_bytes, "sequence")
+    if placement == "colocated":
+        colocated = (*student, *teacher, teacher_act, ("teacher_logits", terms.teacher_logit_bytes, "sequence"))
+        return {"training": colocated, "teacher_generation": generation}
+    if placement == "topk_cache":
+        topk_logits = terms.teacher_logit_bytes * TEACHER_TOPK_LOGIT_COPIES
+        forward = (*teacher, teacher_act, ("teacher_logits", topk_logits, "sequence"))
+        return {"teacher_topk": forward, "training": tuple(student), "teacher_generation": generation}
+    return {"training": tuple(student), "teacher_generation": generation}
+
+
+def _sums(items: tuple[MemoryTerm, ...]) -> Coefficients:
+    state = sum(b for _, b, scaling in items if scaling == "state")
+    device = sum(b for _, b, scaling in items if scaling == "device")
+    sequence = sum(b for _, b, scaling in items if scaling == "sequence")
+    generated = sum(b for _, b, scaling in items if scaling == "generated")
+    return (state, device, sequence, generated)
+
+
+def _scaled(bytes_: float, scaling: Scaling, shard: int, micro_batch: int, generation_batch: int) -> float:
+    if scaling == "state":
+        return bytes_ / shard
+    if scaling == "sequence":
+        return bytes_ * micro_batch
+    return bytes_ * generation_batch if scaling == "generated" else bytes_
+
+
+def plan_memory(
+    student: ModelSpec,
+    teacher: ModelSpec,
+    mode: Mode,
+    workload: TrainingWorkload,
+    plan: ParallelismPlan,
+    instance: InstanceSpec,
+) -> MemoryFit:
+    """Per-device peak memory of training ``student`` from ``teacher`` under ``plan``, against the usable
+    memory of one device of ``instance``.
+
+    The peak is the largest of the phases of :func:`memory_phases` for the plan's strategy and the teacher
+    placement the job will use for ``mode`` (:meth:`ParallelismPlan.placement_for`). In a phase, ``state``
+    terms (student weights, gradients, AdamW moments; the teacher's weights) are divided by the world size
+    under ``fsdp_full_shard`` and held whole by every device under ``ddp`` / ``single_device``; ``device``
+    terms (DDP buckets, FSDP's unsharded units) are held by every device; ``sequence`` terms (activations,
+    logits) are multiplied by the micro-batch, ``generated`` terms (the teacher's KV cache per generated
+    sequence) by :func:`plan_generation_batch`. Gradient checkpointing is assumed (``plan.gradient_checkpointing``
+    is the container's switch; the planner always sets it).
+
+    Returns:
+        :class:`MemoryFit`: ``need_gib`` the peak per device, ``parts_gib`` the peak phase's terms per
+        device, ``phase`` its name.
+    """
+    terms = training_memory_terms(student, teacher, mode, workload)
+    placement = plan.placement_for(mode)
+    shard = plan.world_size if plan.strategy == "fsdp_full_shard" else 1
+    capacity = device_capacity_gib(instance)
+    coefficients = _coefficients(terms, plan.strategy, placement)
+    generation_batch = max(1, _generation_batch(coefficients, shard, plan.micro_batch, capacity * GIB))
+    peak: tuple[str, float, dict[str, float]] | None = None
+    for phase, items in memory_phases(terms, plan.strategy, placement).items():
+        parts = {
+            name: _scaled(b, scaling, shard, plan.micro_batch, generation_batch) / GIB for name, b, scaling in items
+        }
+        need = sum(parts.values())
+        if peak is None or need > peak[1]:
+            peak = (phase, need, parts)
+    assert peak is not None
+    return MemoryFit(peak[1], capacity, peak[2], peak[0])
+
+
+def plan_generation_batch(
+    student: ModelSpec,
+    teacher: ModelSpec,
+    mode: Mode,
+    workload: TrainingWorkload,
+    plan: ParallelismPlan,
+    instance: InstanceSpec,
+) -> int:
+    """Sequences the job should generate together under ``plan`` (its ``eval_batch_size``): the largest power
+    of two <= :data:`GENERATION_BATCH_SEQUENCES` whose KV cache fits beside the teacher on one device of
+    ``instance`` (1 when even that does not: :func:`plan_memory` then says the plan does not fit)."""
+    terms = training_memory_terms(student, teacher, mode, workload)
+    shard = plan.world_size if plan.strategy == "fsdp_full_shard" else 1
+    coefficients = _coefficients(terms, plan.strategy, plan.placement_for(mode))
+    capacity = device_capacity_gib(instance) * GIB
+    return max(1, _generation_batch(coefficients, shard, plan.micro_batch, capacity))
+
+
+def _coefficients(
+    terms: TrainingMemoryTerms, strategy: Strategy, placement: TeacherPlacement
+) -> tuple[Coefficients, ...]:
+    cached = terms.coefficients.get((strategy, placement))
+    if cached is not None:
+        return cached
+    return tuple(_sums(items) for items in memory_phases(terms, strategy, placement).values())
 
 
 def training_memory(
     student: ModelSpec, teacher: ModelSpec, mode: Mode, instance: InstanceSpec, workload: TrainingWorkload
 ) -> MemoryFit:
-    """Training memory on one device (FSDP/ZeRO-3 over the instance's devices, micro-batch of one sequence).
+    """Training memory on one device of ONE ``instance`` sharded over all its devices (``fsdp_full_shard``;
+    ``single_device`` on a one-device instance), micro-batch of one sequence, the mode's first teacher
+    placement (:data:`PLACEMENTS`): :func:`plan_memory` of that plan. The planner itself uses
+    :func:`choose_parallelism`."""
+    devices = instance.devices
+    plan = ParallelismPlan(
+        strategy="fsdp_full_shard" if devices > 1 else "single_device",
+        devices_per_node=devices,
+        teacher_placement=PLACEMENTS[mode][0],
+    )
+    return plan_memory(student, teacher, mode, workload, plan, instance)
 
-    Student: 16 bytes/param of optimiser state, sharded; activations with gradient checkpointing (layer
-    inputs + one layer recomputed) and FP32 logits (student, teacher and gradient in alignment; logits and
-    gradient in injection), per device. Alignment adds the BF16 teacher (sharded) and its forward
-    activations; injection instead needs the larger of training and the teacher generating alone (BF16
-    weights + KV cache for the generation batch that fits, at least one sequence).
+
+def _need(coefficients: tuple[Coefficients, ...], shard: int, micro_batch: int, generation_batch: int = 1) -> float:
+    """Peak bytes per device over the phases' :data:`Coefficients`."""
+    peak = 0.0
+    for state, device, sequence, generated in coefficients:  # a loop: the planner's hot path
+        need = state / shard + device + micro_batch * sequence + generation_batch * generated
+        if need > peak:
+            peak = need
+    return peak
+
+
+def _pow2_at_most(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
+def _micro_batch(coefficients: tuple[Coefficients, ...], shard: int, world: int, capacity: float) -> int:
+    """The largest power of two <= :data:`MAX_MICRO_BATCH` whose peak fits ``capacity`` bytes and whose
+    ``micro_batch x world`` does not overshoot :data:`TARGET_GLOBAL_BATCH_SEQUENCES` (more sequences per
+    step than the target only when one per device already does); 0 when one sequence does not fit (with one
+    generated sequence: the generation batch is sized after, :func:`_generation_batch`)."""
+    micro_batch = min(MAX_MICRO_BATCH, _pow2_at_most(TARGET_GLOBAL_BATCH_SEQUENCES // world))
+    while micro_batch >= 1:
+        if _need(coefficients, shard, micro_batch) <= capacity:
+            return micro_batch
+        micro_batch //= 2
+    return 0
+
+
+def _generation_batch(coefficients: tuple[Coefficients, ...], shard: int, micro_batch: int, capacity: float) -> int:
+    """The largest power of two <= :data:`GENERATION_BATCH_SEQUENCES` that fits ``capacity`` bytes; 0 when
+    one sequence does not."""
+    generation_batch = _pow2_at_most(GENERATION_BATCH_SEQUENCES)
+    while generation_batch >= 1:
+        if _need(coefficients, shard, micro_batch, generation_batch) <= capacity:
+            return generation_batch
+        generation_batch //= 2
+    return 0
+
+
+def _fewest_nodes(coefficients: tuple[Coefficients, ...], devices: int, capacity: float) -> int | None:
+    """Fewest nodes (2 ..:data:`MAX_NODES`) over which ``fsdp_full_shard`` fits one sequence per device (one
+    trained, one generated), or None. Each phase needs ``state / world + device + sequence + generated <=
+    capacity``, so world >= state / (capacity - device - sequence - generated); checked directly afterwards
+    (rounding)."""
+    world = 1.0
+    for state, device, sequence, generated in coefficients:
+        room = capacity - device - sequence - generated
+        if room <= 0:
+            return None
+        world = max(world, state / room)
+    nodes = max(2, math.ceil(world / devices))
+    while nodes <= MAX_NODES and _need(coefficients, nodes * devices, 1) > capacity:
+        nodes += 1
+    return nodes if nodes <= MAX_NODES else None
+
+
+def parallelism_for(terms: TrainingMemoryTerms, instance: InstanceSpec) -> ParallelismPlan | None:
+    """:func:`choose_parallelism` from precomputed terms (the planner computes them once per pair and mode)."""
+    capacity = device_capacity_gib(instance) * GIB
+    devices = instance.devices
+    placements = PLACEMENTS[terms.mode]
+    one_node: tuple[Strategy, ...] = ("single_device",) if devices == 1 else ("ddp", "fsdp_full_shard")
+    for placement in placements:
+        for strategy in one_node:
+            coefficients = terms.coefficients[(strategy, placement)]
+            shard = devices if strategy == "fsdp_full_shard" else 1
+            micro_batch = _micro_batch(coefficients, shard, devices, capacity)
+            if micro_batch:
+                return _parallelism(coefficients, strategy, 1, devices, micro_batch, placement, capacity)
+    best: tuple[int, TeacherPlacement] | None = None
+    for placement in placements:
+        nodes = _fewest_nodes(terms.coefficients[("fsdp_full_shard", placement)], devices, capacity)
+        if nodes is not None and (best is None or nodes < best[0]):
+            best = (nodes, placement)
+    if best is None:
+        return None
+    nodes, placement = best
+    coefficients = terms.coefficients[("fsdp_full_shard", placement)]
+    world = nodes * devices
+    micro_batch = _micro_batch(coefficients, world, world, capacity)
+    return _parallelism(coefficients, "fsdp_full_shard", nodes, devices, micro_batch, placement, capacity)
+
+
+def _parallelism(
+    coefficients: tuple[Coefficients, ...],
+    strategy: Strategy,
+    nodes: int,
+    devices: int,
+    micro_batch: int,
+    placement: TeacherPlacement,
+    capacity: float,
+) -> ParallelismPlan:
+    world = nodes * devices
+    shard = world if strategy == "fsdp_full_shard" else 1
+    generation_batch = _generation_batch(coefficients, shard, micro_batch, capacity)
+    return ParallelismPlan(
+        strategy=strategy,
+        nodes=nodes,
+        devices_per_node=devices,
+        micro_batch=micro_batch,
+        grad_accum=max(1, round(TARGET_GLOBAL_BATCH_SEQUENCES / (micro_batch * world))),
+        gradient_checkpointing=True,
+        teacher_placement=placement,
+        estimated_peak_gib=round(_need(coefficients, shard, micro_batch, generation_batch) / GIB, 3),
+        device_capacity_gib=round(capacity / GIB, 3),
+    )
+
+
+def choose_parallelism(
+    student: ModelSpec, teacher: ModelSpec, mode: Mode, instance: InstanceSpec, workload: TrainingWorkload
+) -> ParallelismPlan | None:
+    """The cheapest-to-run parallelism plan that fits ``instance`` (by :func:`plan_memory`), or None when
+    none does (the instance type is infeasible for this pair and mode).
+
+    Order of preference: fewer nodes first (the job is billed per node); on one node, the mode's teacher
+    placements in order (:data:`PLACEMENTS`: ``colocated`` before ``topk_cache`` in alignment), and for each
+    ``single_device`` (a one-device instance), else ``ddp`` when a full replica fits every device, else
+    ``fsdp_full_shard`` over the node's devices; then ``fsdp_full_shard`` over the fewest nodes, 2 ..
+    :data:`~stratos_contract.parallelism.MAX_NODES`, that fit (``colocated`` when it needs no more nodes than
+    ``topk_cache``). The micro-batch is the largest power of two <= :data:`MAX_MICRO_BATCH` that fits without
+    overshooting :data:`TARGET_GLOBAL_BATCH_SEQUENCES`; ``grad_accum`` brings the global batch near that
+    target. The teacher generates in batches of :func:`plan_generation_batch` sequences (PrepareTrainingJob
+    sends it as ``eval_batch_size``). A CPU instance has one device per node. Gradient checkpointing is always
+    on (the memory model assumes it).
     """
-    terms = training_memory_terms(student, teacher, mode, workload)
-    parts = {k: v / GIB for k, v in terms.parts_bytes.items()}
-    return MemoryFit(training_need_gib(terms, instance), device_capacity_gib(instance), parts)
+    return parallelism_for(training_memory_terms(student, teacher, mode, workload), instance)
 
 
 def capacity_ratio(teacher: ModelSpec, student: ModelSpec) -> float:

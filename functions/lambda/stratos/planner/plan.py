@@ -57,6 +57,7 @@ from stratos.spec import (
     GeneratorData,
     TaskSpec,
 )
+from stratos_contract.parallelism import ParallelismPlan
 
 #: Official split sizes of the built-in datasets (train, test), examples. GSM8K: Cobbe et al. 2021.
 BUILTIN_SPLITS: dict[str, tuple[int, int]] = {"gsm8k": (7473, 1319)}
@@ -260,6 +261,7 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         serving_cost_usd=round(d["serving_cost_usd"], 4),
         total_cost_usd=round(d["total_cost_usd"], 4),
         score=round(d["score"], 9),
+        parallelism=d.get("parallelism"),
     )
 
 
@@ -382,6 +384,7 @@ def build_problem(
     pairs: list[PairVerdict] = []
     pair_modes: list[PairMode] = []
     training: list[list[TrainOption]] = []
+    parallelism: list[list[ParallelismPlan | None]] = []
     capacity = [est.device_capacity_gib(inst) for inst in instances]
     train_rates = [table.get(inst.instance_type, (None, None))[0] for inst in instances]
     eval_cache: dict[tuple[str, int, float], float] = {}
@@ -409,29 +412,47 @@ def build_problem(
                 if reason is not None:
                     pair_modes.append(PairMode(teacher.id, student.id, mode, 0.0, si, reason))
                     training.append([])
+                    parallelism.append([])
                     continue
                 accuracy = est.expected_accuracy(
                     prior(student), prior(teacher), mode, verdict.capacity_ratio, workload.examples, source
                 )
                 pair_modes.append(PairMode(teacher.id, student.id, mode, accuracy, si, None))
-                flops = est.training_flops(student, teacher, mode, workload)
+                flops = {
+                    placement: est.training_flops(student, teacher, mode, workload, placement)
+                    for placement in est.PLACEMENTS[mode]
+                }
                 terms = est.training_memory_terms(student, teacher, mode, workload)
                 options_t: list[TrainOption] = []
+                layouts: list[ParallelismPlan | None] = []
+                # The plan depends on the instance only through its devices and their usable memory (many
+                # sizes of one family share both): choose once per pair mode and hardware shape.
+                chosen: dict[tuple[int, float], ParallelismPlan | None] = {}
                 for idx, inst in enumerate(instances):
                     rate = train_rates[idx]
                     if rate is None:
                         options_t.append((math.inf, math.inf, 0.0, idx, TRAINING_PRICE_UNKNOWN))
+                        layouts.append(None)
                         continue
-                    if est.training_need_gib(terms, inst) > capacity[idx]:
+                    shape = (inst.devices, capacity[idx])
+                    if shape not in chosen:
+                        chosen[shape] = est.parallelism_for(terms, inst)
+                    layout = chosen[shape]
+                    layouts.append(layout)
+                    if layout is None:
                         options_t.append((math.inf, math.inf, rate, idx, TRAINING_MEMORY))
                         continue
+                    # A job over several nodes is billed for every node: its rate is nodes x the price.
+                    job_rate = rate * layout.nodes
+                    train_s = est.training_seconds(flops[layout.teacher_placement], inst, layout.nodes)
                     generation = gen_s(teacher, idx, inst) if mode == "injection" else 0.0
                     evaluation = eval_s(student, idx, inst, 2.0) + eval_s(teacher, idx, inst, 1.0)
-                    hours = est.training_hours(est.training_seconds(flops, inst), generation, evaluation)
-                    options_t.append((hours, hours * rate, rate, idx, None))
+                    hours = est.training_hours(train_s, generation, evaluation)
+                    options_t.append((hours, hours * job_rate, job_rate, idx, None))
                 training.append(options_t)
+                parallelism.append(layouts)
 
-    problem = PlanningProblem(tuple(i.instance_type for i in instances), pair_modes, training, serving)
+    problem = PlanningProblem(tuple(i.instance_type for i in instances), pair_modes, training, serving, parallelism)
     if source == "jsonl" and train_examples is None:
         warnings.append(
             f"data.source jsonl: training time assumes {DEFAULT_JSONL_SPLITS[0]:,} training and "

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratos.planner.estimators import Mode
+from stratos_contract.parallelism import ParallelismPlan
 
 #: SageMaker's ceiling on MaxRuntimeInSeconds: 28 days.
 SAGEMAKER_MAX_RUNTIME_SECONDS = 28 * 24 * 3600
@@ -105,14 +106,18 @@ class PlanningProblem:
     Attributes:
         instance_types: the instance universe, in a fixed order (indices refer to it).
         pair_modes: every (teacher, student, mode) candidate slot.
-        training: per pair mode, one :data:`TrainOption` per instance (empty for a rejected pair mode).
+        training: per pair mode, one :data:`TrainOption` per instance (empty for a rejected pair mode); a
+            job over several nodes has ``usd_per_hour`` = nodes x the instance's price.
         serving: per student index, one :data:`ServeOption` per instance.
+        parallelism: per pair mode, the parallelism plan of each training option (None where the option does
+            not fit); empty when the tables were built without them (selection tests).
     """
 
     instance_types: tuple[str, ...]
     pair_modes: list[PairMode]
     training: list[list[TrainOption]]
     serving: list[list[ServeOption]]
+    parallelism: list[list[ParallelismPlan | None]] = field(default_factory=list)
 
     @property
     def candidates(self) -> int:
@@ -162,11 +167,13 @@ class Plan:
         p50_latency_ms: ms.
         training_hours: hours.
         training_cost_usd, serving_cost_usd, total_cost_usd: USD.
-        training_usd_per_hour: on-demand price of the training instance, USD/hour.
+        training_usd_per_hour: on-demand price of the training job, USD/hour: the instance's price x the
+            parallelism plan's nodes.
         serving_usd_per_hour: on-demand hosting price of one serving instance, USD/hour.
         score: deployment score (module docstring).
         max_runtime_seconds: the training job's MaxRuntimeInSeconds: what the budget left after serving buys
             at the training price, capped by ``max_training_hours`` and SageMaker's 28 days.
+        parallelism: how the training job spreads over its hardware (None when the problem carried none).
     """
 
     teacher: str
@@ -184,6 +191,7 @@ class Plan:
     serving_usd_per_hour: float
     score: float
     max_runtime_seconds: int
+    parallelism: ParallelismPlan | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the CLI's and the frontier document's plan shape)."""
@@ -203,6 +211,7 @@ class Plan:
             "serving_usd_per_hour": self.serving_usd_per_hour,
             "score": self.score,
             "max_runtime_seconds": self.max_runtime_seconds,
+            "parallelism": None if self.parallelism is None else self.parallelism.model_dump(mode="json"),
         }
 
 
@@ -508,6 +517,7 @@ def select(
             serving_usd_per_hour=rec[11],
             score=rec[0],
             max_runtime_seconds=max_runtime_seconds(budget, rec[9], rec[10], hours_limit),
+            parallelism=problem.parallelism[rec[5]][rec[6]] if problem.parallelism else None,
         )
 
     baselines = {"accuracy_first": plan(acc_first), "cost_first": plan(cost_first), "latency_first": plan(lat_first)}
