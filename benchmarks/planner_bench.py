@@ -6,7 +6,8 @@
     (accuracy-first, cost-first, latency-first: same feasible set, same formula) and the improvement
     ``(ours - baseline) / |baseline|``; then the mean and minimum improvement per baseline, and an exhaustive
     check (:func:`stratos.planner.reference.reference_select`, every candidate enumerated) that our plan is
-    the max-score feasible plan.
+    the max-score feasible plan. The specs leave ``constraints.spot`` at its default (``auto``): each scenario
+    also says whether its plan trains on managed spot and the expected saving.
 (b) Planning time (``plan()``: estimates + selection + frontier) for 10^3 ... 10^6 candidates, by synthetic
     catalog expansion: variants of the real instances (price x U[0.8, 1.25], bandwidth and FLOP/s x
     U[0.85, 1.15]) and of the real models (priors x U[0.9, 1.1]), seeded. Reports the median of repeated
@@ -170,6 +171,8 @@ def run_scenarios(catalog: Catalog) -> dict[str, Any]:
             baseline_scores={name: result.selection.baselines[name].score for name in BASELINES},
             improvement=result.improvements(),
             optimal=optimal,
+            spot=chosen.spot is not None,
+            spot_saving_usd=chosen.as_dict()["spot_saving_usd"],
             max_score_reference=ref.chosen.score,
             plan_seconds=result.seconds,
             reference_seconds=ref_seconds,
@@ -185,6 +188,7 @@ def run_scenarios(catalog: Catalog) -> dict[str, Any]:
         "min_improvement": minimum,
         "ours_ge_every_baseline": all(r["score"] >= max(r["baseline_scores"].values()) for r in feasible),
         "optimal_all": all(r["optimal"] for r in feasible),
+        "spot_scenarios": sum(1 for r in feasible if r["spot"]),
     }
 
 
@@ -348,7 +352,8 @@ def _print(report: dict[str, Any]) -> None:
         + ". Minimum: "
         + ", ".join(f"{b} {100 * low[b]:+.1f}%" for b in BASELINES)
         + f". Ours >= every baseline: {report['ours_ge_every_baseline']}. Max-score plan (exhaustive check): "
-        f"{report['optimal_all']}."
+        f"{report['optimal_all']}. Plans training on managed spot (constraints.spot auto): "
+        f"{report['spot_scenarios']} of {report['feasible_scenarios']}."
     )
     timing = Table(title="Planning time (plan(): estimates + selection + frontier), synthetic catalogs")
     for name in ("candidates", "plan s (median)", "scored after pruning", "exhaustive reference s"):

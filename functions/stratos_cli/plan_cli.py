@@ -1,6 +1,8 @@
 """``stratos plan SPEC [--json] [--plot FILE.png]``: plan a task spec from the command line.
 
-Prints the chosen plan, the top of the Pareto frontier, each of those plans' training parallelism (strategy,
+Prints the chosen plan, the top of the Pareto frontier (a training instance marked ``spot`` runs on managed spot
+capacity; the chosen plan's line says what spot saves against on-demand, or why the job stays on-demand), each
+of those plans' training parallelism (strategy,
 nodes x devices, micro-batch x accumulation, teacher placement, per-device memory estimate vs capacity), the
 single-objective baselines and the rejection counts as tables (rich), or one JSON object with ``--json`` (each
 plan's ``parallelism`` object in it); ``--plot`` draws the frontier
@@ -98,6 +100,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "improvement": document["improvement"],
             "rejected": document["rejected"],
             "score": document["score"],
+            "spot": document["spot"],
             "warnings": document["warnings"],
             "plan_seconds": document["plan_seconds"],
         }
@@ -121,7 +124,8 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(
         f"[bold]{doc['task_id']}[/bold] in {doc['region']}: {doc['candidates']:,} candidates, "
-        f"{doc['feasible']:,} feasible; prices: {doc['prices']['source']} (snapshot {doc['prices']['snapshot_date']})"
+        f"{doc['feasible']:,} feasible; prices: {doc['prices']['source']} (snapshot {doc['prices']['snapshot_date']}); "
+        f"constraints.spot {doc['spot']['policy']} (managed spot figures: snapshot {doc['spot']['snapshot_date']})"
     )
     frontier = Table(title=f"Chosen plan (#1) and Pareto frontier, top {min(top, len(doc['frontier']))} by score")
     for name, justify in (
@@ -175,10 +179,11 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
     console.print(rejected)
     plan = doc["plan"]
     console.print(f"Training parallelism: {parallelism_text(plan.get('parallelism'))}.")
+    console.print(f"Training pricing: {spot_text(plan, (doc.get('spot') or {}).get('policy'))}.")
     console.print(
         f"Training job MaxRuntimeInSeconds: {plan['max_runtime_seconds']:,} s "
         f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour"
-        f"{_per_nodes(plan.get('parallelism'))}). "
+        f"{_per_nodes(plan.get('parallelism'))}{' on managed spot' if plan.get('spot') else ''}). "
         f"Endpoint: {plan['serving_usd_per_month']:,.2f} USD/month, "
         f"{plan['throughput_tokens_per_s']:,.0f} generated tokens/s per instance at the spec's concurrency."
     )
@@ -217,6 +222,30 @@ def parallelism_text(layout: dict[str, Any] | None) -> str:
     )
 
 
+def spot_text(plan: dict[str, Any], policy: str | None = None) -> str:
+    """A plan's training pricing in one line: managed spot with its expected saving and time overhead against
+    the same job on-demand, or on-demand and why (``policy`` is the spec's ``constraints.spot``)."""
+    on_demand = plan.get("on_demand_training_cost_usd")
+    if plan.get("spot"):
+        saving = plan.get("spot_saving_usd") or 0.0
+        share = f" ({100 * saving / on_demand:.0f} %)" if on_demand else ""
+        overhead = plan.get("spot_overhead_fraction")
+        longer = f", {100 * overhead:.1f} % longer for expected interruptions" if overhead is not None else ""
+        return (
+            f"managed spot, {plan['training_cost_usd']:,.2f} USD expected vs {on_demand or 0:,.2f} USD on-demand: "
+            f"saves {saving:,.2f} USD{share}{longer} (catalog spot snapshot: planning figures; the job's billable "
+            "seconds are the measured saving)"
+        )
+    if policy == "off":
+        return "on-demand (constraints.spot is 'off')"
+    if policy == "auto":
+        return (
+            "on-demand (constraints.spot 'auto': this instance family has no managed spot figure, or spot would "
+            "not be cheaper or would not fit max_training_hours with its interruption overhead)"
+        )
+    return "on-demand"
+
+
 def _per_nodes(layout: dict[str, Any] | None) -> str:
     if not layout or layout["nodes"] == 1:
         return ""
@@ -228,7 +257,7 @@ def _cells(p: dict[str, Any]) -> list[str]:
         p["teacher"],
         p["student"],
         p["mode"],
-        p["training_instance"],
+        p["training_instance"] + (" spot" if p.get("spot") else ""),
         p["serving_instance"],
         f"{p['expected_accuracy']:.3f}",
         f"{p['p50_latency_ms']:,.0f}",

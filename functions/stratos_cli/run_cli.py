@@ -25,6 +25,14 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="extra training hyperparameter override"
     )
+    run.add_argument(
+        "--interrupt-at",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="interrupt each training job once at this fraction of its steps and start it again, as a managed "
+        "spot interruption does (default: $STRATOS_LOCAL_INTERRUPT_AT, else never)",
+    )
     run.set_defaults(func=_cmd_run)
 
 
@@ -47,7 +55,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         serve=not args.no_serve,
         verbose=args.verbose,
+        interrupt_at=args.interrupt_at,
     )
+    if args.interrupt_at is not None and not 0.0 < args.interrupt_at < 1.0:
+        console.print(f"[red]--interrupt-at {args.interrupt_at}: a fraction of the steps, between 0 and 1[/red]")
+        return 2
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -187,7 +199,8 @@ def ask_command(endpoint: str, spec: str, data: str | None) -> str:
 
 def _summary(console: Any, result: Any, ask: str = "") -> None:
     """The run's outcome: status, run id and (failed) error name on one line, the reason on the next; what the
-    local run changed about the job; the plan, the mode and its evidence, the accuracy table (with format
+    local run changed about the job; the plan (with its expected managed spot saving when it trains on spot),
+    the mode and its evidence, the accuracy table (with format
     compliance) and held-out KL; the endpoint with the ``ask`` command line, and the report."""
     from rich.table import Table
 
@@ -211,7 +224,7 @@ def _summary(console: Any, result: Any, ask: str = "") -> None:
         row = {
             "teacher": plan.get("teacher", "—"),
             "student": plan.get("student", "—"),
-            "training": plan.get("training_instance", "—"),
+            "training": str(plan.get("training_instance", "—")) + (" (spot)" if plan.get("spot") else ""),
             "serving": plan.get("serving_instance", "—"),
             "mode": str(plan.get("mode", "—")),
             "exp. accuracy": _fmt(plan.get("expected_accuracy")),
@@ -223,6 +236,14 @@ def _summary(console: Any, result: Any, ask: str = "") -> None:
             table.add_column(col, overflow="fold", min_width=len(cell) if col in ("teacher", "student") else None)
         table.add_row(*row.values())
         console.print(table)
+        if plan.get("spot"):
+            console.print(
+                f"training on managed spot: {_number(plan.get('training_cost_usd'), '{:,.2f}')} USD expected vs "
+                f"{_number(plan.get('on_demand_training_cost_usd'), '{:,.2f}')} USD on-demand (saves "
+                f"{_number(plan.get('spot_saving_usd'), '{:,.2f}')} USD; the report shows the billed saving)",
+                highlight=False,
+                soft_wrap=True,
+            )
     m = result.metrics or {}
     if m:
         console.print(_mode_line(m, plan), highlight=False, soft_wrap=True)

@@ -185,3 +185,51 @@ def test_a_plan_the_hardware_cannot_honour_fails_before_loading_weights(tmp_path
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure.startswith("parallelism plan cannot run here") and reason in failure
     assert "channel" not in failure and "launching" not in out
+
+
+def _fsdp_pair(root: Path, hyperparameters: dict[str, str], shared: Path) -> tuple[subprocess.Popen[str], ...]:
+    """Two FSDP "hosts" on localhost sharing one checkpoint folder (what SageMaker's sync of the run's checkpoint
+    prefix gives every host of a re-created job)."""
+    hosts = {
+        "SM_HOSTS": '["127.0.0.1","localhost"]',
+        "STRATOS_MASTER_PORT": str(_free_port()),
+        "STRATOS_CHECKPOINT_DIR": str(shared),
+    }
+    return (
+        start_train(root / "host0", hyperparameters, SM_CURRENT_HOST="127.0.0.1", **hosts),
+        start_train(root / "host1", hyperparameters, SM_CURRENT_HOST="localhost", **hosts),
+    )
+
+
+@pytest.mark.slow
+def test_fsdp_job_interrupted_by_sigterm_resumes_on_a_new_job(tmp_path):
+    """Both hosts get SIGTERM mid-training (a spot interruption): every rank agrees to save at the same step and
+    exits 143; the re-created job resumes from that FSDP checkpoint to the uninterrupted losses."""
+    fsdp = {
+        **TINY_ALIGNMENT,
+        "max_steps": "6",
+        "parallelism": _plan(strategy="fsdp_full_shard", nodes=2, micro_batch=2),
+    }
+    reference = _fsdp_pair(tmp_path / "reference", fsdp, tmp_path / "reference-checkpoints")
+    assert [finish(p)[0] for p in reference] == [0, 0]
+    first = _fsdp_pair(tmp_path / "first", fsdp, tmp_path / "checkpoints")
+    assert first[0].stdout is not None
+    log = []
+    for line in first[0].stdout:
+        log.append(line)
+        if line.startswith("[stratos-metrics]") and json.loads(line.split(" ", 1)[1]).get("step", 0) >= 3:
+            for process in first:
+                process.send_signal(15)
+            break
+    codes = [finish(p)[0] for p in first]
+    assert codes == [143, 143], "".join(log)[-3000:]
+    again = _fsdp_pair(tmp_path / "again", fsdp, tmp_path / "checkpoints")
+    (rc0, out0), (rc1, out1) = finish(again[0]), finish(again[1])
+    assert rc0 == 0 and rc1 == 0, (out0[-3000:], out1[-3000:])
+    want = json.loads((tmp_path / "reference" / "host0" / "output" / "data" / "metrics.json").read_text())
+    got = json.loads((tmp_path / "again" / "host0" / "output" / "data" / "metrics.json").read_text())
+    assert got["run_jobs"] == 2 and got["train_resumed_at_step"] >= 3
+    assert got["final_loss"] == pytest.approx(want["final_loss"], rel=LOSS_RTOL)
+    assert [p["train_loss"] for p in got["loss_history"]] == pytest.approx(
+        [p["train_loss"] for p in want["loss_history"]], rel=LOSS_RTOL
+    )

@@ -95,13 +95,16 @@ def test_archive_has_files_at_root(finished_job, tmp_path):
     assert not any("/" in m for m in members)
 
 
-def test_resume_from_latest_checkpoint(finished_job, tmp_path):
+def test_another_recipe_starts_fresh_beside_the_run(finished_job, tmp_path):
+    """A job over the same checkpoint folder with another recipe (more steps: another schedule) does not resume
+    the earlier run's weights; it starts its own run folder (tests/e2e/test_resume.py covers resuming)."""
     base, _ = finished_job
     again = run_train(base, {**TINY, "max_steps": "6", "save_steps": "2"})
     assert again.returncode == 0, again.stderr[-3000:]
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
-    assert metrics["resumed_from"].endswith("checkpoint-4")
-    assert metrics["train_steps"] == 6
+    assert metrics["resumed_from"] == "" and metrics["train_steps"] == 6
+    assert metrics["run_jobs"] == 1 and metrics["phases_reused"] == []
+    assert len(list((base / "checkpoints").glob("run-*/state/train.json"))) == 2
 
 
 def test_bad_hyperparameters_write_failure(tmp_path):

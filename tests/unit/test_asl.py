@@ -130,3 +130,20 @@ def test_error_names_in_the_definition_are_known():
                 assert error in known or "." in error, error  # States.*, Lambda.*, SageMaker.*
         if state["Type"] == "Pass" and "Error" in state.get("Parameters", {}):
             assert state["Parameters"]["Error"] in known
+
+
+def test_start_training_job_sends_the_prepared_spot_fields_and_one_checkpoint_prefix_per_run():
+    """Every ``$.job`` path StartTrainingJob reads is a TrainingRequest field (PrepareTrainingJob's output), spot
+    and the stopping condition included; the checkpoint prefix names the run, not the job, so a retried,
+    fallback or spot-restarted job of the run resumes from the same place."""
+    from stratos.pipeline.models import TrainingRequest
+
+    params = STATES["StartTrainingJob"]["Parameters"]
+    assert params["EnableManagedSpotTraining.$"] == "$.job.enable_managed_spot_training"
+    assert params["StoppingCondition.$"] == "$.job.stopping_condition"
+    assert "StoppingCondition" not in params
+    read = set(re.findall(r"\$\.job\.([a-z_]+)", json.dumps(params)))
+    assert read and read <= set(TrainingRequest.model_fields)
+    uri = params["CheckpointConfig"]["S3Uri.$"]
+    assert uri == "States.Format('s3://${ArtifactsBucket}/checkpoints/{}/', $.run.names.run_id)"
+    assert "job_name" not in uri

@@ -107,7 +107,8 @@ def test_training_arguments_come_from_train_config(tmp_path: Path) -> None:
     args = config.training_arguments(str(tmp_path), max_steps=200, use_cpu=True)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 2)
     assert (args.learning_rate, args.max_steps, args.warmup_steps, args.seed, args.data_seed) == (1e-4, 200, 0.1, 3, 3)
-    assert args.save_steps == config.derived_save_steps(200) == 50
+    assert args.save_steps == config.derived_save_steps(200) == 200  # only the end: the wall clock places the rest
+    assert TrainConfig(save_steps=7).derived_save_steps(200) == 7
     assert args.train_sampling_strategy == "group_by_length" and args.report_to == []
     unshuffled = TrainConfig(shuffle=False).training_arguments(str(tmp_path), max_steps=1, use_cpu=True)
     assert unshuffled.train_sampling_strategy == "random"

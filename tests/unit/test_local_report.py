@@ -370,3 +370,30 @@ def test_local_run_section_and_failure_name_and_reason(tmp_path, spec):
         tmp_path / "aws", spec=spec, plan={}, metrics={}, model_card="", run_record={"status": "SUCCEEDED"}
     )
     assert "Local run" not in plain.markdown.read_text()
+
+
+def test_training_time_and_cost_as_billed_with_the_spot_saving(tmp_path, spec, plan, metrics, model_card, run_record):
+    """The run record's ``actual`` (training vs billable seconds) is shown under Training, with SageMaker's saving
+    (1 - billable / training) for a managed spot job, beside the plan's expected cost."""
+    spot_plan = {**plan, "plan": {**plan["plan"], "spot": True, "training_cost_usd": 0.3, "spot_saving_usd": 0.7}}
+    actual = {
+        "training_seconds": 3600,
+        "billable_seconds": 1080,
+        "training_hours": 1.0,
+        "training_cost_usd": 0.3,
+        "training_usd_per_hour": 1.0,
+        "spot": True,
+        "spot_saving_fraction": 0.7,
+        "spot_saving_usd": 0.7,
+    }
+    record = {**run_record, "actual": actual}
+    text = report(tmp_path, spec, spot_plan, metrics, model_card, record).markdown.read_text()
+    billed = text.split("### Time and cost as billed", 1)[1].split("\n## ", 1)[0]
+    assert "| billable time (BillableTimeInSeconds), s | 1,080 |" in billed
+    assert "| managed spot training | yes |" in billed
+    assert "| managed spot saving (1 - billable / training time) | 70.0 % |" in billed
+    assert "| planned training cost, USD | 0.30 (spot saving 0.70) |" in billed
+    assert "| managed spot training | yes |" in text.split("## Plan", 1)[1].split("## Why the others lost", 1)[0]
+    # No record of the job's billing: no such table.
+    plain = report(tmp_path / "plain", spec, plan, metrics, model_card, run_record).markdown.read_text()
+    assert "Time and cost as billed" not in plain

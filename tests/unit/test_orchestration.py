@@ -579,3 +579,94 @@ def test_training_request_refuses_a_parallelism_the_catalog_instance_cannot_hono
         _prepared(drifted)
     assert caught.value.errors[0].path == "plan.parallelism.devices_per_node"
     assert "8 device(s)" in caught.value.errors[0].reason
+
+
+# --------------------------------------------------------------------------------------------------------
+# Managed spot: the job request and the measured saving.
+
+
+def test_an_on_demand_plan_sends_no_spot_fields():
+    """SageMaker refuses MaxWaitTimeInSeconds without EnableManagedSpotTraining: an on-demand job's condition has
+    no such key at all (not a null)."""
+    request = _prepared(PLAN)
+    assert request.enable_managed_spot_training is False
+    assert request.to_state()["stopping_condition"] == {"MaxRuntimeInSeconds": 3600}
+
+
+def test_a_spot_plan_sets_managed_spot_and_a_wait_that_covers_the_runtime():
+    from stratos.pipeline.training import SPOT_MIN_WAIT_ALLOWANCE_SECONDS
+    from stratos.planner.estimators import spot_overhead_fraction
+
+    request = _prepared(_plan_like({"spot": True}))  # gsm8k.json: max_training_hours 12, runtime 3600 s
+    assert request.enable_managed_spot_training is True
+    condition = request.to_state()["stopping_condition"]
+    overhead = spot_overhead_fraction(CATALOG.instance("ml.g5.2xlarge").spot.interruptions_per_hour)
+    assert overhead * 3600 < SPOT_MIN_WAIT_ALLOWANCE_SECONDS  # so the one-hour floor applies
+    assert condition == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 3600 + SPOT_MIN_WAIT_ALLOWANCE_SECONDS}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "overhead", "max_hours", "wait"),
+    [
+        (3600, 0.01, 12, 7200),  # the one-hour floor
+        (36_000, 0.2, 24, 43_200),  # 20 % of ten hours is more than the floor
+        (36_000, 0.2, 11, 39_600),  # ... capped by the spec's wall-clock limit (11 h)
+        (21_600, 0.01, 6, 21_600),  # the runtime is the whole limit: no room to wait, never below the runtime
+        (60, 0.0, 0.01, 60),  # a limit below SageMaker's least runtime: the wait still covers the runtime
+        (28 * 24 * 3600, 0.5, 28 * 24, 28 * 24 * 3600),  # 28 days at most
+    ],
+)
+def test_spot_wait_is_runtime_plus_allowance_capped_by_max_training_hours(runtime, overhead, max_hours, wait):
+    from stratos.pipeline.training import stopping_condition
+
+    condition = stopping_condition(runtime, True, overhead, max_hours)
+    assert (condition.MaxRuntimeInSeconds, condition.MaxWaitTimeInSeconds) == (runtime, wait)
+    assert stopping_condition(runtime, False, overhead, max_hours).model_dump() == {"MaxRuntimeInSeconds": runtime}
+
+
+def test_the_request_model_refuses_a_wait_without_spot_and_spot_without_a_wait():
+    from pydantic import ValidationError
+
+    request = _prepared(PLAN).model_dump(mode="json")
+    with pytest.raises(ValidationError, match="MaxWaitTimeInSeconds is required for a managed spot job"):
+        models.TrainingRequest.model_validate({**request, "enable_managed_spot_training": True})
+    waits = {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    with pytest.raises(ValidationError, match="refused otherwise"):
+        models.TrainingRequest.model_validate({**request, "stopping_condition": waits})
+    with pytest.raises(ValidationError, match="SageMaker requires the wait to cover the runtime"):
+        models.StoppingCondition(MaxRuntimeInSeconds=7200, MaxWaitTimeInSeconds=3600)
+
+
+def _ref(plan_summary: PlanSummary) -> Any:
+    from stratos.payloads import PlanRef, S3Pointer
+
+    pointer = S3Pointer(uri="s3://stratos-artifacts/runs/r1/plan/frontier.json", bytes=1, sha256="0" * 64)
+    return PlanRef(
+        plan=plan_summary,
+        max_runtime_seconds=3600,
+        frontier_top=[],
+        frontier=pointer,
+        candidates=1,
+        rejected={},
+        baselines={},
+    )
+
+
+def test_actual_cost_bills_billable_seconds_at_the_on_demand_rate_and_records_the_spot_saving():
+    """SageMaker's savings = 1 - billable / training seconds; the cost is the billable time at the on-demand rate
+    (the plan's on_demand_usd_per_hour, not its spot-discounted cost / hours)."""
+    from stratos.pipeline.gate import actual_training
+
+    spot = _plan_like({"spot": True, "training_cost_usd": 0.6, "on_demand_usd_per_hour": 3.0})
+    actual = actual_training(
+        {"TrainingTimeInSeconds": 3600, "BillableTimeInSeconds": 1080, "EnableManagedSpotTraining": True}, _ref(spot)
+    )
+    assert actual.spot is True
+    assert actual.spot_saving_fraction == pytest.approx(0.7)
+    assert actual.training_cost_usd == pytest.approx(1080 / 3600 * 3.0)
+    assert actual.spot_saving_usd == pytest.approx((3600 - 1080) / 3600 * 3.0)
+    # On-demand: no saving figures; a plan from before on_demand_usd_per_hour is priced at its cost / hours.
+    on_demand = actual_training({"TrainingTimeInSeconds": 1800, "BillableTimeInSeconds": 1800}, _ref(PLAN))
+    assert (on_demand.spot, on_demand.spot_saving_fraction, on_demand.spot_saving_usd) == (False, None, None)
+    assert on_demand.training_usd_per_hour == pytest.approx(PLAN.training_cost_usd / PLAN.training_hours)
+    assert on_demand.training_cost_usd == pytest.approx(0.5 * 3.0)

@@ -106,3 +106,26 @@ def test_every_plan_shows_its_training_parallelism(capsys):
     assert "Training parallelism of those plans" in table and "micro-batch x accum" in table
     words = " ".join(table.split())  # rich wraps the summary line at the console width
     assert "Training parallelism: " in words and "per device (estimate)" in words
+
+
+def test_spot_vs_on_demand_is_shown(tmp_path, capsys):
+    """The mahjong example trains on managed spot (constraints.spot defaults to auto): the JSON says so per plan,
+    the table marks the instance and states the saving; with spot off the job is on-demand and the line says why."""
+    assert main(["plan", MAHJONG, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    chosen = out["plan"]
+    assert out["spot"]["policy"] == "auto" and chosen["spot"] is True
+    assert chosen["spot_saving_usd"] == pytest.approx(
+        chosen["on_demand_training_cost_usd"] - chosen["training_cost_usd"]
+    )
+    assert main(["plan", MAHJONG, "--top", "3"]) == 0
+    table = capsys.readouterr().out
+    assert f"{chosen['training_instance']} spot" in table
+    assert "Training pricing: managed spot" in " ".join(table.split())
+    doc = json.loads((SPECS / "mahjong-winning-tiles.json").read_text())
+    doc["constraints"]["spot"] = "off"
+    path = tmp_path / "on-demand.json"
+    path.write_text(json.dumps(doc))
+    assert main(["plan", str(path), "--top", "3"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Training pricing: on-demand (constraints.spot is 'off')" in text and " spot │" not in text

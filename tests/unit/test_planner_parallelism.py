@@ -56,6 +56,7 @@ def test_a_pair_that_fits_nowhere_on_one_node_spans_nodes_and_is_priced_per_node
         budget_usd=100_000,
         max_training_hours=100,
         latency={**doc["constraints"]["latency"], "p50_ms": 100_000},
+        spot="off",  # on-demand prices here; tests/unit/test_planner_spot.py prices nodes on spot
     )
     spec = validate_spec_document(doc)
     result = plan(spec, snapshot_price_table(spec.constraints.region, cat))

@@ -92,11 +92,23 @@ def assert_meets_hard_constraints(spec: TaskSpec, chosen, catalog) -> None:
     fit = est.plan_memory(student, teacher, chosen.mode, workload, layout, t_inst)
     assert fit.fits and fit.need_gib == pytest.approx(layout.estimated_peak_gib, abs=1e-3)
     assert layout.device_capacity_gib == pytest.approx(fit.capacity_gib, abs=1e-3)
-    assert est.training_estimate(student, teacher, chosen.mode, t_inst, workload, layout).hours == pytest.approx(
-        chosen.training_hours
+    on_demand_hours = est.training_estimate(student, teacher, chosen.mode, t_inst, workload, layout).hours
+    job_rate = float(t_inst.snapshot_prices[(c.region, "Training")]) * layout.nodes
+    spot = t_inst.spot
+    priced = (
+        None
+        if spot is None
+        else est.spot_estimate(on_demand_hours, job_rate, spot.savings, spot.interruptions_per_hour, layout.nodes)
     )
-    training_price = float(t_inst.snapshot_prices[(c.region, "Training")])
-    assert chosen.training_cost_usd == pytest.approx(chosen.training_hours * training_price * layout.nodes)
+    if chosen.spot is None:  # on-demand: the policy allowed no cheaper spot option that fits the deadline
+        assert c.spot != "on"
+        assert c.spot == "off" or priced is None or not priced.cheaper or priced.hours > c.max_training_hours
+        assert chosen.training_hours == pytest.approx(on_demand_hours)
+        assert chosen.training_cost_usd == pytest.approx(on_demand_hours * job_rate)
+    else:
+        assert c.spot != "off" and priced is not None
+        assert (chosen.training_hours, chosen.training_cost_usd) == pytest.approx((priced.hours, priced.cost_usd))
+        assert chosen.as_dict()["on_demand_training_cost_usd"] == pytest.approx(on_demand_hours * job_rate)
     verdict = match_pair(teacher, student)
     assert verdict.reason(chosen.mode) is None
     if spec.distillation.mode.value != "auto":
@@ -430,6 +442,7 @@ def specs(draw):
         "max_training_hours": draw(st.sampled_from([0.3, 1, 6, 48])),
         "region": draw(st.sampled_from(["us-east-1", "us-west-2", "eu-west-1"])),
         "instance_families": draw(st.none() | st.lists(st.sampled_from(FAMILIES), min_size=1, max_size=4, unique=True)),
+        "spot": draw(st.sampled_from(["auto", "on", "off"])),
     }
     doc["objective"] = {
         k: draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])) for k in ("accuracy", "cost", "latency", "training_time")

@@ -10,6 +10,7 @@ from stratos_train.config import TrainConfig
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import EvalResult
 from stratos_train.models import load_model
+from stratos_train.resume import RunState
 from stratos_train.rounds import (
     Patience,
     StratumScore,
@@ -84,12 +85,12 @@ def test_closed_loop_moves_examples_toward_a_stratum_that_scores_zero(tmp_path, 
     corpus = [task.target(ex) for ex in task.examples("train", 40, 0)]
     student = load_model("tiny:2", corpus=corpus)
     record = JobMetrics(task=task.name, teacher=config.teacher, student=config.student)
-    env = SageMakerEnv.from_environ(tmp_path)
+    run = RunState.open(SageMakerEnv.from_environ(tmp_path).checkpoint_dir, "test", writer=True)
 
     def pairs(examples, _round):
         return [(task.prompt(ex), task.target(ex)) for ex in examples]
 
-    job.train_in_rounds(config, env, task, student, student.model, pairs, record)
+    job.train_in_rounds(config, run, task, student, student.model, pairs, record)
     metrics = record.written()
     first, second = metrics["injection_rounds"]
     assert first["drawn"][failing] == 4  # equal shares: 32 / 8

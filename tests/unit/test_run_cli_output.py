@@ -171,3 +171,23 @@ def test_summary_shows_the_mode_evidence_format_compliance_kl_and_the_ask_line()
         "held-out problems with verdicts: stratos ask word-forms-local-student"
         " --spec events/specs/word-forms-local.json --data events/data/word-forms --count 3"
     )
+
+
+def test_a_spot_plan_shows_its_expected_saving():
+    plan = {
+        "teacher": "t",
+        "student": "s",
+        "training_instance": "ml.c7i.xlarge",
+        "spot": True,
+        "training_cost_usd": 0.35,
+        "on_demand_training_cost_usd": 1.0,
+        "spot_saving_usd": 0.65,
+    }
+    console, out = _console()
+    _summary(console, _result(plan=plan))
+    text = " ".join(out.getvalue().split())
+    assert "ml.c7i.xlarge (spot)" in text
+    assert "training on managed spot: 0.35 USD expected vs 1.00 USD on-demand (saves 0.65 USD" in text
+    console, out = _console()
+    _summary(console, _result(plan={**plan, "spot": False}))
+    assert "managed spot" not in out.getvalue() and "(spot)" not in out.getvalue()

@@ -35,16 +35,20 @@ from stratos_train.parallel import (
     socket_environment,
     torchrun_arguments,
 )
+from stratos_train.resume import JobStopped, request_stop, training_active
 
 logger = logging.getLogger("stratos_train")
 
 
-class JobStopped(BaseException):
-    """Raised in the main thread when SIGTERM arrives."""
-
-
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise JobStopped("received SIGTERM: the job was stopped or reached its maximum runtime")
+    """SIGTERM (a stop, the maximum runtime, a managed spot interruption): during training, finish the step, save
+    a checkpoint and stop (:mod:`stratos_train.resume`); elsewhere stop at once (phase results already saved
+    stay saved)."""
+    if training_active():
+        logger.warning("received SIGTERM during training: saving a checkpoint at the end of this step")
+        request_stop()
+        return
+    raise JobStopped("received SIGTERM: the job was stopped, reached its maximum runtime or was interrupted")
 
 
 def _failure_reason(exc: BaseException) -> str:

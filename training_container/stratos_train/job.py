@@ -19,6 +19,13 @@ written to ``output/data/metrics.json`` at the end:
 
 Under torchrun every rank loads, trains and joins the collectives; rank 0 alone probes the teacher (and tells
 the others the mode), evaluates, exports and writes metrics: the other ranks stop after training.
+
+Every phase's result is kept in the run's checkpoint folder (:mod:`stratos_train.resume`): a re-created job of
+the same run (managed spot restart, retry, fallback) reuses the mode decision, the evaluation before training,
+the injection data and the top-k teacher cache, resumes training from the last checkpoint, and a job that
+finds the run finished only exports the model again. ``metrics.json`` then describes the whole run
+(``final_loss``, ``train_seconds``, ``loss_history``) and says what was reused (``phases_reused``,
+``phase_runs``, ``run_jobs``).
 """
 
 from __future__ import annotations
@@ -28,15 +35,23 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from transformers import PrinterCallback, TrainingArguments, get_scheduler
-from transformers.trainer_utils import get_last_checkpoint
 
-from stratos_contract.metrics import EvalSetScores, JobMetrics, LossPoint, ModeEvidence, Sample, Strata, StratumRecord
+from stratos_contract.metrics import (
+    EvalSetScores,
+    JobMetrics,
+    LossPoint,
+    ModeEvidence,
+    RoundMetrics,
+    Sample,
+    Strata,
+    StratumRecord,
+)
 from stratos_contract.parallelism import ParallelismError
 from stratos_train.config import KDLossConfig, TrainConfig
 from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
@@ -56,10 +71,20 @@ from stratos_train.parallel import (
     init_process_group,
     is_main,
     is_released,
+    rank,
     rebuild_unsharded,
     release,
     shard_frozen,
     world_size,
+)
+from stratos_train.resume import (
+    JobStopped,
+    RunState,
+    checkpoint_step,
+    mean_over_ranks,
+    read_carried,
+    run_fingerprint,
+    stop_requested,
 )
 from stratos_train.rounds import (
     Patience,
@@ -73,7 +98,12 @@ from stratos_train.rounds import (
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Answer, Example, Message, Task, pick_few_shot
 from stratos_train.tasks.scoring import wilson_interval
-from stratos_train.trainer import DistillationTrainer, MetricLinesCallback, build_teacher_topk_cache
+from stratos_train.trainer import (
+    CheckpointClock,
+    DistillationTrainer,
+    MetricLinesCallback,
+    build_teacher_topk_cache,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,20 +201,6 @@ def _eval_row(result: EvalResult, task: Task, examples: Sequence[Example]) -> Ev
     )
 
 
-def _loss_points(
-    history: Sequence[dict[str, float]], first_step: int = 0, round_: int | None = None
-) -> list[LossPoint]:
-    """The logged training losses of one trainer's metric lines (the end-of-run summary has none)."""
-    points = []
-    for h in history:
-        if "train_loss" in h:
-            point = LossPoint(step=first_step + int(h["step"]), train_loss=h["train_loss"])
-            if round_ is not None:
-                point.round = round_
-            points.append(point)
-    return points
-
-
 def _build_trainer(
     model: Any,
     args: TrainingArguments,
@@ -228,7 +244,7 @@ def _round_args(config: TrainConfig, output_dir: str, max_steps: int) -> Trainin
 
 def train_in_rounds(
     config: TrainConfig,
-    env: SageMakerEnv,
+    run: RunState,
     task: Task,
     student: LoadedModel,
     model: Any,
@@ -240,6 +256,10 @@ def train_in_rounds(
     ``build_pairs(examples, round)`` turns a round's examples into (prompt, target) pairs. Fills
     ``metrics.injection_rounds`` (one :class:`RoundReport` each) and the usual training figures, summed over
     rounds.
+
+    Across jobs: at the end of each round (after its probe) the loop's state, the student's weights and the
+    optimiser and schedule are kept in the run's folder; a later job restores the last finished round and goes
+    on with the next one, or resumes the round in progress from its last checkpoint.
     """
     strata = task.strata()
     sizes = round_sizes(config.train_size, config.injection_rounds)
@@ -253,19 +273,38 @@ def train_in_rounds(
     weights = uniform_weights(strata)
     stop = Patience(config.round_patience, config.round_min_gain)
     optimizers: tuple[Any, Any] = (None, None)
-    reports: list[RoundReport] = []
+    reports: list[dict[str, Any]] = []  # RoundMetrics, as JSON
     history: list[LossPoint] = []
     totals = {"examples": 0, "tokens": 0, "total_tokens": 0, "steps": 0}
     seconds = 0.0
+    finished = 0  # rounds an earlier job of the run finished
+    stopped = False  # and the last of them ended the loop
+    while finished < len(sizes) and (kept := run.get(f"round-{finished + 1}")) is not None:
+        finished += 1
+        reports, totals, seconds = kept["reports"], kept["totals"], kept["seconds"]
+        history = [LossPoint.model_validate(h) for h in kept["history"]]
+        seen, weights = set(kept["seen"]), kept["next_weights"]
+        stop = Patience(**kept["patience"])
+        metrics.final_loss = kept["final_loss"]
+        stopped = kept["stop"]
+        if stopped:
+            break
     logger.info("closed loop: up to %d rounds of %s examples, probe %d per stratum", len(sizes), sizes, len(probe))
+    if finished:
+        boundary = run.train_dir / f"round-{finished}" / "end"
+        load_model_weights(model, boundary / "weights.safetensors")
+        logger.info("closed loop: rounds 1-%d finished by an earlier job of this run", finished)
     for index, (size, max_steps) in enumerate(zip(sizes, steps, strict=True), start=1):
+        if index <= finished or stopped:
+            continue
         started = time.perf_counter()
         drawn = task.stratified_examples("train", size + size // 10 + 8, config.seed + 1_000 * index, weights)
         examples = [ex for ex in drawn if ex.id not in seen][:size]
         seen.update(ex.id for ex in examples)
         encoded, enc_stats = encode_all(student.tokenizer, build_pairs(examples, index), config.max_seq_len)
-        args = _round_args(config, str(env.checkpoint_dir / f"round-{index}"), max_steps)
-        trainer, lines = _build_trainer(model, args, encoded, collator, kd, None, None, config, None, optimizers)
+        round_dir = run.train_dir / f"round-{index}"
+        args = _round_args(config, str(round_dir), max_steps)
+        trainer, _ = _build_trainer(model, args, encoded, collator, kd, None, None, config, None, optimizers)
         if optimizers[0] is None:
             optimizer = trainer.create_optimizer()
             schedule = get_scheduler(
@@ -274,9 +313,23 @@ def train_in_rounds(
                 num_warmup_steps=round(config.warmup_ratio * sum(steps)),
                 num_training_steps=sum(steps),
             )
+            if finished:  # carry on from the last finished round's optimiser and schedule
+                states = torch.load(run.train_dir / f"round-{finished}" / "end" / "optim.pt", weights_only=True)
+                optimizer.load_state_dict(states["optimizer"])
+                schedule.load_state_dict(states["scheduler"])
             trainer.lr_scheduler = schedule
             optimizers = (optimizer, schedule)
-        output = trainer.train()
+        last = broadcast_from_main(_resume_point(round_dir, max_steps))
+        carried = read_carried(last, rank())
+        trainer.loss_sum_carried = carried.loss_sum
+        clock = CheckpointClock(config.checkpoint_interval_minutes * 60, carried, trainer.run_loss_sum)
+        trainer.add_callback(clock)
+        output = trainer.train(resume_from_checkpoint=last)
+        if stop_requested():
+            raise JobStopped(
+                f"received SIGTERM: stopped in round {index} at step {output.global_step} of {max_steps} after "
+                "saving a checkpoint; a re-created job of this run resumes from it"
+            )
         model.eval()
         result = _eval(
             LoadedModel(model, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family),
@@ -298,14 +351,17 @@ def train_in_rounds(
             probe_accuracy=mean_accuracy(scores),
             seconds=time.perf_counter() - started,
         )
-        reports.append(report)
-        history += _loss_points(lines.history, totals["steps"], index)
+        reports.append(report.as_metrics().model_dump(mode="json"))
+        history += [
+            LossPoint(step=totals["steps"] + p.step, train_loss=p.train_loss, round=index)
+            for p in _logged_losses(trainer.state.log_history)
+        ]
         totals["examples"] += len(encoded)
         totals["tokens"] += enc_stats.completion_tokens
         totals["total_tokens"] += enc_stats.total_tokens
         totals["steps"] += output.global_step
-        seconds += output.metrics.get("train_runtime", 0.0)
-        metrics.final_loss = output.training_loss
+        seconds += clock.run_train_seconds()
+        metrics.final_loss = mean_over_ranks(trainer.run_loss_sum()) / max(1, output.global_step)
         logger.info(
             "round %d: %d examples, probe accuracy %.3f (%s)",
             index,
@@ -313,10 +369,34 @@ def train_in_rounds(
             report.probe_accuracy,
             ", ".join(f"{k} {v.accuracy:.2f}" for k, v in scores.items()),
         )
-        if stop.update(report.probe_accuracy) or index == len(sizes):
+        done = stop.update(report.probe_accuracy) or index == len(sizes)
+        if not done:
+            weights = next_weights(scores, config.round_weight_floor)
+        if is_main():  # the round's end, for a job that comes after
+            boundary = round_dir / "end"
+            boundary.mkdir(parents=True, exist_ok=True)
+            save_model_weights(model, boundary / "weights.safetensors")
+            torch.save(
+                {"optimizer": optimizers[0].state_dict(), "scheduler": optimizers[1].state_dict()},
+                boundary / "optim.pt",
+            )
+        run.put(
+            f"round-{index}",
+            {
+                "reports": reports,
+                "totals": totals,
+                "seconds": seconds,
+                "history": [h.model_dump(mode="json") for h in history],
+                "seen": sorted(seen),
+                "next_weights": weights,
+                "patience": asdict(stop),
+                "final_loss": metrics.final_loss,
+                "stop": done,
+            },
+        )
+        if done:
             break
-        weights = next_weights(scores, config.round_weight_floor)
-    metrics.injection_rounds = [r.as_metrics() for r in reports]
+    metrics.injection_rounds = [RoundMetrics.model_validate(r) for r in reports]
     metrics.injection_rounds_run = len(reports)
     metrics.train_examples = totals["examples"]
     metrics.train_tokens = totals["tokens"]
@@ -326,6 +406,20 @@ def train_in_rounds(
     metrics.resumed_from = ""
     metrics.loss_history = history
     return model
+
+
+def save_model_weights(model: Any, path: Any) -> None:
+    """Every weight of ``model`` (tied ones once) to a safetensors file."""
+    from safetensors.torch import save_model
+
+    save_model(model, str(path))
+
+
+def load_model_weights(model: Any, path: Any) -> None:
+    """Load :func:`save_model_weights`'s file into a model of the same structure (strict)."""
+    from safetensors.torch import load_model
+
+    load_model(model, str(path), strict=True)
 
 
 @dataclass(frozen=True)
@@ -350,6 +444,7 @@ class JobContext:
     shared_vocab: int | None
     shots: list[Example]
     started: float
+    run: RunState
 
     def heldout_pairs(self) -> list[Pair]:
         """(prompt, reference) of the first :data:`HELDOUT_KL_EXAMPLES` held-out examples."""
@@ -396,6 +491,18 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
         sum(p.numel() for p in student.model.parameters()) / 1e6,
         "shared" if compatible else "differ",
     )
+    world = world_size()
+    plan = config.parallelism
+    run = RunState.open(
+        env.checkpoint_dir,
+        run_fingerprint(
+            config.model_dump(mode="json"),
+            global_batch=config.per_device_batch_size * config.grad_accum * world,
+            fsdp_world=world if plan is not None and plan.strategy == "fsdp_full_shard" else None,
+        ),
+        writer=is_main(),
+    )
+    logger.info("run state %s: job %d of this run", run.root, run.job_index)
     context = JobContext(
         config=config,
         env=env,
@@ -408,6 +515,7 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
         shared_vocab=min(teacher.real_vocab_size, student.real_vocab_size) if compatible else None,
         shots=pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else [],
         started=started,
+        run=run,
     )
     metrics = JobMetrics(task=task.name, teacher=config.teacher, student=config.student)
     if config.teacher_id:
@@ -428,13 +536,18 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
         complexity = sum(task.complexity(ex) for ex in sample) / max(1, len(sample))
         return result.accuracy, result.partial, complexity, len(sample)
 
-    decision = decide_mode(
-        config.mode,
-        compatible=ctx.shared_vocab is not None,
-        threshold=config.coverage_threshold,
-        probe=probe if is_main() else lambda: (0.0, 0.0, 0.0, 0),
-        complexity_unit=task.complexity_unit,
-    )
+    saved = ctx.run.get("probe") if is_main() else None
+    if saved is not None:
+        decision = ModeDecision(**saved["decision"])
+    else:
+        decision = decide_mode(
+            config.mode,
+            compatible=ctx.shared_vocab is not None,
+            threshold=config.coverage_threshold,
+            probe=probe if is_main() else lambda: (0.0, 0.0, 0.0, 0),
+            complexity_unit=task.complexity_unit,
+        )
+        ctx.run.put("probe", {"decision": asdict(decision)})
     decision = broadcast_from_main(decision)  # only rank 0 probed: every rank trains in its mode
     logger.info("mode %s: %s", decision.mode, decision.reason)
     metrics.mode = decision.mode
@@ -450,6 +563,11 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
     Fills ``teacher_*``, ``eval_sets.*.teacher``, ``student_before_*`` and ``heldout_kl_before``.
     """
     config, task, examples = ctx.config, ctx.task, ctx.eval_examples
+    saved = ctx.run.get("evaluate_before") if is_main() else None
+    if saved is not None:
+        restore_metrics(metrics, saved["metrics"])
+        barrier()
+        return
     if is_main() and config.evaluate_teacher:
         teacher_eval = _eval(ctx.teacher, task, examples, config, "teacher", ctx.shots)
         metrics.teacher_accuracy = teacher_eval.accuracy
@@ -476,7 +594,16 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
             vocab_size=kl_vocab,
             max_seq_len=config.max_seq_len,
         )
+    ctx.run.put("evaluate_before", {"metrics": metrics.written()})
     barrier()
+
+
+def restore_metrics(metrics: JobMetrics, saved: Mapping[str, Any]) -> None:
+    """Set on ``metrics`` every field a phase of an earlier job of the run had set (``saved``: its
+    ``written()``)."""
+    restored = JobMetrics.model_validate({**metrics.written(), **saved})  # typed, nested models rebuilt
+    for name in saved:
+        setattr(metrics, name, getattr(restored, name))
 
 
 def _record_injection_data(metrics: JobMetrics, stats: InjectionStats) -> None:
@@ -510,6 +637,11 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
         return texts
 
     def build_pairs(examples: list[Example], round_index: int) -> list[Pair]:
+        saved = ctx.run.get("injection_data") if round_index == 1 else None
+        if saved is not None:  # every rank reads it: each trains on the same pairs
+            restore_metrics(metrics, saved["metrics"])
+            _release_teacher(ctx, "Knowledge Injection: the training data is built (by an earlier job)")
+            return [(list(prompt), target) for prompt, target in saved["pairs"]]
         pairs, stats = build_injection_set(
             ctx.task,
             examples,
@@ -519,6 +651,8 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
         )
         if round_index == 1:
             _record_injection_data(metrics, stats)
+            injection = {k: v for k, v in metrics.written().items() if k.startswith("injection_")}
+            ctx.run.put("injection_data", {"pairs": pairs, "metrics": injection})
             _release_teacher(ctx, "Knowledge Injection: the training data is built")
         return pairs
 
@@ -574,16 +708,52 @@ def train_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) ->
     loop (:func:`train_in_rounds`). Fills ``injection_*`` and the training figures (``train_*``,
     ``final_loss``, ``loss_history``, ...).
     """
+    saved = broadcast_from_main(ctx.run.get("train") if is_main() else None)
+    if saved is not None:
+        return _trained_by_earlier_job(ctx, decision, saved, metrics)
+    trained = _train_mode(ctx, decision, metrics)
+    if trained is not None:  # rank 0: keep the trained weights and figures for a job that comes after
+        ctx.run.train_dir.mkdir(parents=True, exist_ok=True)
+        save_model_weights(trained.model, ctx.run.train_dir / FINAL_WEIGHTS)
+        ctx.run.put("train", {"metrics": metrics.written()})
+    return trained
+
+
+#: The trained student's weights (whole, unsharded; LoRA-wrapped when ``lora``) in the run's train folder.
+FINAL_WEIGHTS = "final.safetensors"
+
+
+def _train_mode(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> Trained | None:
     config, task = ctx.config, ctx.task
     if decision.mode == "injection":
         build_pairs = _injection_pairs(ctx, metrics)
         if config.injection_rounds > 1 and task.strata():
             model = _trainable_student(config, ctx.student)
-            model = train_in_rounds(config, ctx.env, task, ctx.student, model, build_pairs, metrics)
+            model = train_in_rounds(config, ctx.run, ctx.task, ctx.student, model, build_pairs, metrics)
             return Trained(model, None) if is_main() else None
         return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision, metrics)
     pairs = [(task.prompt(ex), task.target(ex)) for ex in ctx.train_examples]
     return _train(ctx, pairs, ctx.teacher.model, decision, metrics)
+
+
+def _trained_by_earlier_job(
+    ctx: JobContext, decision: ModeDecision, saved: Mapping[str, Any], metrics: JobMetrics
+) -> Trained | None:
+    """An earlier job of the run finished training: its weights and figures, no step taken (rank 0; ``None``
+    on the other ranks, which have nothing left to do). The teacher is kept only where training would have
+    kept it (alignment with a live teacher), for the held-out KL after training."""
+    if not is_main():
+        return None
+    config = ctx.config
+    model = _trainable_student(config, ctx.student)
+    load_model_weights(model, ctx.run.train_dir / FINAL_WEIGHTS)
+    restore_metrics(metrics, saved["metrics"])
+    placement = config.parallelism.placement_for(decision.mode) if config.parallelism is not None else None
+    if decision.mode == "injection" or placement == "topk_cache" or config.teacher_topk:
+        _release_teacher(ctx, "training was finished by an earlier job of this run")
+    held = ctx.teacher.model
+    logger.info("training: finished by an earlier job of this run (%d steps); weights reloaded", metrics.train_steps)
+    return Trained(model, None if is_released(held) else held)
 
 
 def _teacher_cache_k(config: TrainConfig, placement: str | None) -> int:
@@ -608,7 +778,7 @@ def _train(
 ) -> Trained | None:
     """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``), placed as
     the ``parallelism`` plan says. Returns the whole trained model on rank 0, ``None`` on the other ranks."""
-    config, env = ctx.config, ctx.env
+    config = ctx.config
     plan = config.parallelism
     placement = plan.placement_for(decision.mode) if plan is not None else None
     fsdp = plan is not None and plan.strategy == "fsdp_full_shard"
@@ -639,8 +809,9 @@ def _train(
     )
     if plan is not None:
         logger.info("parallelism: %s", describe(plan, placement))
+    checkpoints = ctx.run.train_dir
     args = config.training_arguments(
-        str(env.checkpoint_dir),
+        str(checkpoints),
         max_steps=total_steps,
         save_steps=save_steps,
         layer_classes=decoder_layer_classes(model) if fsdp else (),
@@ -651,34 +822,87 @@ def _train(
     k = _teacher_cache_k(config, placement) if teacher is not None else 0
     if k:
         # Every rank caches the whole training set (each needs the rows its sampler gives it).
-        cache_start = time.perf_counter()
-        topk_cache = build_teacher_topk_cache(teacher, ListDataset(encoded), collator, k, ctx.shared_vocab)
-        metrics.teacher_topk_cache_seconds = round(time.perf_counter() - cache_start, 2)
+        topk_cache = _teacher_topk_cache(ctx, teacher, encoded, collator, k, metrics)
         teacher = None  # the cache replaces the live teacher
         if placement == "topk_cache":
             _release_teacher(ctx, f"the plan's topk_cache: top-{k} logits cached")
     elif teacher is not None and fsdp:
         shard_frozen(teacher)  # colocated under FSDP: sharded like the student, forward on every rank
-    trainer, metric_lines = _build_trainer(
-        model, args, encoded, collator, kd, teacher, ctx.shared_vocab, config, topk_cache
-    )
-    local_last = get_last_checkpoint(str(env.checkpoint_dir)) if env.checkpoint_dir.exists() else None
-    last = broadcast_from_main(local_last)  # every rank resumes from the same step
+    trainer, _ = _build_trainer(model, args, encoded, collator, kd, teacher, ctx.shared_vocab, config, topk_cache)
+    last = broadcast_from_main(_resume_point(checkpoints, total_steps))  # every rank resumes from the same step
+    carried = read_carried(last, rank())
+    trainer.loss_sum_carried = carried.loss_sum
+    clock = CheckpointClock(config.checkpoint_interval_minutes * 60, carried, trainer.run_loss_sum)
+    trainer.add_callback(clock)
     if last:
-        logger.info("resuming from checkpoint %s", last)
-    train_start = time.perf_counter()
+        logger.info("resuming from checkpoint %s (step %d of %d)", last, checkpoint_step(last), total_steps)
     output = trainer.train(resume_from_checkpoint=last)
-    metrics.final_loss = output.training_loss
+    if stop_requested():
+        raise JobStopped(
+            f"received SIGTERM: stopped at step {output.global_step} of {total_steps} after saving a checkpoint; "
+            "a re-created job of this run resumes from it"
+        )
+    # Whole-run figures: the loss sum and training seconds carried by the checkpoint, plus this job's.
+    metrics.final_loss = mean_over_ranks(trainer.run_loss_sum()) / max(1, output.global_step)
     metrics.train_steps = output.global_step
-    metrics.train_seconds = round(time.perf_counter() - train_start, 2)
+    metrics.train_seconds = round(clock.run_train_seconds(), 2)
     metrics.resumed_from = last or ""
-    metrics.loss_history = _loss_points(metric_lines.history)
+    metrics.train_resumed_at_step = checkpoint_step(last)
+    metrics.loss_history = _logged_losses(trainer.state.log_history)
     if fsdp:
         return _gather_on_main(ctx, trainer.model, teacher)
     if not is_main():
         return None
     held = ctx.teacher.model
     return Trained(trainer.model, None if is_released(held) else held)
+
+
+def _resume_point(checkpoints: Any, total_steps: int) -> str | None:
+    """The checkpoint to resume from: the latest one, unless it is already at the end of training (a job
+    stopped between the last save and keeping the result), whose resume transformers would run past the end;
+    then the one before it, else a fresh start. Checked on rank 0 (the others follow its choice)."""
+    if not is_main() or not checkpoints.exists():
+        return None
+    found = sorted(
+        (p for p in checkpoints.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()),
+        key=lambda p: int(p.name.rsplit("-", 1)[-1]),
+    )
+    usable = [str(p) for p in found if checkpoint_step(str(p)) < total_steps]
+    return usable[-1] if usable else None
+
+
+def _logged_losses(log_history: Sequence[Mapping[str, Any]]) -> list[LossPoint]:
+    """The run's logged losses from transformers' log history (restored from the checkpoint on a resume, so it
+    covers the earlier jobs too)."""
+    return [LossPoint(step=int(h["step"]), train_loss=float(h["loss"])) for h in log_history if "loss" in h]
+
+
+def _teacher_topk_cache(
+    ctx: JobContext,
+    teacher: Any,
+    encoded: Sequence[EncodedExample],
+    collator: CompletionCollator,
+    k: int,
+    metrics: JobMetrics,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The teacher's top-``k`` logits per completion token of every training row: from the run's folder when an
+    earlier job built it, else built here (and kept there by rank 0)."""
+    path = ctx.run.train_dir / f"teacher-top{k}.pt"
+    if path.exists():
+        cache: list[tuple[torch.Tensor, torch.Tensor]] = torch.load(path, weights_only=True)
+        if len(cache) == len(encoded):
+            ctx.run.note_reused("teacher_topk_cache")
+            return cache
+    start = time.perf_counter()
+    cache = build_teacher_topk_cache(teacher, ListDataset(list(encoded)), collator, k, ctx.shared_vocab)
+    metrics.teacher_topk_cache_seconds = round(time.perf_counter() - start, 2)
+    if is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(cache, tmp)
+        os.replace(tmp, path)
+        ctx.run.count_computed("teacher_topk_cache")
+    return cache
 
 
 def _gather_on_main(ctx: JobContext, student: Any, sharded_teacher: Any) -> Trained | None:
@@ -705,6 +929,10 @@ def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Train
     config, task, examples, student = ctx.config, ctx.task, ctx.eval_examples, ctx.student
     final = merge_for_deployment(trained.model, dtype=torch.float32)
     final.eval()
+    saved = ctx.run.get("evaluate_after")
+    if saved is not None:
+        restore_metrics(metrics, saved["metrics"])
+        return final
     deployed = LoadedModel(final, student.tokenizer, config.student, student.real_vocab_size, student.tokenizer_family)
     after = _eval(deployed, task, examples, config, "student after", [])
     metrics.student_after_accuracy = after.accuracy
@@ -738,6 +966,7 @@ def evaluate_after_phase(ctx: JobContext, decision: ModeDecision, trained: Train
         Sample(problem=ex.problem, reference=_answer_text(ex.answer), completion=text)
         for ex, text in list(zip(examples, after.completions, strict=True))[:SAMPLES_KEPT]
     ]
+    ctx.run.put("evaluate_after", {"metrics": metrics.written()})
     return final
 
 
@@ -746,6 +975,9 @@ def export_phase(ctx: JobContext, decision: ModeDecision, final: Any, metrics: J
     config to ``output/data``; print the final ``[stratos-metrics]`` line. Fills ``job_seconds``."""
     config, task = ctx.config, ctx.task
     metrics.job_seconds = round(time.perf_counter() - ctx.started, 2)
+    metrics.run_jobs = ctx.run.job_index
+    metrics.phases_reused = list(ctx.run.reused or [])
+    metrics.phase_runs = {k: int(v) for k, v in ctx.run.counters().get("computed", {}).items()}
     train_examples = metrics.train_examples if metrics.train_examples is not None else 0
     card = {
         "title": f"Stratos student for {task.name}",

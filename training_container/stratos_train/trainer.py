@@ -28,6 +28,7 @@ import logging
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from stratos_train.config import KDLossConfig
 from stratos_train.losses import IGNORE_INDEX, chunked_kd_loss, chunked_topk_kd_loss
 from stratos_train.parallel import enable_fsdp_on_cpu, is_sharded
+from stratos_train.resume import Carried, agree, request_stop, set_training_active, stop_requested, write_carried
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,19 @@ def final_hidden(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     )
     hidden: torch.Tensor = out.hidden_states[-1]
     return hidden
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' ``LengthGroupedSampler`` whose order depends only on ``seed`` and the epoch (the trainer
+    calls ``set_epoch``), not on the global RNG: a job resumed mid-run draws the same order for every epoch as
+    the uninterrupted run did (the global RNG is restored only after the resumed epoch's order is drawn)."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
 
 
 class DistillationTrainer(Trainer):
@@ -115,6 +130,26 @@ class DistillationTrainer(Trainer):
         self.shuffle = shuffle
         self.teacher_topk_cache = teacher_topk_cache
         self.kept_tokens_seen = 0
+        #: This rank's sum of optimiser-step losses since the start of the RUN (a resumed job starts from the
+        #: sum its checkpoint recorded: :mod:`stratos_train.resume`); float64 so the order of additions, not
+        #: the precision, is all that a resume could change.
+        self.loss_sum_carried = 0.0
+        self._loss_sum: torch.Tensor | None = None
+
+    def training_step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """transformers' step, plus this rank's running loss sum (each micro-batch's loss is already its share
+        of the step's mean: see the module docstring)."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._loss_sum += loss.detach().to(torch.float64)
+        return loss
+
+    def run_loss_sum(self) -> float:
+        """This rank's loss sum over the run so far (carried from the checkpoint + this job's steps)."""
+        return self.loss_sum_carried + (float(self._loss_sum.item()) if self._loss_sum is not None else 0.0)
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
@@ -127,9 +162,10 @@ class DistillationTrainer(Trainer):
             return SequentialSampler(dataset)
         if self.args.train_sampling_strategy == "group_by_length" and not _is_mapping_dataset(dataset):
             # transformers infers lengths only from dict rows; ours are EncodedExample, so pass them in.
-            return LengthGroupedSampler(
+            return EpochSeededLengthGroupedSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps,
                 lengths=[len(row.input_ids) for row in dataset],
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             )
         return super()._get_train_sampler(train_dataset)
 
@@ -278,3 +314,56 @@ class MetricLinesCallback(TrainerCallback):
 
 def _is_mapping_dataset(dataset: Any) -> bool:
     return len(dataset) > 0 and isinstance(dataset[0], dict)
+
+
+class CheckpointClock(TrainerCallback):
+    """Checkpoints by wall clock, and a clean stop on SIGTERM, with every rank agreeing on both
+    (:mod:`stratos_train.resume`).
+
+    After each optimiser step the ranks take the max of (interval elapsed on this rank, SIGTERM seen on this
+    rank); either makes every rank save at this step, and SIGTERM also ends training after that save. On every
+    save each rank writes what the run carries past transformers' own state (its loss sum, the run's training
+    seconds) into the checkpoint folder, so a resumed run reports the whole run, not its resumed part.
+
+    Args:
+        interval_s: training seconds between checkpoints; 0 = only the trainer's step-based ones.
+        carried: what the run had reached at the checkpoint this job resumed from (zeros for a fresh start).
+        loss_sum: returns this rank's loss sum over the run so far (:meth:`DistillationTrainer.run_loss_sum`).
+    """
+
+    def __init__(self, interval_s: float, carried: Carried, loss_sum: Any) -> None:
+        self.interval_s = interval_s
+        self.carried = carried
+        self.loss_sum = loss_sum
+        self.started = time.perf_counter()
+        self.last_save = time.monotonic()
+        self.saves = 0
+
+    def run_train_seconds(self) -> float:
+        """Training seconds of the run: carried + this job's so far."""
+        return self.carried.train_seconds + (time.perf_counter() - self.started)
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        set_training_active(True)
+        self.started = time.perf_counter()
+        self.last_save = time.monotonic()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        set_training_active(False)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        due = self.interval_s > 0 and time.monotonic() - self.last_save >= self.interval_s
+        due_any, stop_any = agree([int(due), int(stop_requested())])
+        if due_any or stop_any:
+            control.should_save = True
+        if stop_any:
+            request_stop()  # every rank stops, whichever saw the signal
+            control.should_training_stop = True
+            logger.warning("stopping at step %d: SIGTERM received; saving a checkpoint first", state.global_step)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.last_save = time.monotonic()
+        self.saves += 1
+        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            write_carried(folder, args.process_index, Carried(float(self.loss_sum()), self.run_train_seconds()))

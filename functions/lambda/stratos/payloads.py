@@ -118,8 +118,12 @@ class PlanSummary(Payload):
     mode: DistillationMode = Field(description="alignment or injection (auto is resolved by the planner).")
     expected_accuracy: float = Field(ge=0, le=1, description="Predicted accuracy after distillation, 0..1.")
     p50_latency_ms: float = Field(ge=0, description="Predicted p50 request latency, ms.")
-    training_hours: float = Field(ge=0, description="Predicted training wall time, hours.")
-    training_cost_usd: float = Field(ge=0, description="Predicted training job cost, USD.")
+    training_hours: float = Field(
+        ge=0, description="Predicted training wall time, hours (managed spot: interruption overhead included)."
+    )
+    training_cost_usd: float = Field(
+        ge=0, description="Predicted training job cost, USD (managed spot: after the expected spot saving)."
+    )
     serving_cost_usd: float = Field(ge=0, description="Serving cost over the spec's serving_months, USD.")
     total_cost_usd: float = Field(ge=0, description="training_cost_usd + serving_cost_usd, USD.")
     score: float = Field(description="Deployment score (higher is better), see the planner.")
@@ -128,6 +132,29 @@ class PlanSummary(Payload):
         description="How the training job spreads over its hardware (strategy, nodes x devices, micro-batch x "
         "accumulation, teacher placement, per-device memory estimate vs capacity): PrepareTrainingJob sends it "
         "and sets InstanceCount to its nodes; None for plans made before the planner chose one (one node).",
+    )
+    spot: bool = Field(
+        default=False,
+        description="The training job runs on managed spot capacity (EnableManagedSpotTraining; constraints.spot).",
+    )
+    on_demand_usd_per_hour: float | None = Field(
+        default=None,
+        ge=0,
+        description="On-demand price of the training job (instance price x nodes), USD/hour: SageMaker bills "
+        "BillableTimeInSeconds at it (a spot job's saving shows as fewer billable seconds). None in plans made "
+        "before it was recorded.",
+    )
+    on_demand_training_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="The same training job on-demand, USD (its uninterrupted hours x on_demand_usd_per_hour); "
+        "equals training_cost_usd for an on-demand plan.",
+    )
+    spot_saving_usd: float = Field(
+        default=0.0,
+        description="Expected saving of managed spot: on_demand_training_cost_usd - training_cost_usd, USD (0 "
+        "on-demand). A planning figure from the catalog's dated spot snapshot; the run record keeps the measured "
+        "one.",
     )
 
 

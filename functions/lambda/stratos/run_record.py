@@ -37,6 +37,34 @@ class GateRecord(_Record):
     reason: str
 
 
+class ActualTraining(_Record):
+    """The run's training job as SageMaker measured it (DescribeTrainingJob), priced at the plan's on-demand rate.
+
+    SageMaker bills ``BillableTimeInSeconds`` (per instance) at the on-demand price; a managed spot job's saving
+    shows as fewer billable than training seconds, and SageMaker's own savings figure is
+    ``1 - BillableTimeInSeconds / TrainingTimeInSeconds``.
+    """
+
+    training_seconds: int = Field(ge=0, description="TrainingTimeInSeconds, s.")
+    billable_seconds: int = Field(ge=0, description="BillableTimeInSeconds, s.")
+    training_hours: float = Field(ge=0, description="training_seconds in hours.")
+    training_cost_usd: float = Field(ge=0, description="billable_seconds x training_usd_per_hour / 3600, USD.")
+    training_usd_per_hour: float = Field(
+        ge=0, description="On-demand price of the job (instance price x nodes), USD/hour."
+    )
+    spot: bool = Field(default=False, description="The job ran on managed spot capacity.")
+    spot_saving_fraction: float | None = Field(
+        default=None,
+        le=1,
+        description="Spot only: 1 - billable_seconds / training_seconds (SageMaker's savings), fraction.",
+    )
+    spot_saving_usd: float | None = Field(
+        default=None,
+        description="Spot only: (training_seconds - billable_seconds) x training_usd_per_hour / 3600, USD: what "
+        "the same training time would have cost more on-demand.",
+    )
+
+
 class EndpointRecord(_Record):
     """The endpoint that serves the run's student."""
 
@@ -80,7 +108,7 @@ class RunRecord(_Record):
     eval_sets: dict[str, Any] | None = Field(default=None, description="Further held-out sets' results.")
     injection_rounds: list[dict[str, Any]] | None = None
     gate: GateRecord | None = None
-    actual: dict[str, Any] | None = Field(default=None, description="Measured training time and cost.")
+    actual: ActualTraining | None = Field(default=None, description="Measured training time and cost.")
     model_artifacts: str | None = Field(default=None, description="S3 URI of the job's model.tar.gz.")
     deployment: dict[str, Any] | None = None
     endpoint: EndpointRecord | None = None

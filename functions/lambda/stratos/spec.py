@@ -298,6 +298,10 @@ def _families_schema(schema: dict[str, Any]) -> None:
             member["items"].update(pattern=prefixed, maxLength=_FAMILY_MAX_CHARS + len("ml."))
 
 
+#: ``constraints.spot``: when the training job runs on managed spot capacity (see :class:`Constraints`).
+SpotPolicy = Literal["auto", "on", "off"]
+
+
 class Constraints(_Strict):
     """Hard limits. A plan that breaks any of them is infeasible."""
 
@@ -334,6 +338,14 @@ class Constraints(_Strict):
         description="Exact instance types the account may use (stands in for service quotas), e.g. "
         "['ml.g5.xlarge']; null = no restriction.",
         json_schema_extra=_UNIQUE_NON_EMPTY,
+    )
+    spot: SpotPolicy = Field(
+        default="auto",
+        description="Managed spot training (EC2 spare capacity at a discount; the job may be interrupted and "
+        "resumes from the run's checkpoints). 'off': always on-demand. 'on': always managed spot; a training "
+        "instance whose family has no spot figure in the catalog is infeasible. 'auto' (default): managed spot "
+        "when its expected cost is lower AND its time estimate, interruption overhead included, still fits "
+        "max_training_hours; else on-demand.",
     )
 
     @field_validator("instance_families", mode="before")

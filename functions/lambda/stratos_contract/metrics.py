@@ -201,14 +201,35 @@ class JobMetrics(_Record):
     )
     final_loss: float | None = Field(
         default=None,
-        description="Mean training loss over the run (closed loop: over the last round), nats per completion token.",
+        description="Mean optimiser-step training loss over the whole run, every job of it (closed loop: over "
+        "the last round), nats per completion token.",
     )
     train_steps: int | None = Field(default=None, ge=0, description="Optimiser steps taken (summed over rounds).")
-    train_seconds: float | None = Field(default=None, ge=0, description="Training wall time (summed over rounds), s.")
+    train_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Training wall time, summed over rounds and over jobs (each up to the checkpoint the next "
+        "resumed from), s.",
+    )
     resumed_from: str | None = Field(
         default=None, description="Checkpoint folder training resumed from; empty for a fresh start."
     )
     loss_history: list[LossPoint] | None = Field(default=None, description="Logged training losses, in step order.")
+    train_resumed_at_step: int | None = Field(
+        default=None, ge=0, description="Optimiser step this job's training resumed at (0: from the start)."
+    )
+
+    # --- the run across jobs (stratos_train.resume): a re-created job (managed spot restart, retry, fallback)
+    run_jobs: int | None = Field(
+        default=None, ge=1, description="Training jobs that worked on this run, this one included, count."
+    )
+    phases_reused: list[str] | None = Field(
+        default=None, description="Phases this job took from an earlier job of the run instead of computing them."
+    )
+    phase_runs: dict[str, int] | None = Field(
+        default=None,
+        description="Times each phase was computed over the whole run (1 each when no work was repeated), count.",
+    )
 
     # --- evaluate after training (main process)
     student_after_accuracy: float | None = Field(

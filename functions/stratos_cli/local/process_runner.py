@@ -12,6 +12,19 @@ DescribeTrainingJob reports the process's state the way SageMaker would:
 * non-zero exit -> ``Failed`` with ``FailureReason`` read from ``output/failure``;
 * StopTrainingJob (or a killed process) -> ``Stopped``.
 
+Checkpoints: every job whose ``CheckpointConfig.S3Uri`` is the same shares one local folder (under
+``<work_dir>/.checkpoints/<bucket>/<prefix>``, handed to the container as ``STRATOS_CHECKPOINT_DIR``), which is
+what SageMaker's sync of that prefix to ``/opt/ml/checkpoints`` gives a re-created job on AWS: a retry or a
+fallback job of the same run finds the earlier job's checkpoints and phase results.
+
+Interruptions (``interrupt_at``, or ``STRATOS_LOCAL_INTERRUPT_AT``): once a job's training progress reaches that
+fraction of its steps, the runner does what a managed spot interruption does: SIGTERM (the container saves a
+checkpoint and exits 143), ``SecondaryStatus`` ``Interrupted``, then the same job started again over the same
+folders (``Restarting``, then ``Training``), which resumes. ``TrainingTimeInSeconds`` counts every process's
+time; for a managed spot job ``BillableTimeInSeconds`` is that times (1 - the catalog's spot saving for the
+instance family), as SageMaker bills spot at the discounted rate; ``MaxWaitTimeInSeconds`` bounds the job's
+wall time (``MaxWaitTimeExceeded``).
+
 Progress lines (``[stratos-metrics] {...}``) are parsed from the job's log for the CLI's progress bar.
 """
 
@@ -52,6 +65,25 @@ class _Job:
     metric_lines_seen: int = 0
     #: Model channels loaded from a local source instead of S3: channel -> (catalog id, source).
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Environment the process was started with (a restart reuses it).
+    env: dict[str, str] = field(default_factory=dict)
+    #: The current process's start (``time.monotonic()``); earlier processes' time is in ``earlier_seconds``.
+    process_started: float = 0.0
+    earlier_seconds: float = 0.0
+    #: Interruptions so far, and whether one is in progress (SIGTERM sent, waiting for the exit).
+    interruptions: int = 0
+    interrupting: bool = False
+    wait_exceeded: bool = False
+
+    exited_at: float | None = None
+
+    def training_seconds(self) -> float:
+        """TrainingTimeInSeconds: every process's run time (the current one up to now, or to when its exit was
+        first seen)."""
+        if self.process.poll() is not None and self.exited_at is None:
+            self.exited_at = time.monotonic()
+        end = self.exited_at if self.exited_at is not None else time.monotonic()
+        return self.earlier_seconds + (end - self.process_started)
 
 
 class ProcessTrainingRunner:
@@ -72,6 +104,10 @@ class ProcessTrainingRunner:
             ``channel:student@layers=15`` on AWS, and here gets its own id's source.
         overrides: hyperparameters applied on top of the job's (local compute sizing), recorded in the job
             folder as ``input/config/local-overrides.json``.
+        interrupt_at: interrupt each job once when its training reaches this fraction of its steps (0..1,
+            exclusive), and start it again (module docstring); default ``STRATOS_LOCAL_INTERRUPT_AT``, else never.
+        spot_savings: instance type -> fraction of the on-demand price managed spot saves (None: unknown, billed
+            in full); default the catalog's dated snapshot.
     """
 
     def __init__(
@@ -83,7 +119,15 @@ class ProcessTrainingRunner:
         on_progress: Callable[[str, dict[str, Any]], None] | None = None,
         model_sources: Mapping[str, str] | None = None,
         overrides: Mapping[str, str] | None = None,
+        interrupt_at: float | None = None,
+        spot_savings: Callable[[str], float | None] | None = None,
     ) -> None:
+        if interrupt_at is None and os.environ.get("STRATOS_LOCAL_INTERRUPT_AT"):
+            interrupt_at = float(os.environ["STRATOS_LOCAL_INTERRUPT_AT"])
+        if interrupt_at is not None and not 0.0 < interrupt_at < 1.0:
+            raise ValueError(f"interrupt_at {interrupt_at}: a fraction of the training steps, between 0 and 1")
+        self.interrupt_at = interrupt_at
+        self.spot_savings = spot_savings or _catalog_spot_savings
         self.model_sources = dict(model_sources or {})
         self.overrides = dict(overrides or {})
         self.work_dir = Path(work_dir)
@@ -123,16 +167,42 @@ class ProcessTrainingRunner:
             "STRATOS_SM_BASE": str(base),
             "PYTHONUNBUFFERED": "1",
         }
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
+        if job.checkpoint_s3_uri:
+            env["STRATOS_CHECKPOINT_DIR"] = str(self.checkpoint_folder(job.checkpoint_s3_uri))
+        log_path.write_bytes(b"")
+        process = self._launch(log_path, env)
+        now = time.monotonic()
+        with self._lock:
+            self.jobs[job.name] = _Job(job, base, process, now, log_path, sources=sources, env=env, process_started=now)
+
+    def checkpoint_folder(self, uri: str) -> Path:
+        """The local folder standing in for the checkpoint prefix ``uri`` (shared by every job that names it)."""
+        bucket, prefix = split_uri(uri)
+        parts = [p for p in prefix.split("/") if p not in ("", ".", "..")]
+        return (
+            self.work_dir / ".checkpoints" / bucket / Path(*parts) if parts else self.work_dir / ".checkpoints" / bucket
+        )
+
+    def _launch(self, log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:  # a restarted job appends to the same log
+            return subprocess.Popen(
                 [self.python, "-m", "stratos_train.entrypoint"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=dict(env),
                 start_new_session=True,  # a Ctrl-C in the CLI is handled there, not by the job directly
             )
-        with self._lock:
-            self.jobs[job.name] = _Job(job, base, process, time.monotonic(), log_path, sources=sources)
+
+    def _restart(self, job: _Job) -> None:
+        """Start an interrupted job again over the same folders (what managed spot does after an interruption)."""
+        job.earlier_seconds = job.training_seconds()
+        job.exited_at = None
+        job.interrupting = False
+        (job.base / "output" / "failure").unlink(missing_ok=True)
+        with job.log_path.open("ab") as log:
+            log.write(f"\n[stratos-local] interruption {job.interruptions}: restarting the job\n".encode())
+        job.process = self._launch(job.log_path, job.env)
+        job.process_started = time.monotonic()
 
     def poll(self, name: str) -> TrainingStatus:
         with self._lock:
@@ -140,17 +210,46 @@ class ProcessTrainingRunner:
         if job.final is not None:
             return job.final
         self._read_progress(job)
-        elapsed = int(time.monotonic() - job.started)
         code = job.process.poll()
+        training = int(job.training_seconds())
+        billable = self._billable(job, training)
         if code is None:
-            if elapsed > job.spec.max_runtime_seconds and not job.runtime_exceeded:
+            waited = time.monotonic() - job.started
+            if training > job.spec.max_runtime_seconds and not job.runtime_exceeded:
                 job.runtime_exceeded = True
                 self._terminate(job)
-            if job.stop_requested or job.runtime_exceeded:
-                return TrainingStatus("Stopping", "Stopping", "", elapsed, elapsed)
-            return TrainingStatus("InProgress", "Training", "", elapsed, elapsed)
-        job.final = self._finish(job, code, elapsed)
+            wait_limit = job.spec.max_wait_seconds
+            if job.spec.managed_spot and wait_limit and waited > wait_limit and not job.wait_exceeded:
+                job.wait_exceeded = True
+                self._terminate(job)
+            if job.stop_requested or job.runtime_exceeded or job.wait_exceeded:
+                return TrainingStatus("Stopping", "Stopping", "", training, billable)
+            if self._interruption_due(job):
+                job.interrupting = True
+                job.interruptions += 1
+                self._terminate(job)
+            if job.interrupting:
+                return TrainingStatus("InProgress", "Interrupted", "", training, billable)
+            return TrainingStatus("InProgress", "Training", "", training, billable)
+        if job.interrupting and not (job.stop_requested or job.runtime_exceeded or job.wait_exceeded):
+            self._restart(job)
+            return TrainingStatus("InProgress", "Restarting", "", training, billable)
+        job.final = self._finish(job, code, training, billable)
         return job.final
+
+    def _interruption_due(self, job: _Job) -> bool:
+        """True once per job, when its training progress first reaches ``interrupt_at``."""
+        if self.interrupt_at is None or job.interruptions or job.interrupting:
+            return False
+        step, total = job.progress.get("step"), job.progress.get("max_steps")
+        return bool(step and total and step / total >= self.interrupt_at)
+
+    def _billable(self, job: _Job, training: int) -> int:
+        """BillableTimeInSeconds: the training time, discounted by the spot saving for a managed spot job."""
+        if not job.spec.managed_spot:
+            return training
+        saving = self.spot_savings(job.spec.instance_type)
+        return training if saving is None else round(training * (1.0 - saving))
 
     def stop(self, name: str) -> None:
         with self._lock:
@@ -187,22 +286,26 @@ class ProcessTrainingRunner:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(job.process.pid, signal.SIGTERM)
 
-    def _finish(self, job: _Job, code: int, elapsed: int) -> TrainingStatus:
+    def _finish(self, job: _Job, code: int, training: int, billable: int) -> TrainingStatus:
         failure_file = job.base / "output" / "failure"
         reason = failure_file.read_text(errors="replace")[:FAILURE_REASON_MAX] if failure_file.exists() else ""
         if job.runtime_exceeded:
             return TrainingStatus(
-                "Stopped", "MaxRuntimeExceeded", reason or "MaxRuntimeInSeconds reached", elapsed, elapsed
+                "Stopped", "MaxRuntimeExceeded", reason or "MaxRuntimeInSeconds reached", training, billable
+            )
+        if job.wait_exceeded:
+            return TrainingStatus(
+                "Stopped", "MaxWaitTimeExceeded", reason or "MaxWaitTimeInSeconds reached", training, billable
             )
         if job.stop_requested:
-            return TrainingStatus("Stopped", "Stopped", reason or "stopped on request", elapsed, elapsed)
+            return TrainingStatus("Stopped", "Stopped", reason or "stopped on request", training, billable)
         if code != 0:
             reason = reason or f"AlgorithmError: the training process exited with code {code} and wrote no reason"
             if code < 0:
                 reason = f"the training process was killed by signal {-code}; {reason}"
-            return TrainingStatus("Failed", "Failed", reason, elapsed, elapsed)
+            return TrainingStatus("Failed", "Failed", reason, training, billable)
         self._upload_outputs(job)
-        return TrainingStatus("Completed", "Completed", "", elapsed, elapsed)
+        return TrainingStatus("Completed", "Completed", "", training, billable)
 
     def _upload_outputs(self, job: _Job) -> None:
         model_dir = job.base / "model"
@@ -242,3 +345,10 @@ class ProcessTrainingRunner:
             if self.on_progress:
                 self.on_progress(job.spec.name, record)
         job.metric_lines_seen = len(records)
+
+
+def _catalog_spot_savings(instance_type: str) -> float | None:
+    """The catalog's managed spot saving for ``instance_type``'s family (None when it has none)."""
+    from stratos.planner.catalog import spot_savings
+
+    return spot_savings(instance_type)

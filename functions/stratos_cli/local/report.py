@@ -2,7 +2,8 @@
 
 Sections: the spec; the plan (chosen plan, the Pareto plot); why the other plans lost (frontier top K with each
 plan's score gap and its weakest objective, the single-objective baselines, rejection counts by reason); the
-distillation mode decision with its evidence; training (loss curve, counts); accuracy (teacher / student before
+distillation mode decision with its evidence; training (loss curve, counts, and its time and cost as SageMaker
+billed it: training vs billable seconds, managed spot and its measured saving); accuracy (teacher / student before
 / student after, table and bar chart, sample completions); the model card; the run record.
 
 The report is written once, as Markdown blocks (:class:`_Doc`): ``report.md`` joins them, and ``report.html`` is
@@ -466,6 +467,11 @@ PLAN_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("throughput_tokens_per_s", "throughput per instance, generated tokens/s", ",.0f"),
     ("training_hours", "training time, hours", ".3f"),
     ("training_cost_usd", "training cost, USD", ",.2f"),
+    ("spot", "managed spot training", ""),
+    ("on_demand_training_cost_usd", "training cost on-demand, USD", ",.2f"),
+    ("spot_saving_usd", "expected managed spot saving, USD", ",.2f"),
+    ("spot_savings_fraction", "managed spot saving assumed (catalog snapshot), fraction", ".2f"),
+    ("spot_overhead_fraction", "managed spot interruption overhead assumed, fraction of time", ".4f"),
     ("serving_cost_usd", "serving cost over serving_months, USD", ",.2f"),
     ("total_cost_usd", "total cost, USD", ",.2f"),
     ("training_usd_per_hour", "training price, USD/hour", ",.4f"),
@@ -567,6 +573,13 @@ def _plan_section(doc: _Doc, plan: Mapping[str, Any], pareto: str | None) -> Non
         f"{fmt(prices.get('source'))} (catalog snapshot of {fmt(prices.get('snapshot_date'))}); planned in "
         f"{fmt(plan.get('plan_seconds'), '.2f')} s."
     )
+    spot = _mapping(plan, "spot")
+    if spot:
+        doc.para(
+            f"Managed spot: `constraints.spot` {fmt(spot.get('policy'))}; the planner's spot savings and "
+            f"interruption rates are the catalog's planning figures (snapshot of {fmt(spot.get('snapshot_date'))}): "
+            f"{fmt(spot.get('formula'))}."
+        )
     chosen = _mapping(plan, "plan")
     doc.heading(3, "Chosen plan")
     rows = [(label, fmt(chosen.get(key), number_format)) for key, label, number_format in PLAN_FIELDS]
@@ -682,7 +695,41 @@ def _mode_section(doc: _Doc, metrics: Mapping[str, Any], plan: Mapping[str, Any]
         doc.para(f"No mode evidence recorded ({DASH}).")
 
 
-def _training_section(doc: _Doc, metrics: Mapping[str, Any], loss_png: str | None) -> None:
+#: The run record's ``actual`` (the job as SageMaker billed it): (key, label with unit, format).
+BILLING_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("training_seconds", "training time (TrainingTimeInSeconds), s", ","),
+    ("billable_seconds", "billable time (BillableTimeInSeconds), s", ","),
+    ("training_usd_per_hour", "on-demand price of the job, USD/hour", ",.4f"),
+    ("training_cost_usd", "training cost (billable time x on-demand price), USD", ",.2f"),
+    ("spot", "managed spot training", ""),
+    ("spot_saving_fraction", "managed spot saving (1 - billable / training time)", ""),
+    ("spot_saving_usd", "managed spot saving, USD", ",.2f"),
+)
+
+
+def billing_rows(actual: Mapping[str, Any], plan: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The training job's time and cost as billed (run record ``actual``), beside the plan's estimate."""
+    rows: list[tuple[str, str]] = []
+    for key, label, number_format in BILLING_FIELDS:
+        if key not in actual:
+            continue
+        value = actual[key]
+        rows.append((label, _pct(value) if key == "spot_saving_fraction" else fmt(value, number_format)))
+    estimate = plan.get("training_cost_usd")
+    if rows and isinstance(estimate, int | float):
+        saving = plan.get("spot_saving_usd")
+        planned = f"{estimate:,.2f}" + (f" (spot saving {saving:,.2f})" if plan.get("spot") and saving else "")
+        rows.append(("planned training cost, USD", planned))
+    return rows
+
+
+def _training_section(
+    doc: _Doc,
+    metrics: Mapping[str, Any],
+    loss_png: str | None,
+    actual: Mapping[str, Any] | None = None,
+    plan: Mapping[str, Any] | None = None,
+) -> None:
     doc.heading(2, "Training")
     if loss_png:
         doc.image(loss_png, "Training loss by optimizer step")
@@ -693,6 +740,14 @@ def _training_section(doc: _Doc, metrics: Mapping[str, Any], loss_png: str | Non
     ]
     if rows:
         doc.table(["quantity", "value"], rows, right=[1])
+    billed = billing_rows(actual or {}, plan or {})
+    if billed:
+        doc.heading(3, "Time and cost as billed")
+        doc.para(
+            "SageMaker bills the billable time at the on-demand price; a managed spot job's saving shows as fewer "
+            "billable than training seconds (SageMaker's savings figure is 1 - billable / training time)."
+        )
+        doc.table(["quantity", "value"], billed, right=[1])
     rounds_table(doc, metrics)
     reasons = metrics.get("injection_rejection_reasons")
     if isinstance(reasons, Mapping) and reasons:
@@ -937,7 +992,7 @@ def write_report(
     _plan_section(doc, plan, rel("pareto"))
     _lost_section(doc, spec, plan, max(1, top_k))
     _mode_section(doc, metrics, plan)
-    _training_section(doc, metrics, rel("loss"))
+    _training_section(doc, metrics, rel("loss"), _mapping(run_record, "actual"), chosen)
     _accuracy_section(doc, spec, plan, metrics, rel("accuracy"))
     _card_section(doc, model_card)
     doc.heading(2, "Run record")

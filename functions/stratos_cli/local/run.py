@@ -156,6 +156,9 @@ class LocalRunOptions:
         verbose: keep the handlers' INFO logs and EMF metric lines (default: warnings only).
         timeout_s: give up on the execution after this long, s.
         home: state folder (runs, endpoints).
+        interrupt_at: interrupt each training job once at this fraction of its steps and restart it, as managed
+            spot does (:class:`~stratos_cli.local.process_runner.ProcessTrainingRunner`); None: the
+            ``STRATOS_LOCAL_INTERRUPT_AT`` environment variable, else never.
     """
 
     spec_path: Path
@@ -167,6 +170,7 @@ class LocalRunOptions:
     verbose: bool = False
     timeout_s: float = 3 * 3600
     home: Path = field(default_factory=stratos_home)
+    interrupt_at: float | None = None
 
 
 @dataclass
@@ -320,6 +324,7 @@ def run_local(
         overrides=overrides,
         on_progress=on_progress,
         env={"STRATOS_THREADS": str(os.cpu_count() or 1)},
+        interrupt_at=options.interrupt_at,
     )
     # The handlers' INFO logs and EMF metric lines are what CloudWatch collects on AWS; on a terminal they bury
     # the run's own output, so local runs keep warnings only unless asked for everything.

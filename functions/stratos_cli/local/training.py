@@ -30,6 +30,8 @@ class TrainingJobSpec:
         instance_type: ``ResourceConfig.InstanceType``.
         max_runtime_seconds: ``StoppingCondition.MaxRuntimeInSeconds``.
         checkpoint_s3_uri: ``CheckpointConfig.S3Uri`` (``""`` when none).
+        managed_spot: ``EnableManagedSpotTraining``.
+        max_wait_seconds: ``StoppingCondition.MaxWaitTimeInSeconds`` (managed spot only; None when absent).
     """
 
     name: str
@@ -39,6 +41,8 @@ class TrainingJobSpec:
     instance_type: str
     max_runtime_seconds: int
     checkpoint_s3_uri: str = ""
+    managed_spot: bool = False
+    max_wait_seconds: int | None = None
 
     @classmethod
     def from_request(cls, request: Mapping[str, Any]) -> TrainingJobSpec:
@@ -54,6 +58,12 @@ class TrainingJobSpec:
             instance_type=request["ResourceConfig"]["InstanceType"],
             max_runtime_seconds=int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
             checkpoint_s3_uri=(request.get("CheckpointConfig") or {}).get("S3Uri", ""),
+            managed_spot=bool(request.get("EnableManagedSpotTraining")),
+            max_wait_seconds=(
+                int(request["StoppingCondition"]["MaxWaitTimeInSeconds"])
+                if request["StoppingCondition"].get("MaxWaitTimeInSeconds")
+                else None
+            ),
         )
 
     def output_uri(self, name: str) -> str:

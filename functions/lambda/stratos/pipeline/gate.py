@@ -34,7 +34,7 @@ from stratos.payloads import (
 from stratos.pipeline.models import TrainedState
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, parse_step_event, utcnow
-from stratos.run_record import GateRecord, ModeRecord, RunRecord
+from stratos.run_record import ActualTraining, GateRecord, ModeRecord, RunRecord
 from stratos_contract.metrics import JobMetrics
 from stratos_contract.runs import Stage
 
@@ -197,19 +197,30 @@ def output_archive_uri(description: dict[str, Any]) -> str:
     return f"{prefix}/{description['TrainingJobName']}/output/output.tar.gz"
 
 
-def actual_training(description: dict[str, Any], plan: PlanRef) -> dict[str, Any]:
-    """Actual training time and cost from DescribeTrainingJob, priced at the plan's training rate."""
+def actual_training(description: dict[str, Any], plan: PlanRef) -> ActualTraining:
+    """Actual training time and cost from DescribeTrainingJob: billable seconds priced at the plan's on-demand
+    rate (``on_demand_usd_per_hour``; for a plan from before it was recorded, its cost / hours, which is the
+    on-demand rate of an on-demand plan). For a managed spot job (``EnableManagedSpotTraining``, else the plan's
+    ``spot``) also SageMaker's saving, ``1 - billable / training seconds``, and that share of the training time
+    in USD."""
     billable = int(description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds") or 0)
     seconds = int(description.get("TrainingTimeInSeconds") or billable)
     p = plan.plan
-    rate = p.training_cost_usd / p.training_hours if p.training_hours > 0 else 0.0
-    return {
-        "training_seconds": seconds,
-        "billable_seconds": billable,
-        "training_hours": round(seconds / 3600, 6),
-        "training_cost_usd": round(billable / 3600 * rate, 4),
-        "training_usd_per_hour": round(rate, 6),
-    }
+    rate = p.on_demand_usd_per_hour
+    if rate is None:
+        rate = p.training_cost_usd / p.training_hours if p.training_hours > 0 else 0.0
+    spot = bool(description.get("EnableManagedSpotTraining", p.spot))
+    saving = spot and seconds > 0
+    return ActualTraining(
+        training_seconds=seconds,
+        billable_seconds=billable,
+        training_hours=round(seconds / 3600, 6),
+        training_cost_usd=round(billable / 3600 * rate, 4),
+        training_usd_per_hour=round(rate, 6),
+        spot=spot,
+        spot_saving_fraction=round(1 - billable / seconds, 6) if saving else None,
+        spot_saving_usd=round((seconds - billable) / 3600 * rate, 4) if saving else None,
+    )
 
 
 def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:

@@ -214,6 +214,47 @@ class Hyperparameters(Payload):
         return dict(self.model_dump(mode="json"))
 
 
+#: SageMaker's ceiling on a training job's MaxRuntimeInSeconds (and the bound Stratos keeps for MaxWaitTimeInSeconds):
+#: 28 days, s.
+MAX_TRAINING_SECONDS = 28 * 24 * 3600
+
+
+class StoppingCondition(Payload):
+    """CreateTrainingJob's ``StoppingCondition`` (API field names, so the ASL passes it through unchanged).
+
+    SageMaker requires ``MaxWaitTimeInSeconds`` for a managed spot job (``EnableManagedSpotTraining``), at least
+    ``MaxRuntimeInSeconds``, and refuses it for an on-demand job; it is left out of the dump when unset.
+    """
+
+    MAX_BYTES: ClassVar[int] = 256
+
+    MaxRuntimeInSeconds: int = Field(
+        ge=60, le=MAX_TRAINING_SECONDS, description="Longest time the job may train (spot: running time only), s."
+    )
+    MaxWaitTimeInSeconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_TRAINING_SECONDS,
+        description="Managed spot only: longest wall time from the job's start, waits for spot capacity "
+        "included, s (>= MaxRuntimeInSeconds).",
+    )
+
+    @model_validator(mode="after")
+    def _wait_covers_runtime(self) -> StoppingCondition:
+        if self.MaxWaitTimeInSeconds is not None and self.MaxWaitTimeInSeconds < self.MaxRuntimeInSeconds:
+            raise ValueError(
+                f"MaxWaitTimeInSeconds {self.MaxWaitTimeInSeconds} < MaxRuntimeInSeconds {self.MaxRuntimeInSeconds}"
+                " (SageMaker requires the wait to cover the runtime)"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An on-demand job's condition has no ``MaxWaitTimeInSeconds`` key at all (SageMaker refuses one,
+        and a JSON null with it)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class TrainingRequest(Payload):
     """Everything CreateTrainingJob needs that is not in DefinitionSubstitutions, already in API shapes."""
 
@@ -224,10 +265,24 @@ class TrainingRequest(Payload):
     instance_type: Short
     instance_count: int = Field(ge=1, le=64)
     volume_size_gb: int = Field(ge=1, le=16_384, description="EBS volume per instance, GB.")
-    max_runtime_seconds: int = Field(ge=60, le=28 * 24 * 3600, description="StoppingCondition, s.")
+    enable_managed_spot_training: bool = Field(
+        default=False, description="EnableManagedSpotTraining: the plan runs the job on managed spot capacity."
+    )
+    stopping_condition: StoppingCondition = Field(
+        description="StoppingCondition: MaxRuntimeInSeconds, and MaxWaitTimeInSeconds for a spot job only."
+    )
     hyperparameters: Hyperparameters = Field(description="Every value a string (SageMaker's contract).")
     input_data_config: list[Channel] = Field(min_length=1, max_length=8, description="InputDataConfig.")
     tags: list[Tag] = Field(max_length=8)
+
+    @model_validator(mode="after")
+    def _wait_iff_spot(self) -> TrainingRequest:
+        waits = self.stopping_condition.MaxWaitTimeInSeconds is not None
+        if waits != self.enable_managed_spot_training:
+            raise ValueError(
+                "StoppingCondition.MaxWaitTimeInSeconds is required for a managed spot job and refused otherwise"
+            )
+        return self
 
 
 class EndpointPoll(Payload):
@@ -275,6 +330,11 @@ class RunSummary(Payload):
     student_after_accuracy: float | None = None
     estimated_training_cost_usd: float | None = None
     actual_training_cost_usd: float | None = None
+    spot: bool | None = Field(default=None, description="The training job ran (or was planned) on managed spot.")
+    actual_spot_saving_usd: float | None = Field(
+        default=None,
+        description="Managed spot's measured saving: (training - billable seconds) x the on-demand rate, USD.",
+    )
     finished_at: datetime
 
 

@@ -62,6 +62,9 @@ def plan_fields(ref: PlanRef, prices: dict[str, float | None]) -> dict[str, Any]
             "serving_cost_usd": p.serving_cost_usd,
             "total_cost_usd": p.total_cost_usd,
             "max_runtime_seconds": ref.max_runtime_seconds,
+            "spot": p.spot,
+            "on_demand_training_cost_usd": p.on_demand_training_cost_usd,
+            "spot_saving_usd": p.spot_saving_usd,
         },
         "prices_used": prices,
     }

@@ -19,7 +19,7 @@ from stratos.payloads import Payload
 from stratos.pipeline.models import DeployedState, RunSummary, StateDocument, StateError
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import parse_step_event, utcnow
-from stratos.run_record import EndpointRecord, ErrorRecord, GateRecord, RunRecord
+from stratos.run_record import ActualTraining, EndpointRecord, ErrorRecord, GateRecord, RunRecord
 from stratos.types import Short
 from stratos_contract.runs import RunStatus, Stage
 
@@ -63,7 +63,7 @@ def _training_job(svc: Services, doc: StateDocument) -> dict[str, Any] | None:
         return None
 
 
-def _actual_training(description: dict[str, Any] | None, doc: StateDocument) -> dict[str, Any] | None:
+def _actual_training(description: dict[str, Any] | None, doc: StateDocument) -> ActualTraining | None:
     """Billable time and cost of the run's training job, whatever its outcome (a failed job is billed too)."""
     if description is None or doc.plan is None:
         return None
@@ -90,7 +90,7 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
             finished_at=now,
             updated_at=now,
             endpoint=EndpointRecord(name=deployment.endpoint_name, config=deployment.endpoint_config_name),
-            actual=actual or None,
+            actual=actual,
         ),
     )
     record = svc.records.get(run.names.run_id) or {}
@@ -124,7 +124,9 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
         student=plan.plan.student,
         student_after_accuracy=metrics.student_after_accuracy,
         estimated_training_cost_usd=plan.plan.training_cost_usd,
-        actual_training_cost_usd=(actual or {}).get("training_cost_usd"),
+        actual_training_cost_usd=None if actual is None else actual.training_cost_usd,
+        spot=plan.plan.spot if actual is None else actual.spot,
+        actual_spot_saving_usd=None if actual is None else actual.spot_saving_usd,
         finished_at=now,
     )
 
@@ -154,7 +156,7 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
             error=ErrorRecord(name=error.Error, reason=reason),
             finished_at=now,
             updated_at=now,
-            actual=actual or None,
+            actual=actual,
             gate=None if (ev := doc.evaluation) is None else GateRecord(passed=ev.passed, reason=ev.reason),
         )
         try:
@@ -181,7 +183,9 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
         student=doc.plan.plan.student if doc.plan else None,
         student_after_accuracy=doc.evaluation.metrics.student_after_accuracy if doc.evaluation else None,
         estimated_training_cost_usd=doc.plan.plan.training_cost_usd if doc.plan else None,
-        actual_training_cost_usd=(actual or {}).get("training_cost_usd"),
+        actual_training_cost_usd=None if actual is None else actual.training_cost_usd,
+        spot=(doc.plan.plan.spot if doc.plan else None) if actual is None else actual.spot,
+        actual_spot_saving_usd=None if actual is None else actual.spot_saving_usd,
         finished_at=now,
     )
 

@@ -9,6 +9,11 @@ The training job runs the Stratos container (``training_container/``): its hyper
 source ``channel:student@layers=15``, so the container prunes the real weights at load; the catalog ids
 travel as ``teacher_id`` / ``student_id`` for the model card. Image, role and output bucket come from the template
 through DefinitionSubstitutions; everything here is per run.
+
+A plan priced on managed spot (``PlanSummary.spot``, ``constraints.spot``) sets ``EnableManagedSpotTraining``
+and a ``MaxWaitTimeInSeconds`` (:func:`stopping_condition`); every job of a run, first, retried or fallback,
+gets the same ``CheckpointConfig`` prefix (the ASL: ``checkpoints/<run_id>/``), so an interrupted or re-created
+job resumes from the run's checkpoints.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from stratos.errors import SpecValidationError
 from stratos.naming import RunNames
 from stratos.payloads import PlanRef, PlanSummary, RunContext
-from stratos.pipeline.models import Channel, Hyperparameters, PlannedState, Tag, TrainingRequest
+from stratos.pipeline.models import (
+    MAX_TRAINING_SECONDS,
+    Channel,
+    Hyperparameters,
+    PlannedState,
+    StoppingCondition,
+    Tag,
+    TrainingRequest,
+)
 from stratos.pipeline.ownership import STUDENT, ownership_tags
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
@@ -38,6 +51,46 @@ LORA_ABOVE_PARAMS = 3_000_000_000
 MIN_VOLUME_GB = 30
 #: SageMaker's largest training volume, GB.
 MAX_VOLUME_GB = 16_384
+
+
+#: Least time a managed spot job may spend beyond its MaxRuntimeInSeconds waiting for spot capacity, s: one
+#: hour, our allowance for capacity that is short when the job starts or after an interruption.
+SPOT_MIN_WAIT_ALLOWANCE_SECONDS = 3600
+
+
+def stopping_condition(
+    max_runtime_seconds: int, spot: bool, overhead_fraction: float, max_training_hours: float
+) -> StoppingCondition:
+    """The job's ``StoppingCondition``.
+
+    On-demand: ``MaxRuntimeInSeconds`` only (the plan's: what the budget buys, capped by the spec's
+    ``max_training_hours``; SageMaker refuses ``MaxWaitTimeInSeconds`` without spot).
+
+    Managed spot: ``MaxRuntimeInSeconds`` bounds the time the job trains (SageMaker does not count the waits
+    for spot capacity in it) and ``MaxWaitTimeInSeconds`` the wall time from the start, waits included::
+
+        allowance = max(SPOT_MIN_WAIT_ALLOWANCE_SECONDS, ceil(overhead_fraction x runtime))
+        wait      = max(runtime, min(runtime + allowance, floor(max_training_hours x 3600), 28 days))
+
+    The allowance is the plan's expected interruption overhead (:func:`~stratos.planner.estimators.
+    spot_overhead_fraction`) applied to the whole runtime, at least an hour. The spec's ``max_training_hours``
+    is a wall-clock limit, so it caps the wait where it can; SageMaker's rule ``wait >= runtime`` wins where it
+    cannot (the runtime is itself capped by ``max_training_hours``, so the two meet only when the budget allows
+    the whole ``max_training_hours`` of training: the job then has no extra time to wait for capacity, and
+    SageMaker stops it at the spec's limit).
+
+    Args:
+        max_runtime_seconds: the plan's MaxRuntimeInSeconds (60 s .. 28 days).
+        spot: the plan runs on managed spot.
+        overhead_fraction: expected interruption overhead, fraction of the training time (>= 0).
+        max_training_hours: the spec's wall-clock limit of the job, hours.
+    """
+    if not spot:
+        return StoppingCondition(MaxRuntimeInSeconds=max_runtime_seconds)
+    allowance = max(SPOT_MIN_WAIT_ALLOWANCE_SECONDS, math.ceil(overhead_fraction * max_runtime_seconds))
+    cap = min(math.floor(max_training_hours * 3600), MAX_TRAINING_SECONDS)
+    wait = max(max_runtime_seconds, min(max_runtime_seconds + allowance, cap))
+    return StoppingCondition(MaxRuntimeInSeconds=max_runtime_seconds, MaxWaitTimeInSeconds=wait)
 
 
 def volume_size_gb(teacher_params: int, student_params: int, lora: bool) -> int:
@@ -168,7 +221,9 @@ def training_request(
     run: RunContext, spec: TaskSpec, plan: PlanRef, names: RunNames, models_s3_uri: str, stack: str
 ) -> TrainingRequest:
     """The CreateTrainingJob fields for ``plan`` (pure: no AWS call), tagged as the ``stack``'s (see
-    :mod:`stratos.pipeline.ownership`). ``InstanceCount`` is the plan's parallelism nodes (1 without one).
+    :mod:`stratos.pipeline.ownership`). ``InstanceCount`` is the plan's parallelism nodes (1 without one); a
+    spot plan sets ``EnableManagedSpotTraining`` and the wait of :func:`stopping_condition` (its overhead from
+    the catalog's spot figures of the training instance and the plan's nodes).
 
     Raises:
         SpecValidationError: a planned model or instance type is not in the catalog, or the plan's
@@ -207,13 +262,22 @@ def training_request(
         accelerated=instance.accelerator_count > 0,
         generation_batch=generation_batch_for(spec, chosen, teacher, student),
     )
+    nodes = 1 if layout is None else layout.nodes
+    overhead = 0.0
+    if chosen.spot and instance.spot is not None:
+        from stratos.planner.estimators import spot_overhead_fraction
+
+        overhead = spot_overhead_fraction(instance.spot.interruptions_per_hour, nodes)
     return TrainingRequest(
         job_name=names.training_job_name,
         attempt=plan.attempt,
         instance_type=chosen.training_instance,
-        instance_count=1 if layout is None else layout.nodes,
+        instance_count=nodes,
         volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
-        max_runtime_seconds=plan.max_runtime_seconds,
+        enable_managed_spot_training=chosen.spot,
+        stopping_condition=stopping_condition(
+            plan.max_runtime_seconds, chosen.spot, overhead, spec.constraints.max_training_hours
+        ),
         hyperparameters=hp,
         input_data_config=channels(spec, teacher, student, models_s3_uri),
         tags=[

@@ -1,6 +1,6 @@
 """Instance and model catalogs: the figures the planner's estimators run on.
 
-Two data files ship inside the package (``stratos/data/``):
+Three data files ship inside the package (``stratos/data/``):
 
 * ``instances.json`` — SageMaker ``ml.*`` instance types: accelerator model and count, accelerator memory
   (GiB), memory bandwidth (GB/s), dense BF16 TFLOP/s (never the 2:4-sparsity figure), vCPUs, host memory
@@ -10,6 +10,11 @@ Two data files ship inside the package (``stratos/data/``):
   chat template, licence, roles, and a prior accuracy per task kind. A model's ``pruned_layers`` adds
   depth-pruned copies of it as student entries of their own (:func:`depth_pruned`): ``<id>-l<layers>``,
   e.g. ``smollm2-135m-instruct-l15``, with parameters and priors derived from the base.
+* ``spot.json`` — a dated snapshot of managed spot training planning figures per instance family: the
+  fraction of the on-demand cost a managed spot job is expected to save (SageMaker's own savings measure,
+  ``1 - BillableTimeInSeconds / TrainingTimeInSeconds``) and the expected interruptions per instance-hour
+  (:class:`SpotFigures`; :func:`spot_figures` / :func:`spot_savings` read them alone, without the rest of the
+  catalog). They are planning figures, not prices: the job's ``BillableTimeInSeconds`` is the measured truth.
 
 Every figure carries its source and snapshot date: hardware figures through their accelerator (or CPU)
 record, host figures and prices through the instance record, priors one by one. The loader validates the
@@ -57,6 +62,23 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class SpotFigures:
+    """Managed spot training planning figures of one instance family (``spot.json``).
+
+    Attributes:
+        savings: expected fraction of the on-demand training cost saved, 0..1 (what SageMaker reports as a
+            managed spot job's savings: ``1 - BillableTimeInSeconds / TrainingTimeInSeconds``).
+        interruptions_per_hour: expected spot interruptions per instance-hour (a job of several nodes is
+            interrupted when any node is: :func:`stratos.planner.estimators.spot_overhead_fraction`).
+        source: where the figures come from and the snapshot date.
+    """
+
+    savings: float
+    interruptions_per_hour: float
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceSpec:
     """One SageMaker instance type.
 
@@ -74,6 +96,8 @@ class InstanceSpec:
         host_memory_gib: host RAM, GiB.
         snapshot_prices: on-demand USD/hour by ``(region, component)``; a missing key is an unknown price.
         sources: source of each figure group: ``hardware``, ``host``, and ``price:<region>``.
+        spot: the family's managed spot planning figures, or ``None`` when the catalog has none (the planner
+            then never plans managed spot training on it).
     """
 
     instance_type: str
@@ -88,6 +112,12 @@ class InstanceSpec:
     host_memory_gib: float
     snapshot_prices: Mapping[tuple[str, Component], Decimal]
     sources: Mapping[str, Source]
+    spot: SpotFigures | None = None
+
+    @property
+    def spot_savings(self) -> float | None:
+        """Expected managed spot saving, fraction of the on-demand cost (0..1), or ``None`` without a figure."""
+        return None if self.spot is None else self.spot.savings
 
     @property
     def is_gpu(self) -> bool:
@@ -466,12 +496,47 @@ class _ModelFile(_Doc):
     models: list[_Model]
 
 
+class _SpotFamily(_Doc):
+    savings: float = Field(ge=0, lt=1)
+    interruptions_per_hour: float = Field(ge=0, le=10)
+    source: str
+
+
+class _SpotFile(_Doc):
+    schema_version: Literal[1]
+    snapshot_date: str
+    description: str
+    sources: dict[str, str]
+    families: dict[str, _SpotFamily]
+
+
 def _family(instance_type: str) -> str:
     return instance_type.split(".")[1]
 
 
-def parse_instances(doc: Mapping[str, Any]) -> tuple[tuple[InstanceSpec, ...], str]:
-    """Validate an ``instances.json`` document and build the records.
+def parse_spot(doc: Mapping[str, Any]) -> dict[str, SpotFigures]:
+    """Validate a ``spot.json`` document: family -> :class:`SpotFigures`.
+
+    Raises:
+        pydantic.ValidationError: a field is missing, unknown or out of range (savings must be in [0, 1)).
+        ValueError: a family names an unknown source key.
+    """
+    parsed = _SpotFile.model_validate(doc)
+    out: dict[str, SpotFigures] = {}
+    for family, row in parsed.families.items():
+        if row.source not in parsed.sources:
+            raise ValueError(f"spot family {family}: unknown source key {row.source!r}")
+        out[family] = SpotFigures(
+            row.savings, row.interruptions_per_hour, Source(parsed.sources[row.source], parsed.snapshot_date)
+        )
+    return out
+
+
+def parse_instances(
+    doc: Mapping[str, Any], spot: Mapping[str, SpotFigures] | None = None
+) -> tuple[tuple[InstanceSpec, ...], str]:
+    """Validate an ``instances.json`` document and build the records; ``spot`` (family -> figures,
+    :func:`parse_spot`) gives each instance its family's managed spot figures.
 
     Returns:
         ``(instances, snapshot_date)``.
@@ -523,6 +588,7 @@ def parse_instances(doc: Mapping[str, Any]) -> tuple[tuple[InstanceSpec, ...], s
                 host_memory_gib=rec.host_memory_gib,
                 snapshot_prices=prices,
                 sources=sources,
+                spot=(spot or {}).get(_family(rec.instance_type)),
             )
         )
     return tuple(out), parsed.snapshot_date
@@ -571,11 +637,38 @@ def _read_data(name: str) -> Any:
 
 
 @functools.cache
+def spot_snapshot() -> dict[str, SpotFigures]:
+    """The packaged managed spot figures (``stratos/data/spot.json``) by instance family, loaded once per
+    process (without the rest of the catalog).
+
+    Raises:
+        pydantic.ValidationError, ValueError: the packaged file is malformed (a packaging bug).
+    """
+    return parse_spot(_read_data("spot.json"))
+
+
+def spot_figures(instance_type: str) -> SpotFigures | None:
+    """The packaged managed spot figures of ``instance_type``'s family (``ml.g5.xlarge`` -> ``g5``), or ``None``
+    when the snapshot has none (or the name is not an ``ml.<family>.<size>`` type)."""
+    parts = instance_type.split(".")
+    return spot_snapshot().get(parts[1]) if len(parts) == 3 else None
+
+
+def spot_savings(instance_type: str) -> float | None:
+    """Expected managed spot saving of ``instance_type``, fraction of the on-demand cost (0..1), from the
+    packaged snapshot (a planning figure: the job's ``BillableTimeInSeconds`` is the measured one), or
+    ``None`` without a figure. E.g. ``spot_savings("ml.g5.xlarge") == 0.7``."""
+    figures = spot_figures(instance_type)
+    return None if figures is None else figures.savings
+
+
+@functools.cache
 def load_catalog() -> Catalog:
-    """The packaged catalog (``stratos/data/instances.json`` + ``models.json``), loaded once per process.
+    """The packaged catalog (``stratos/data/instances.json`` + ``models.json``, each instance with its family's
+    ``spot.json`` figures), loaded once per process.
 
     Raises:
         pydantic.ValidationError, ValueError: the packaged files are malformed (a packaging bug).
     """
-    instances, snapshot = parse_instances(_read_data("instances.json"))
+    instances, snapshot = parse_instances(_read_data("instances.json"), spot_snapshot())
     return Catalog(instances=instances, models=parse_models(_read_data("models.json")), snapshot_date=snapshot)

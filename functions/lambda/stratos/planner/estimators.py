@@ -43,6 +43,18 @@ Training time (FLOP counting as in Kaplan et al. 2020 and the PaLM paper's MFU, 
   Evaluation: the student generates on the eval set before and after training, the teacher once (the
   coverage probe).
 
+Managed spot training (:func:`spot_estimate`; figures per family from the catalog's dated ``spot.json``)::
+
+    overhead   = nodes x interruptions_per_hour x (checkpoint_interval / 2 + restart) / 60 min
+    spot_hours = on_demand_hours x (1 + overhead)
+    spot_cost  = usd_per_hour x nodes x (1 - savings) x spot_hours
+
+  An interruption loses, on average, the work since the last checkpoint (half the container's checkpoint
+  interval, :data:`SPOT_CHECKPOINT_INTERVAL_MINUTES`) plus the time to get capacity back and restart
+  (:data:`SPOT_RESTART_MINUTES`); a job over several nodes stops when any one is reclaimed. ``savings`` is the
+  fraction SageMaker reports as a spot job's saving (``1 - billable / training seconds``), so the cost is the
+  on-demand price of the longer, interrupted job less that fraction.
+
 Training memory and the parallelism plan (per device; :func:`plan_memory`, :func:`choose_parallelism`)::
 
     need(phase) = state / shard + device + micro_batch x sequence      shard = world size under FSDP, else 1
@@ -142,6 +154,12 @@ RATIONALE_TOKENS = 256
 """Tokens of teacher-written reasoning per example in Knowledge Injection (our estimate)."""
 GENERATION_ATTEMPTS = 1.5
 """Teacher generations per training example in injection: failed verifications are re-sampled."""
+SPOT_CHECKPOINT_INTERVAL_MINUTES: float = TrainingHyperparameters.model_fields["checkpoint_interval_minutes"].default
+"""Wall-clock minutes between the training container's checkpoints (its ``checkpoint_interval_minutes``
+default, read from the contract): an interruption loses half of it on average."""
+SPOT_RESTART_MINUTES = 5.0
+"""Minutes from a spot interruption until training runs again: capacity back, instance and container start,
+checkpoint download (our estimate, a planning figure like the interruption rates)."""
 MIN_CAPACITY_RATIO = 1.5
 """A teacher must have at least this many times the student's parameters (else plain fine-tuning)."""
 MAX_CAPACITY_RATIO = 600.0
@@ -513,6 +531,105 @@ def training_estimate(
     eval_s = eval_seconds(student, instance, workload, 2.0) + eval_seconds(teacher, instance, workload, 1.0)
     hours = training_hours(train_s, gen_s, eval_s)
     return TrainingEstimate(hours, train_s / 3600.0, gen_s / 3600.0, eval_s / 3600.0, flops)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Managed spot training.
+
+
+def spot_overhead_fraction(
+    interruptions_per_hour: float,
+    nodes: int = 1,
+    checkpoint_interval_minutes: float = SPOT_CHECKPOINT_INTERVAL_MINUTES,
+    restart_minutes: float = SPOT_RESTART_MINUTES,
+) -> float:
+    """Expected extra wall time of a managed spot job, as a fraction of its uninterrupted (on-demand) time.
+
+    ``nodes x interruptions_per_hour x (checkpoint_interval_minutes / 2 + restart_minutes) / 60``: each
+    interruption (per instance-hour, any of ``nodes`` instances) loses on average half a checkpoint interval of
+    work and the restart time. E.g. g5 (0.05 / h), one node, 10 min interval, 5 min restart:
+    ``0.05 x 10 / 60 = 0.0083`` (0.8 % longer).
+
+    Raises:
+        ValueError: a negative rate or time, or ``nodes < 1``.
+    """
+    if interruptions_per_hour < 0 or checkpoint_interval_minutes < 0 or restart_minutes < 0 or nodes < 1:
+        raise ValueError("interruption rate and times must be >= 0 and nodes >= 1")
+    return nodes * interruptions_per_hour * (checkpoint_interval_minutes / 2.0 + restart_minutes) / 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpotEstimate:
+    """A training job priced on managed spot next to the same job on-demand.
+
+    Attributes:
+        hours: expected wall time on spot (interruptions included), hours.
+        cost_usd: expected spot cost, USD.
+        usd_per_hour: the effective spot rate of the job, USD/hour (``cost_usd / hours``).
+        on_demand_hours: the same job uninterrupted, hours.
+        on_demand_cost_usd: the same job on-demand, USD.
+        on_demand_usd_per_hour: on-demand price of the job (instance price x nodes), USD/hour.
+        savings_fraction: the family's expected saving, fraction of the on-demand cost of the spot hours.
+        overhead_fraction: :func:`spot_overhead_fraction`.
+    """
+
+    hours: float
+    cost_usd: float
+    usd_per_hour: float
+    on_demand_hours: float
+    on_demand_cost_usd: float
+    on_demand_usd_per_hour: float
+    savings_fraction: float
+    overhead_fraction: float
+
+    @property
+    def saving_usd(self) -> float:
+        """Expected saving against on-demand, USD (negative if the overhead ate the discount)."""
+        return self.on_demand_cost_usd - self.cost_usd
+
+    @property
+    def cheaper(self) -> bool:
+        """Spot is expected to cost less than on-demand."""
+        return self.cost_usd < self.on_demand_cost_usd
+
+
+def spot_estimate(
+    on_demand_hours: float,
+    on_demand_usd_per_hour: float,
+    savings: float,
+    interruptions_per_hour: float,
+    nodes: int = 1,
+    checkpoint_interval_minutes: float = SPOT_CHECKPOINT_INTERVAL_MINUTES,
+    restart_minutes: float = SPOT_RESTART_MINUTES,
+) -> SpotEstimate:
+    """The job of ``on_demand_hours`` on managed spot (see the module docstring's formula).
+
+    Args:
+        on_demand_hours: uninterrupted wall time (:func:`training_hours`), hours.
+        on_demand_usd_per_hour: on-demand price of the whole job (instance price x ``nodes``), USD/hour.
+        savings: the family's expected saving, fraction 0..1 (:class:`~stratos.planner.catalog.SpotFigures`).
+        interruptions_per_hour: the family's interruptions per instance-hour.
+        nodes: instances the job spans.
+        checkpoint_interval_minutes, restart_minutes: see :func:`spot_overhead_fraction`.
+
+    Raises:
+        ValueError: ``savings`` outside [0, 1], or see :func:`spot_overhead_fraction`.
+    """
+    if not 0.0 <= savings <= 1.0:
+        raise ValueError(f"savings must be a fraction in [0, 1], got {savings}")
+    overhead = spot_overhead_fraction(interruptions_per_hour, nodes, checkpoint_interval_minutes, restart_minutes)
+    hours = on_demand_hours * (1.0 + overhead)
+    rate = on_demand_usd_per_hour * (1.0 - savings)
+    return SpotEstimate(
+        hours=hours,
+        cost_usd=hours * rate,
+        usd_per_hour=rate,
+        on_demand_hours=on_demand_hours,
+        on_demand_cost_usd=on_demand_hours * on_demand_usd_per_hour,
+        on_demand_usd_per_hour=on_demand_usd_per_hour,
+        savings_fraction=savings,
+        overhead_fraction=overhead,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -12,6 +12,14 @@ When nothing is feasible it raises :class:`~stratos.errors.NoFeasiblePlanError` 
 each constraint removed and the smallest single-constraint relaxation that would make a plan feasible
 (found by re-running the selection with that one constraint lifted).
 
+Managed spot (``constraints.spot``): every training option is priced on-demand and, where the instance's family
+has spot figures in the catalog (:class:`~stratos.planner.catalog.SpotFigures`), on managed spot too
+(:func:`~stratos.planner.estimators.spot_estimate`: longer by the expected interruption overhead, cheaper by the
+family's saving). ``off`` keeps on-demand; ``on`` takes spot, and a training instance without figures is
+rejected (``training-no-spot-figure``); ``auto`` takes spot when it is cheaper and its hours still fit
+``max_training_hours``. Each (pair mode, instance) keeps ONE training option, so the selection, its counts and
+the exhaustive reference are unchanged.
+
 Quota fallback: when the chosen serving (or training) instance cannot be had,
 :func:`fallback_plan_ref` moves to the next frontier plan, in score order, that avoids the unavailable types.
 """
@@ -38,6 +46,7 @@ from stratos.planner.selection import (
     SERVING_MEMORY,
     SERVING_PRICE_UNKNOWN,
     TRAINING_MEMORY,
+    TRAINING_NO_SPOT,
     TRAINING_PRICE_UNKNOWN,
     Limits,
     PairMode,
@@ -124,6 +133,7 @@ class PlanContext:
     snapshot_date: str
     workload: est.TrainingWorkload
     warnings: list[str] = field(default_factory=list)
+    spot_snapshot_date: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,16 @@ class PlanResult:
                 "instance_families": c.instance_families,
                 "instance_allowlist": c.instance_allowlist,
                 "instance_count": ctx.spec.deployment.instance_count,
+                "spot": c.spot,
+            },
+            "spot": {
+                "policy": c.spot,
+                "formula": "spot_hours = on_demand_hours x (1 + nodes x interruptions_per_hour x "
+                "(checkpoint_interval / 2 + restart) / 60 min); spot_cost = on_demand_usd_per_hour x (1 - savings) "
+                "x spot_hours",
+                "checkpoint_interval_minutes": est.SPOT_CHECKPOINT_INTERVAL_MINUTES,
+                "restart_minutes": est.SPOT_RESTART_MINUTES,
+                "snapshot_date": ctx.spot_snapshot_date,
             },
             "workload": {
                 "train_examples": ctx.workload.examples,
@@ -262,7 +282,15 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         total_cost_usd=round(d["total_cost_usd"], 4),
         score=round(d["score"], 9),
         parallelism=d.get("parallelism"),
+        spot=bool(d.get("spot", False)),
+        on_demand_usd_per_hour=_rounded(d.get("on_demand_usd_per_hour"), 6),
+        on_demand_training_cost_usd=_rounded(d.get("on_demand_training_cost_usd"), 4),
+        spot_saving_usd=round(d.get("spot_saving_usd") or 0.0, 4),
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _baseline_summaries(baselines: Mapping[str, Plan]) -> dict[BaselineName, PlanSummary]:
@@ -385,6 +413,8 @@ def build_problem(
     pair_modes: list[PairMode] = []
     training: list[list[TrainOption]] = []
     parallelism: list[list[ParallelismPlan | None]] = []
+    spot_table: list[list[est.SpotEstimate | None]] = []
+    spot_policy = c.spot
     capacity = [est.device_capacity_gib(inst) for inst in instances]
     train_rates = [table.get(inst.instance_type, (None, None))[0] for inst in instances]
     eval_cache: dict[tuple[str, int, float], float] = {}
@@ -413,6 +443,7 @@ def build_problem(
                     pair_modes.append(PairMode(teacher.id, student.id, mode, 0.0, si, reason))
                     training.append([])
                     parallelism.append([])
+                    spot_table.append([])
                     continue
                 accuracy = est.expected_accuracy(
                     prior(student), prior(teacher), mode, verdict.capacity_ratio, workload.examples, source
@@ -425,14 +456,18 @@ def build_problem(
                 terms = est.training_memory_terms(student, teacher, mode, workload)
                 options_t: list[TrainOption] = []
                 layouts: list[ParallelismPlan | None] = []
+                spots: list[est.SpotEstimate | None] = []
                 # The plan depends on the instance only through its devices and their usable memory (many
                 # sizes of one family share both): choose once per pair mode and hardware shape.
                 chosen: dict[tuple[int, float], ParallelismPlan | None] = {}
                 for idx, inst in enumerate(instances):
                     rate = train_rates[idx]
-                    if rate is None:
-                        options_t.append((math.inf, math.inf, 0.0, idx, TRAINING_PRICE_UNKNOWN))
+                    spot = inst.spot
+                    if rate is None or (spot_policy == "on" and spot is None):
+                        why = TRAINING_PRICE_UNKNOWN if rate is None else TRAINING_NO_SPOT
+                        options_t.append((math.inf, math.inf, rate or 0.0, idx, why))
                         layouts.append(None)
+                        spots.append(None)
                         continue
                     shape = (inst.devices, capacity[idx])
                     if shape not in chosen:
@@ -441,6 +476,7 @@ def build_problem(
                     layouts.append(layout)
                     if layout is None:
                         options_t.append((math.inf, math.inf, rate, idx, TRAINING_MEMORY))
+                        spots.append(None)
                         continue
                     # A job over several nodes is billed for every node: its rate is nodes x the price.
                     job_rate = rate * layout.nodes
@@ -448,11 +484,25 @@ def build_problem(
                     generation = gen_s(teacher, idx, inst) if mode == "injection" else 0.0
                     evaluation = eval_s(student, idx, inst, 2.0) + eval_s(teacher, idx, inst, 1.0)
                     hours = est.training_hours(train_s, generation, evaluation)
-                    options_t.append((hours, hours * job_rate, job_rate, idx, None))
+                    on_spot = None
+                    if spot is not None and spot_policy != "off":
+                        priced = est.spot_estimate(
+                            hours, job_rate, spot.savings, spot.interruptions_per_hour, layout.nodes
+                        )
+                        if spot_policy == "on" or (priced.cheaper and priced.hours <= c.max_training_hours):
+                            on_spot = priced
+                    spots.append(on_spot)
+                    if on_spot is None:
+                        options_t.append((hours, hours * job_rate, job_rate, idx, None))
+                    else:
+                        options_t.append((on_spot.hours, on_spot.cost_usd, on_spot.usd_per_hour, idx, None))
                 training.append(options_t)
                 parallelism.append(layouts)
+                spot_table.append(spots)
 
-    problem = PlanningProblem(tuple(i.instance_type for i in instances), pair_modes, training, serving, parallelism)
+    problem = PlanningProblem(
+        tuple(i.instance_type for i in instances), pair_modes, training, serving, parallelism, spot_table
+    )
     if source == "jsonl" and train_examples is None:
         warnings.append(
             f"data.source jsonl: training time assumes {DEFAULT_JSONL_SPLITS[0]:,} training and "
@@ -586,17 +636,20 @@ def plan(
     weights = weights_for(spec)
     selection = select(problem, limits, weights, frontier_max=frontier_max)
     if selection.chosen is None:
-        raise _no_feasible_plan(spec, problem, limits, weights, selection)
+        raise _no_feasible_plan(spec, problem, limits, weights, selection, catalog)
     if isinstance(prices, PriceTable):
         source, snapshot = prices_source or prices.source, prices.snapshot_date
     else:
         source, snapshot = prices_source or "given", catalog.snapshot_date
-    context = PlanContext(spec, problem, limits, weights, pairs, source, snapshot, workload, warnings)
+    spot_dates = sorted({i.spot.source.snapshot_date for i in catalog.instances if i.spot is not None})
+    context = PlanContext(
+        spec, problem, limits, weights, pairs, source, snapshot, workload, warnings, ", ".join(spot_dates)
+    )
     return PlanResult(selection, context, time.perf_counter() - started)
 
 
 def _no_feasible_plan(
-    spec: TaskSpec, problem: PlanningProblem, limits: Limits, weights: Weights, selection: Selection
+    spec: TaskSpec, problem: PlanningProblem, limits: Limits, weights: Weights, selection: Selection, catalog: Catalog
 ) -> NoFeasiblePlanError:
     options = relaxations(problem, limits, weights)
     removed = ", ".join(f"{reason} {count:,}" for reason, count in selection.rejected.items())
@@ -610,6 +663,14 @@ def _no_feasible_plan(
         f"no feasible plan for task {spec.task_id} among {selection.candidates:,} candidates; "
         f"removed by {removed or 'nothing'}; {hint}"
     )
+    if selection.rejected.get(TRAINING_NO_SPOT):
+        with_spot = sorted({i.family for i in catalog.instances if i.spot is not None})
+        message += (
+            f"; constraints.spot is 'on' (managed spot only), and {selection.rejected[TRAINING_NO_SPOT]:,} "
+            "candidates train on an instance family without a managed spot figure in the catalog "
+            f"(families with one: {', '.join(with_spot) or 'none'}): set constraints.spot to 'auto' or 'off' "
+            "to allow on-demand training"
+        )
     return NoFeasiblePlanError(message, rejected=selection.rejected, relaxations=[o.as_dict() for o in options])
 
 

@@ -7,9 +7,10 @@ mode, training hours/cost per (pair mode, instance), p50 latency/serving cost pe
 
 **Feasibility** (hard constraints), checked in this order; a candidate is counted once, under the first
 check it fails: pair rules (same model, capacity ratio, tokenizer) → ``below-min-accuracy`` → training
-instance (not allowed by families/allow-list, unavailable, price unknown, does not fit, ``training-time`` over
-``max_training_hours``) → serving instance (not allowed, unavailable, price unknown, context too long, does
-not fit, ``latency`` over ``p50_ms``) → ``budget`` (training + serving cost over ``budget_usd``).
+instance (not allowed by families/allow-list, unavailable, price unknown, no managed spot figure under
+``constraints.spot: on``, does not fit, ``training-time`` over ``max_training_hours``) → serving instance (not
+allowed, unavailable, price unknown, context too long, does not fit, ``latency`` over ``p50_ms``) → ``budget``
+(training + serving cost over ``budget_usd``).
 
 **Deployment score** of a feasible plan ``p`` (our own formula; the paper's is not public)::
 
@@ -50,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stratos.planner.estimators import Mode
+from stratos.planner.estimators import Mode, SpotEstimate
 from stratos_contract.parallelism import ParallelismPlan
 
 #: SageMaker's ceiling on MaxRuntimeInSeconds: 28 days.
@@ -64,6 +65,7 @@ TRAINING_NOT_ALLOWED = "training-instance-not-allowed"
 TRAINING_UNAVAILABLE = "training-instance-unavailable"
 TRAINING_PRICE_UNKNOWN = "training-price-unknown"
 TRAINING_MEMORY = "training-memory"
+TRAINING_NO_SPOT = "training-no-spot-figure"
 TRAINING_TIME = "training-time"
 SERVING_NOT_ALLOWED = "serving-instance-not-allowed"
 SERVING_UNAVAILABLE = "serving-instance-unavailable"
@@ -111,6 +113,9 @@ class PlanningProblem:
         serving: per student index, one :data:`ServeOption` per instance.
         parallelism: per pair mode, the parallelism plan of each training option (None where the option does
             not fit); empty when the tables were built without them (selection tests).
+        spot: per pair mode, the managed spot estimate of each training option that is priced on spot (its
+            hours and cost in :attr:`training` are then the spot figures), None for an on-demand option; empty
+            when the tables were built without them.
     """
 
     instance_types: tuple[str, ...]
@@ -118,6 +123,7 @@ class PlanningProblem:
     training: list[list[TrainOption]]
     serving: list[list[ServeOption]]
     parallelism: list[list[ParallelismPlan | None]] = field(default_factory=list)
+    spot: list[list[SpotEstimate | None]] = field(default_factory=list)
 
     @property
     def candidates(self) -> int:
@@ -167,13 +173,15 @@ class Plan:
         p50_latency_ms: ms.
         training_hours: hours.
         training_cost_usd, serving_cost_usd, total_cost_usd: USD.
-        training_usd_per_hour: on-demand price of the training job, USD/hour: the instance's price x the
-            parallelism plan's nodes.
+        training_usd_per_hour: price of the training job, USD/hour: the instance's on-demand price x the
+            parallelism plan's nodes, less the expected managed spot saving when ``spot`` is set.
         serving_usd_per_hour: on-demand hosting price of one serving instance, USD/hour.
         score: deployment score (module docstring).
         max_runtime_seconds: the training job's MaxRuntimeInSeconds: what the budget left after serving buys
             at the training price, capped by ``max_training_hours`` and SageMaker's 28 days.
         parallelism: how the training job spreads over its hardware (None when the problem carried none).
+        spot: the managed spot estimate when the training job runs on spot (``training_hours`` and
+            ``training_cost_usd`` are then its figures), None on-demand.
     """
 
     teacher: str
@@ -192,9 +200,15 @@ class Plan:
     score: float
     max_runtime_seconds: int
     parallelism: ParallelismPlan | None = None
+    spot: SpotEstimate | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (the CLI's and the frontier document's plan shape)."""
+        """JSON-safe dict (the CLI's and the frontier document's plan shape). Besides the attributes:
+        ``spot`` (bool), ``on_demand_usd_per_hour``, ``on_demand_training_hours`` and
+        ``on_demand_training_cost_usd`` (the same job on-demand; this plan's own figures when it is on-demand),
+        ``spot_saving_usd`` (expected, 0 on-demand), ``spot_savings_fraction`` and ``spot_overhead_fraction``
+        (the planning figures; None on-demand)."""
+        spot = self.spot
         return {
             "teacher": self.teacher,
             "student": self.student,
@@ -212,6 +226,13 @@ class Plan:
             "score": self.score,
             "max_runtime_seconds": self.max_runtime_seconds,
             "parallelism": None if self.parallelism is None else self.parallelism.model_dump(mode="json"),
+            "spot": spot is not None,
+            "on_demand_usd_per_hour": self.training_usd_per_hour if spot is None else spot.on_demand_usd_per_hour,
+            "on_demand_training_hours": self.training_hours if spot is None else spot.on_demand_hours,
+            "on_demand_training_cost_usd": self.training_cost_usd if spot is None else spot.on_demand_cost_usd,
+            "spot_saving_usd": 0.0 if spot is None else spot.on_demand_cost_usd - self.training_cost_usd,
+            "spot_savings_fraction": None if spot is None else spot.savings_fraction,
+            "spot_overhead_fraction": None if spot is None else spot.overhead_fraction,
         }
 
 
@@ -518,6 +539,7 @@ def select(
             score=rec[0],
             max_runtime_seconds=max_runtime_seconds(budget, rec[9], rec[10], hours_limit),
             parallelism=problem.parallelism[rec[5]][rec[6]] if problem.parallelism else None,
+            spot=problem.spot[rec[5]][rec[6]] if problem.spot else None,
         )
 
     baselines = {"accuracy_first": plan(acc_first), "cost_first": plan(cost_first), "latency_first": plan(lat_first)}

@@ -163,6 +163,7 @@ class SimulatedSageMaker:
                 "ResourceConfig": kwargs.get("resource_config"),
                 "StoppingCondition": kwargs.get("stopping_condition"),
                 "CheckpointConfig": kwargs.get("checkpoint_config"),
+                "EnableManagedSpotTraining": bool(kwargs.get("enable_managed_spot_training")),
                 "Tags": kwargs.get("tags"),
                 "RoleArn": kwargs.get("role_arn"),
                 "AlgorithmSpecification": kwargs.get("algorithm_specification"),
