@@ -111,6 +111,13 @@ class AdHocJob:
     output_s3_uri: str
     estimated_cost_usd: float
     notes: list[str] = field(default_factory=list)
+    #: The plan's nodes (its parallelism plan; 1 without one).
+    instance_count: int = 1
+    #: Managed spot as planned, and the wait SageMaker allows it (None for on-demand).
+    managed_spot: bool = False
+    max_wait_seconds: int | None = None
+    #: One checkpoint prefix per launched spec: a relaunch of the same spec resumes from it.
+    checkpoint_s3_uri: str = ""
 
 
 def plan_job(
@@ -123,7 +130,7 @@ def plan_job(
         SpecValidationError: the spec is invalid.
         NoFeasiblePlanError: nothing meets its constraints.
     """
-    from stratos.pipeline.training import channels, hyperparameters, volume_size_gb
+    from stratos.pipeline.training import channels, hyperparameters, planned_stopping_condition, volume_size_gb
     from stratos.planner.catalog import load_catalog
     from stratos.planner.plan import plan, summary
     from stratos.planner.pricing import PricingApi, lookup_prices
@@ -139,6 +146,7 @@ def plan_job(
     assert teacher is not None and student is not None and instance is not None
     hp = hyperparameters(spec, chosen, teacher, student, accelerated=instance.accelerator_count > 0)
     models = models_s3_uri or f"s3://{bucket}/models/"
+    stopping = planned_stopping_condition(chosen, instance, result.chosen.max_runtime_seconds, spec)
     return AdHocJob(
         task_id=spec.task_id,
         teacher=chosen.teacher,
@@ -150,6 +158,10 @@ def plan_job(
         channels={c.ChannelName: c.DataSource.S3DataSource.S3Uri for c in channels(spec, teacher, student, models)},
         output_s3_uri=f"s3://{bucket}/adhoc/{spec.task_id}/",
         estimated_cost_usd=chosen.training_cost_usd,
+        instance_count=1 if chosen.parallelism is None else chosen.parallelism.nodes,
+        managed_spot=chosen.spot,
+        max_wait_seconds=stopping.MaxWaitTimeInSeconds,
+        checkpoint_s3_uri=f"s3://{bucket}/adhoc/{spec.task_id}/checkpoints/",
         notes=[
             f"teacher and student model directories are read from {models}<model id>/"
             + (
@@ -170,7 +182,13 @@ def launch(job: AdHocJob, role: str, image: str, region: str, wait: bool = False
     try:
         import boto3
         from sagemaker.core.helper.session_helper import Session
-        from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+        from sagemaker.core.training.configs import (
+            CheckpointConfig,
+            Compute,
+            InputData,
+            OutputDataConfig,
+            StoppingCondition,
+        )
         from sagemaker.train import ModelTrainer
     except ImportError as exc:
         raise OpsToolingError('the SageMaker Python SDK is not installed: pip install -e ".[ops]"') from exc
@@ -178,8 +196,17 @@ def launch(job: AdHocJob, role: str, image: str, region: str, wait: bool = False
         training_image=image,
         role=role,
         base_job_name=f"stratos-{job.task_id}"[:40].rstrip("-"),
-        compute=Compute(instance_type=job.instance_type, instance_count=1, volume_size_in_gb=job.volume_size_gb),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=job.max_runtime_seconds),
+        compute=Compute(
+            instance_type=job.instance_type,
+            instance_count=job.instance_count,
+            volume_size_in_gb=job.volume_size_gb,
+            enable_managed_spot_training=job.managed_spot or None,
+        ),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=job.max_runtime_seconds,
+            **({"max_wait_time_in_seconds": job.max_wait_seconds} if job.managed_spot else {}),
+        ),
+        checkpoint_config=CheckpointConfig(s3_uri=job.checkpoint_s3_uri, local_path="/opt/ml/checkpoints"),
         hyperparameters=dict(job.hyperparameters),
         output_data_config=OutputDataConfig(s3_output_path=job.output_s3_uri),
         sagemaker_session=Session(boto_session=boto3.Session(region_name=region)),

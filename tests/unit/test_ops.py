@@ -9,6 +9,9 @@ import json
 import pytest
 
 from stratos.planner.catalog import load_catalog
+from stratos.planner.plan import plan, summary
+from stratos.planner.pricing import lookup_prices
+from stratos.spec import parse_spec
 from stratos_cli.ops import OpsToolingError, image_uri, plan_job
 from tests.conftest import SPECS
 
@@ -31,6 +34,16 @@ def test_plan_job_is_what_the_pipeline_would_train():
     )
     assert job.hyperparameters["task"] == "mahjong-winning-tiles" and job.max_runtime_seconds >= 60
     assert all(isinstance(v, str) for v in job.hyperparameters.values())
+    # Managed spot as the plan chose it (the example spec keeps constraints.spot auto), with its wait.
+    spec = parse_spec((SPECS / "mahjong-winning-tiles.json").read_bytes())
+    chosen = summary(plan(spec, lookup_prices(spec.constraints.region, catalog, None), catalog=catalog).chosen)
+    assert job.managed_spot == chosen.spot
+    if job.managed_spot:
+        assert job.max_wait_seconds is not None and job.max_wait_seconds >= job.max_runtime_seconds
+    else:
+        assert job.max_wait_seconds is None
+    assert job.instance_count >= 1
+    assert job.checkpoint_s3_uri == "s3://my-artifacts/adhoc/mahjong-winning-tiles/checkpoints/"
 
 
 def test_cli_dry_run_needs_no_sdk(capsys):
@@ -78,5 +91,9 @@ def test_launch_starts_a_training_job_with_model_trainer(monkeypatch):
         )
         described = boto3.client("sagemaker", region_name="us-east-1").describe_training_job(TrainingJobName=name)
     assert described["ResourceConfig"]["InstanceType"] == job.instance_type
+    assert described["ResourceConfig"]["InstanceCount"] == job.instance_count
+    assert described.get("EnableManagedSpotTraining", False) == job.managed_spot
+    assert described["StoppingCondition"].get("MaxWaitTimeInSeconds") == job.max_wait_seconds
+    assert described["CheckpointConfig"]["S3Uri"] == job.checkpoint_s3_uri
     assert described["HyperParameters"]["task"] == "mahjong-winning-tiles"
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"teacher", "student"}

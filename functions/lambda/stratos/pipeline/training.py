@@ -42,7 +42,7 @@ from stratos_contract.hyperparameters import TrainingHyperparameters, encode_hyp
 from stratos_contract.runs import Stage
 
 if TYPE_CHECKING:
-    from stratos.planner.catalog import ModelSpec
+    from stratos.planner.catalog import InstanceSpec, ModelSpec
 
 #: Students above this many parameters train LoRA adapters (merged for deployment) instead of all weights:
 #: full fine-tuning needs ~16 bytes/parameter (fp32 master weights, gradients, Adam moments).
@@ -91,6 +91,20 @@ def stopping_condition(
     cap = min(math.floor(max_training_hours * 3600), MAX_TRAINING_SECONDS)
     wait = max(max_runtime_seconds, min(max_runtime_seconds + allowance, cap))
     return StoppingCondition(MaxRuntimeInSeconds=max_runtime_seconds, MaxWaitTimeInSeconds=wait)
+
+
+def planned_stopping_condition(
+    chosen: PlanSummary, instance: InstanceSpec, max_runtime_seconds: int, spec: TaskSpec
+) -> StoppingCondition:
+    """:func:`stopping_condition` for the plan ``chosen`` on ``instance`` (its nodes and family's interruption
+    rate give the spot overhead), the pipeline's and ``stratos launch``'s alike."""
+    nodes = 1 if chosen.parallelism is None else chosen.parallelism.nodes
+    overhead = 0.0
+    if chosen.spot and instance.spot is not None:
+        from stratos.planner.estimators import spot_overhead_fraction
+
+        overhead = spot_overhead_fraction(instance.spot.interruptions_per_hour, nodes)
+    return stopping_condition(max_runtime_seconds, chosen.spot, overhead, spec.constraints.max_training_hours)
 
 
 def volume_size_gb(teacher_params: int, student_params: int, lora: bool) -> int:
@@ -263,11 +277,6 @@ def training_request(
         generation_batch=generation_batch_for(spec, chosen, teacher, student),
     )
     nodes = 1 if layout is None else layout.nodes
-    overhead = 0.0
-    if chosen.spot and instance.spot is not None:
-        from stratos.planner.estimators import spot_overhead_fraction
-
-        overhead = spot_overhead_fraction(instance.spot.interruptions_per_hour, nodes)
     return TrainingRequest(
         job_name=names.training_job_name,
         attempt=plan.attempt,
@@ -275,9 +284,7 @@ def training_request(
         instance_count=nodes,
         volume_size_gb=volume_size_gb(teacher.params, student.params, hp.lora == "true"),
         enable_managed_spot_training=chosen.spot,
-        stopping_condition=stopping_condition(
-            plan.max_runtime_seconds, chosen.spot, overhead, spec.constraints.max_training_hours
-        ),
+        stopping_condition=planned_stopping_condition(chosen, instance, plan.max_runtime_seconds, spec),
         hyperparameters=hp,
         input_data_config=channels(spec, teacher, student, models_s3_uri),
         tags=[
