@@ -4,20 +4,22 @@
   :class:`Script` per job and, on ``Completed``, writes the outputs a real job would (``model.tar.gz`` and
   ``output.tar.gz`` with ``metrics.json`` from :func:`sample_metrics` under ``<S3OutputPath>/<job>/output/``).
 * :class:`ScriptedAccount` implements :class:`~stratos_cli.local.moto_hooks.sagemaker.SageMakerAccount` from
-  :class:`Quotas` (instance types refused) and an :class:`EndpointScript` (how endpoint changes go).
+  :class:`Quotas` (instance types refused; quotas the Service Quotas API lists) and an :class:`EndpointScript` (how
+  endpoint changes go, and how slowly each endpoint config answers an invocation).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from stratos.aws.artifacts import tar_gz
 from stratos.types import split_uri
-from stratos_cli.local.moto_hooks.sagemaker import Change, EndpointCourse, Usage
+from stratos_cli.local.moto_hooks.sagemaker import Change, ContainerAnswer, EndpointCourse, EndpointInvocation, Usage
 from stratos_cli.local.training import TERMINAL, Status, TrainingJobSpec, TrainingStatus
 
 #: Uploads a file: ``(bucket, key, body)``.
@@ -169,10 +171,16 @@ class ScriptedTrainingRunner:
 
 @dataclass
 class Quotas:
-    """Instance types the embedded account cannot get (``ResourceLimitExceeded``), per usage."""
+    """Instance types the embedded account cannot get (``ResourceLimitExceeded``), per usage; and what its Service
+    Quotas API lists (``listed``: ``{quota name: value}``, e.g. ``{"ml.g5.xlarge for training job usage": 0}``;
+    ``readable=False``: the API answers ``AccessDeniedException``). The two are independent: a type refused at
+    create time need not be listed (the API cannot always be read), and a listed 0 is refused only if named in
+    ``training`` / ``endpoint`` too."""
 
     training: set[str] = field(default_factory=set)
     endpoint: set[str] = field(default_factory=set)
+    listed: dict[str, float] = field(default_factory=dict)
+    readable: bool = True
 
 
 @dataclass
@@ -184,12 +192,18 @@ class EndpointScript:
         updating_polls: calls an update stays Updating.
         create_outcome: ``InService`` or ``Failed`` once created.
         update_outcome: ``InService`` (new config), ``RolledBack`` (InService on the old config), ``Failed``.
+        serving_seconds: how long an endpoint takes to answer an invocation, s (a sleep: a deterministic floor).
+        serving_seconds_by_config: the same for given endpoint configs, overriding ``serving_seconds``.
+        serving_status: the HTTP status every container answers with (>= 400: SageMaker's ModelError).
     """
 
     creating_polls: int = 1
     updating_polls: int = 1
     create_outcome: str = "InService"
     update_outcome: str = "InService"
+    serving_seconds: float = 0.0
+    serving_seconds_by_config: dict[str, float] = field(default_factory=dict)
+    serving_status: int = 200
 
 
 @dataclass
@@ -206,3 +220,26 @@ class ScriptedAccount:
         if change == "create":
             return EndpointCourse(self.script.creating_polls, self.script.create_outcome)
         return EndpointCourse(self.script.updating_polls, self.script.update_outcome)
+
+    def service_quotas(self) -> Mapping[str, float] | None:
+        return dict(self.quotas.listed) if self.quotas.readable else None
+
+    def invoke_endpoint(self, invocation: EndpointInvocation) -> ContainerAnswer | None:
+        """After the config's ``serving_seconds``, TGI's answer ``[{"generated_text": "served by <config>",
+        "details": ...}]``: every request generates its whole ``max_new_tokens``; the prompt counts one token a
+        word."""
+        time.sleep(self.script.serving_seconds_by_config.get(invocation.config_name, self.script.serving_seconds))
+        if self.script.serving_status >= 400:
+            return ContainerAnswer(self.script.serving_status, b'{"error": "scripted failure"}')
+        body = json.loads(invocation.body)
+        parameters = body.get("parameters") or {}
+        answer: dict[str, Any] = {"generated_text": f"served by {invocation.config_name}"}
+        if parameters.get("details"):
+            prefill = [{"id": i, "text": w, "logprob": None} for i, w in enumerate(str(body["inputs"]).split())]
+            answer["details"] = {
+                "finish_reason": "length",
+                "generated_tokens": int(parameters.get("max_new_tokens") or 20),
+                "seed": None,
+                "prefill": prefill if parameters.get("decoder_input_details") else [],
+            }
+        return ContainerAnswer(200, json.dumps([answer]).encode("utf-8"))

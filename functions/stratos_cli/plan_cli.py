@@ -11,6 +11,12 @@ plan and the baselines marked). Prices come
 from the catalog's dated snapshot unless ``--prices live`` asks the AWS Pricing API (credentials needed;
 unreachable -> snapshot). Exit codes: 0 planned, 1 invalid spec or no feasible plan, 2 usage.
 
+Calibration (issue 16): the plan is corrected by what past runs measured (:mod:`stratos.planner.calibration`): by
+default the run records local runs kept under ``STRATOS_HOME`` (``stratos run``), with ``--runs-table TABLE`` the
+stack's DynamoDB runs table (AWS credentials; the spec's region), with ``--no-calibration`` none. The output says
+which of the chosen plan's figures are calibrated and from how many runs, each with its band, and how the
+uncertainty-aware choice went (the max-score plan kept, or a cheaper plan within its score band).
+
 rich and matplotlib are imported inside the command, only when used.
 """
 
@@ -43,6 +49,13 @@ def register(subparsers: Any) -> None:
         help="snapshot = the catalog's dated figures (default, offline); live = AWS Pricing API",
     )
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K", help="frontier plans to show")
+    history = parser.add_mutually_exclusive_group()
+    history.add_argument(
+        "--runs-table",
+        metavar="TABLE",
+        help="calibrate on this stack's DynamoDB runs table (default: the records local runs kept in STRATOS_HOME)",
+    )
+    history.add_argument("--no-calibration", action="store_true", help="plan with the estimators alone")
     parser.add_argument(
         "--unavailable",
         action="append",
@@ -74,8 +87,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     api = PricingApi() if args.prices == "live" else None
     prices = lookup_prices(spec.constraints.region, catalog, api)
+    calibration, source = past_runs(args, spec.constraints.region)
     try:
-        result = plan(spec, prices, catalog=catalog, unavailable=args.unavailable)
+        result = plan(spec, prices, catalog=catalog, unavailable=args.unavailable, calibration=calibration)
     except NoFeasiblePlanError as exc:
         if args.json:
             print(json.dumps(exc.to_dict(), indent=2))
@@ -103,10 +117,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "spot": document["spot"],
             "warnings": document["warnings"],
             "plan_seconds": document["plan_seconds"],
+            "calibration": {**document["calibration"], "source": source},
+            "tie": document["tie"],
         }
         print(json.dumps(out, indent=2))
     else:
         _print_tables(document, top)
+        _print_calibration(document, source)
     if args.plot:
         from stratos_cli.local.plots import plot_frontier
 
@@ -114,6 +131,63 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"Pareto plot written to {args.plot}")
     return 0
+
+
+def past_runs(args: argparse.Namespace, region: str) -> tuple[Any, str]:
+    """``(Calibration, where its records came from)`` for the command's options (module docstring)."""
+    from stratos.planner.calibration import NO_CALIBRATION, calibrate
+
+    if args.no_calibration:
+        return NO_CALIBRATION, "none (--no-calibration)"
+    if args.runs_table:
+        from stratos.aws.clients import client
+        from stratos.aws.records import RunRecords
+
+        records = RunRecords(args.runs_table, client("dynamodb", region))
+        return calibrate(records.items_of_kind("run")), f"DynamoDB table {args.runs_table} ({region})"
+    from stratos_cli.local.run import local_records, stratos_home
+
+    home = stratos_home()
+    return calibrate(local_records(home)), f"local run records in {home / 'runs'}"
+
+
+def calibration_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(figure, value +- band, runs, how)`` for the chosen plan's expected accuracy, training time and p50."""
+    plan = doc["plan"]
+    rows = []
+    for label, key, band_key, pattern in (
+        ("expected accuracy", "expected_accuracy", "accuracy_band", "{:.3f}"),
+        (f"training time on {plan['training_instance']}, h", "training_hours", "training_hours_band", "{:.3f}"),
+        (f"p50 latency on {plan['serving_instance']}, ms", "p50_latency_ms", "p50_latency_band", "{:,.0f}"),
+    ):
+        band = plan.get(band_key) or {}
+        runs = int(band.get("runs") or 0)
+        value = pattern.format(plan[key]) + (f" ± {pattern.format(band['band'])}" if "band" in band else "")
+        if runs:
+            how = f"calibrated: the estimators said {pattern.format(band['uncalibrated'])}"
+        else:
+            how = "not calibrated (no past run of this key): the estimators' figure, default band"
+        rows.append((label, value, str(runs), how))
+    return rows
+
+
+def _print_calibration(doc: dict[str, Any], source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    cal = doc["calibration"]
+    table = Table(
+        title=f"Calibration of the chosen plan: {cal['used']} of {cal['records']} past run records usable ({source})"
+    )
+    for name, justify in (("figure", "left"), ("estimate ± band", "right"), ("runs", "right"), ("", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in calibration_rows(doc):
+        table.add_row(*row)
+    console.print(table)
+    tie = doc.get("tie") or {}
+    if tie:
+        console.print(f"Uncertainty-aware choice: {tie['reason']}.", highlight=False, soft_wrap=True)
 
 
 def _print_tables(doc: dict[str, Any], top: int) -> None:

@@ -33,6 +33,13 @@ def register(subparsers: Any) -> None:
         help="interrupt each training job once at this fraction of its steps and start it again, as a managed "
         "spot interruption does (default: $STRATOS_LOCAL_INTERRUPT_AT, else never)",
     )
+    run.add_argument(
+        "--latency-check",
+        choices=("report", "roll-back"),
+        default="report",
+        help="what an endpoint over latency.p50_ms x 1.10 in the post-deploy load test does: report (default "
+        "here: this machine's CPU is not the serving instance the spec's limit is for) or roll-back, as on AWS",
+    )
     run.set_defaults(func=_cmd_run)
 
 
@@ -56,6 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         serve=not args.no_serve,
         verbose=args.verbose,
         interrupt_at=args.interrupt_at,
+        latency_check=args.latency_check,
     )
     if args.interrupt_at is not None and not 0.0 < args.interrupt_at < 1.0:
         console.print(f"[red]--interrupt-at {args.interrupt_at}: a fraction of the steps, between 0 and 1[/red]")
@@ -197,11 +205,91 @@ def ask_command(endpoint: str, spec: str, data: str | None) -> str:
     return f"stratos ask {endpoint} --spec {spec}" + (f" --data {data}" if data else "") + " --count 3"
 
 
+#: predicted_vs_actual figures: (key, label with unit, number format).
+COMPARED: tuple[tuple[str, str, str], ...] = (
+    ("accuracy", "accuracy (fraction)", "{:.3f}"),
+    ("training_hours", "training time, h", "{:.3f}"),
+    ("training_cost_usd", "training cost, USD", "{:,.4f}"),
+    ("p50_latency_ms", "p50 latency, ms", "{:,.0f}"),
+    ("tokens_per_s", "generated tokens/s per instance", "{:,.1f}"),
+)
+
+
+def comparison_rows(pva: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """``(figure, predicted +- band, actual, error, relative error)`` per figure of a ``predicted_vs_actual``
+    block; ``—`` for what was not predicted or not measured. A calibrated prediction says from how many past
+    runs and what the estimators alone predicted."""
+    rows = []
+    for key, label, pattern in COMPARED:
+        c = pva.get(key)
+        if not isinstance(c, dict):
+            continue
+        predicted = _number(c.get("predicted"), pattern)
+        if isinstance(c.get("band"), int | float):
+            predicted += f" ± {_number(c['band'], pattern)}"
+        uncal, runs = c.get("uncalibrated"), c.get("runs")
+        if isinstance(runs, int) and runs > 0:
+            plural = "run" if runs == 1 else "runs"
+            predicted += f" (calibrated on {runs} {plural}; estimator {_number(uncal, pattern)})"
+        rel = c.get("relative_error")
+        rows.append(
+            (
+                label,
+                predicted,
+                _number(c.get("actual"), pattern),
+                _number(c.get("error"), pattern.replace("{:", "{:+")),
+                f"{100 * rel:+.0f} %" if isinstance(rel, int | float) else "—",
+            )
+        )
+    return rows
+
+
+def _comparison(console: Any, result: Any) -> None:
+    """The predicted-vs-actual table: this machine's prediction on a local run (its profile named)."""
+    from rich.table import Table
+
+    pva = getattr(result, "predicted_vs_actual", None)
+    if not isinstance(pva, dict):
+        return
+    where = (
+        f"this machine, {pva.get('training_instance')}" if pva.get("basis") == "local" else pva.get("training_instance")
+    )
+    table = Table(title=f"predicted vs actual ({where})")
+    for col in ("figure", "predicted", "actual", "error", "relative"):
+        table.add_column(col, justify="left" if col == "figure" else "right", overflow="fold")
+    for row in comparison_rows(pva):
+        table.add_row(*row)
+    console.print(table)
+
+
+def latency_line(check: Any) -> str:
+    """One line on the post-deploy latency check of a run record's ``latency`` block (""; none ran): measured
+    p50 / p90 and tokens/s at its concurrency, the limit and the verdict, and what the verdict did."""
+    if not isinstance(check, dict) or not isinstance(check.get("measured"), dict):
+        return ""
+    m = check["measured"]
+    verdict = "within" if check.get("passed") else "OVER"
+    tolerance = 100 * float(check.get("tolerance") or 0)
+    if check.get("passed"):
+        done = ""
+    elif check.get("keep"):
+        done = "; reported only, the endpoint stays (--latency-check roll-back rolls it back)"
+    else:
+        done = "; rolled back"
+    return (
+        f"latency check: p50 {_number(m.get('p50_ms'), '{:,.0f}')} ms, p90 {_number(m.get('p90_ms'), '{:,.0f}')} ms, "
+        f"{_number(m.get('tokens_per_s'), '{:,.1f}')} tokens/s at concurrency {m.get('concurrency', '?')} "
+        f"({m.get('requests', '?')} requests); {verdict} the limit {_number(check.get('limit_ms'), '{:,.0f}')} ms "
+        f"(spec p50 {_number(check.get('spec_p50_ms'), '{:,.0f}')} ms + {tolerance:.0f} %)" + done
+    )
+
+
 def _summary(console: Any, result: Any, ask: str = "") -> None:
     """The run's outcome: status, run id and (failed) error name on one line, the reason on the next; what the
     local run changed about the job; the plan (with its expected managed spot saving when it trains on spot),
     the mode and its evidence, the accuracy table (with format
-    compliance) and held-out KL; the endpoint with the ``ask`` command line, and the report."""
+    compliance) and held-out KL; predicted vs actual on this machine; the endpoint with the ``ask`` command
+    line, and the report."""
     from rich.table import Table
 
     colour = "green" if result.status == "SUCCEEDED" else "red"
@@ -259,6 +347,10 @@ def _summary(console: Any, result: Any, ask: str = "") -> None:
         before, after = m.get("heldout_kl_before"), m.get("heldout_kl_after")
         if isinstance(before, int | float) and isinstance(after, int | float):
             console.print(f"held-out KL(teacher ‖ student): {before:.3f} -> {after:.3f} nats/token", highlight=False)
+    _comparison(console, result)
+    line = latency_line(getattr(result, "latency", None))
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
     if result.endpoint:
         name = result.endpoint["name"]
         console.print(f'endpoint: {name} at {result.endpoint["url"]}  (stratos invoke {name} "...")')

@@ -11,9 +11,16 @@
   Without a spec, ``--task TASK [--seed S] [--eval-size M]`` name a built-in task and its set;
 * ``stratos endpoints`` lists the registered endpoints (name, URL, model, pid, status) as a table;
   ``--stop NAME`` / ``--stop-all`` stops them; ``--json`` prints the list as JSON.
+* ``stratos loadtest ENDPOINT [--spec SPEC | --concurrency N --prompt-tokens N --output-tokens N] [--requests N]
+  [--max-seconds S] [--aws [--region R]] [--json]`` runs the pipeline's post-deploy load test
+  (:mod:`stratos.loadtest`: a warm-up, then a bounded closed loop) against a local endpoint, or with ``--aws``
+  a SageMaker endpoint through ``sagemaker-runtime`` (the AWS credentials in the environment), and prints p50,
+  p90, tokens/s and errors; with ``--spec`` also the verdict against ``latency.p50_ms`` x 1.10 (exit 1 when
+  missed), exactly as CheckLatency judges a deployment.
 
-Exit codes: 0 success; 1 unknown or unreachable endpoint, rejected request or unreadable JSON (one line on
-stderr saying which); 2 usage. The server module and rich are imported inside the commands.
+Exit codes: 0 success; 1 unknown or unreachable endpoint, rejected request, unreadable JSON or (loadtest with a
+spec) a missed latency limit (one line on stderr saying which); 2 usage. The server module and rich are imported
+inside the commands.
 """
 
 from __future__ import annotations
@@ -62,6 +69,24 @@ def register(subparsers: Any) -> None:
     stop.add_argument("--stop-all", action="store_true", help="stop every local endpoint")
     endpoints.add_argument("--json", action="store_true", help="print the list as JSON")
     endpoints.set_defaults(func=_cmd_endpoints)
+
+    load = subparsers.add_parser(
+        "loadtest",
+        help="bounded load test of an endpoint at a spec's latency shape: p50, p90, tokens/s (the post-deploy check)",
+    )
+    load.add_argument("endpoint", metavar="ENDPOINT", help="endpoint name (local, or a SageMaker one with --aws)")
+    load.add_argument("--spec", type=Path, metavar="SPEC", help="take the shape and the p50 limit from this spec")
+    load.add_argument("--concurrency", type=int, metavar="N", help="clients sending at once (default 1)")
+    load.add_argument("--prompt-tokens", type=int, metavar="N", help="prompt length, tokens (default 512)")
+    load.add_argument("--output-tokens", type=int, metavar="N", help="max_new_tokens per request (default 128)")
+    load.add_argument(
+        "--requests", type=int, metavar="N", help="measured requests at most (default 4 per client, >= 16)"
+    )
+    load.add_argument("--max-seconds", type=float, metavar="S", help="stop issuing requests after S s (default 120)")
+    load.add_argument("--aws", action="store_true", help="a SageMaker endpoint, through sagemaker-runtime")
+    load.add_argument("--region", help="with --aws: the endpoint's region (default: the AWS configuration's)")
+    load.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    load.set_defaults(func=_cmd_loadtest)
 
 
 def _body(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -262,3 +287,116 @@ def _cmd_endpoints(args: argparse.Namespace) -> int:
         table.add_row(i.name, i.url, i.model_dir, str(i.pid), status, i.started_at)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
+
+
+def _load_shape(args: argparse.Namespace) -> tuple[Any, float | None] | None:
+    """``(LoadShape, the spec's p50_ms or None)`` from the arguments; ``None`` (a message printed) if unusable."""
+    from pydantic import ValidationError
+
+    from stratos.errors import InputValidationError
+    from stratos.loadtest import DEFAULT_MAX_SECONDS, LoadShape, default_requests
+    from stratos.spec import LatencyConstraint, parse_spec
+
+    shape_flags = {"--concurrency": args.concurrency, "--prompt-tokens": args.prompt_tokens}
+    shape_flags["--output-tokens"] = args.output_tokens
+    p50_ms: float | None = None
+    try:
+        if args.spec is not None:
+            given = [flag for flag, value in shape_flags.items() if value is not None]
+            if given:
+                print(f"--spec sets the load's shape; drop {', '.join(given)}", file=sys.stderr)
+                return None
+            spec = parse_spec(args.spec.read_bytes(), str(args.spec))
+            shape = LoadShape.from_spec(spec, max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS)
+            p50_ms = spec.constraints.latency.p50_ms
+        else:
+            defaults = LatencyConstraint.model_fields
+            concurrency = args.concurrency or defaults["concurrency"].default
+            shape = LoadShape(
+                concurrency=concurrency,
+                prompt_tokens=args.prompt_tokens or defaults["prompt_tokens"].default,
+                output_tokens=args.output_tokens or defaults["output_tokens"].default,
+                requests=default_requests(concurrency),
+                max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
+            )
+        if args.requests is not None:
+            shape = LoadShape.model_validate({**shape.model_dump(), "requests": args.requests})
+    except OSError as exc:
+        print(f"{args.spec}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
+    except InputValidationError as exc:
+        print(f"{args.spec}: INVALID: " + "; ".join(str(err) for err in exc.errors), file=sys.stderr)
+        return None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "the load"
+        print(f"{flag}: {error['msg']}", file=sys.stderr)
+        return None
+    return shape, p50_ms
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from stratos.loadtest import SageMakerRuntimeTransport, Transport, latency_limit_ms, run_load_test, verdict
+
+    if args.region and not args.aws:
+        print("--region is for --aws (a SageMaker endpoint)", file=sys.stderr)
+        return 2
+    settings = _load_shape(args)
+    if settings is None:
+        return 2
+    shape, p50_ms = settings
+    transport: Transport
+    if args.aws:
+        transport = SageMakerRuntimeTransport(args.endpoint, region=args.region, pool=shape.concurrency)
+    else:
+        from stratos_cli.local.serving import LocalTransport
+
+        transport = LocalTransport(args.endpoint)
+    result = run_load_test(transport, shape)
+    passed, reason = verdict(result, p50_ms) if p50_ms is not None else (None, "")
+    if args.json:
+        doc: dict[str, Any] = {"endpoint": args.endpoint, "shape": shape.model_dump(mode="json")}
+        doc["result"] = result.model_dump(mode="json")
+        if p50_ms is not None:
+            doc |= {"p50_limit_ms": latency_limit_ms(p50_ms), "passed": passed, "reason": reason}
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_load(args.endpoint, shape, result)
+        if p50_ms is not None:
+            print(("PASS: " if passed else "FAIL: ") + reason)
+    return 1 if passed is False else 0
+
+
+def _print_load(endpoint: str, shape: Any, result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    title = (
+        f"{endpoint}: {result.requests} requests at concurrency {shape.concurrency}, prompt ~{shape.prompt_tokens} "
+        f"tokens, max_new_tokens {shape.output_tokens}"
+    )
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rate = "-" if result.tokens_per_s is None else f"{result.tokens_per_s:,.1f} ({result.tokens_counted})"
+    prompt = "-" if result.prompt_tokens is None else f"{result.prompt_tokens} tokens"
+    rows = [
+        ("p50 latency", ms(result.p50_ms)),
+        ("p90 latency", ms(result.p90_ms)),
+        ("mean / max latency", f"{ms(result.mean_ms)} / {ms(result.max_ms)}"),
+        ("generated tokens/s", rate),
+        ("generated tokens", f"{result.output_tokens:,}"),
+        ("prompt as the endpoint counted it", prompt),
+        (
+            "errors",
+            f"{result.errors} of {result.requests}" + (f" ({result.error_samples[0]})" if result.errors else ""),
+        ),
+        ("measured wall time", f"{result.wall_s:,.1f} s" + (" (time cap reached)" if result.stopped_by_time else "")),
+        ("warm-up (excluded)", ms(result.warmup_ms) if result.warmup_error is None else result.warmup_error),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)

@@ -60,6 +60,7 @@ def test_success_path_end_to_end(make_stack):
         "EvaluationGate", "GatePassed", "Deploy",
         "WaitForEndpoint", "DescribeEndpoint", "EndpointStatus", "CountEndpointPoll", "PollsLeft",  # Creating
         "WaitForEndpoint", "DescribeEndpoint", "EndpointStatus",  # InService
+        "CheckLatency", "LatencyWithinLimit",  # measured p50 within latency.p50_ms x 1.10
         "FinishDeployment", "RecordSuccess", "PublishRunSucceeded", "RunSucceeded",
     ]  # fmt: skip
 

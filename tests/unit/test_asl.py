@@ -112,7 +112,9 @@ def test_training_status_choice_covers_every_terminal_status():
 def test_waits_are_parameters():
     waits = {n: s for n, s in STATES.items() if s["Type"] == "Wait"}
     assert waits and all("Seconds" not in s and s["SecondsPath"].startswith("$.timing.") for s in waits.values())
-    timing = STATES["ReadTrigger"]["Parameters"]["timing"]
+    timing = dict(STATES["ReadTrigger"]["Parameters"]["timing"])
+    # Every figure is a template parameter parsed to a number; the one word, what a missed latency limit does.
+    assert timing.pop("latency_check_action") == "${LatencyCheckAction}"
     assert all(v.startswith("States.StringToJson('${") for v in timing.values())
 
 

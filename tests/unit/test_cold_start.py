@@ -18,7 +18,7 @@ _spec.loader.exec_module(bench)
 
 def test_benchmark_covers_every_handler_in_the_template():
     modules = bench.handler_modules()
-    assert "validate_spec.app" in modules and "redistill_sweep.app" in modules and len(modules) == 8
+    assert "validate_spec.app" in modules and "check_latency.app" in modules and len(modules) == 9
 
 
 @pytest.mark.parametrize("module", bench.handler_modules())

@@ -38,6 +38,8 @@ LAMBDA_MODULES = (
     "stratos.pipeline.training",
     "stratos.pipeline.gate",
     "stratos.pipeline.deploy",
+    "stratos.pipeline.latency",
+    "stratos.loadtest",
     "stratos.pipeline.record",
     "stratos.pipeline.sweep",
     "stratos.aws",
@@ -55,6 +57,7 @@ HANDLER_MODULES = (
     "prepare_training.app",
     "evaluation_gate.app",
     "deploy.app",
+    "check_latency.app",
     "record_run.app",
     "redistill_sweep.app",
 )

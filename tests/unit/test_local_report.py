@@ -362,7 +362,7 @@ def test_local_run_section_and_failure_name_and_reason(tmp_path, spec):
     text = write_report(tmp_path, spec=spec, plan={}, metrics={}, model_card="", run_record=record).markdown.read_text()
     assert "| error | TrainingFailedError |" in text
     assert "| reason | training job j failed (Failed): out of memory |" in text
-    assert "Contents: [Local run](#local-run) · [Spec](#spec)" in text
+    assert "Contents: [Local run](#local-run) · [Plan](#plan)" in text
     local = text.split("\n## Local run\n", 1)[1].split("\n## ", 1)[0]
     assert "* candidates.teachers: the catalog -> ['gemma-3-270m'] (only PyPI models run locally)" in local
     assert "* local sizing: student smollm2-135m-instruct depth-pruned to 15 layers; batch 4 (AWS: 8)" in local

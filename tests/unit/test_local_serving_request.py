@@ -110,6 +110,11 @@ REJECTIONS = [
     (body({"inputs": "x", "parameters": {"seed": "3"}}), "parameters.seed"),
     (body({"inputs": "x", "parameters": {"stop": "\n"}}), "parameters.stop"),
     (body({"inputs": "x", "parameters": {"stop": [1]}}), "parameters.stop"),
+    (body({"inputs": "x", "parameters": {"details": "yes"}}), "parameters.details"),
+    (
+        body({"inputs": "x", "parameters": {"details": True, "decoder_input_details": 1}}),
+        "parameters.decoder_input_details",
+    ),
 ]
 """Bodies the parser must reject, with the field each rejection names."""
 

@@ -191,3 +191,33 @@ def test_a_spot_plan_shows_its_expected_saving():
     console, out = _console()
     _summary(console, _result(plan={**plan, "spot": False}))
     assert "managed spot" not in out.getvalue() and "(spot)" not in out.getvalue()
+
+
+def _check(passed: bool, keep: bool) -> dict[str, Any]:
+    measured = {"p50_ms": 3210.4, "p90_ms": 4100.0, "tokens_per_s": 39.9, "concurrency": 4, "requests": 16}
+    return {
+        "passed": passed,
+        "keep": keep,
+        "limit_ms": 1650.0,
+        "spec_p50_ms": 1500.0,
+        "tolerance": 0.1,
+        "measured": measured,
+    }
+
+
+def test_the_latency_check_line_gives_the_figures_the_limit_and_what_a_miss_did():
+    console, out = _console()
+    _summary(console, _result(latency=_check(passed=False, keep=True)))
+    text = " ".join(out.getvalue().split())
+    assert "latency check: p50 3,210 ms, p90 4,100 ms, 39.9 tokens/s at concurrency 4 (16 requests)" in text
+    assert "OVER the limit 1,650 ms (spec p50 1,500 ms + 10 %); reported only, the endpoint stays" in text
+    console, out = _console()
+    _summary(console, _result(latency=_check(passed=False, keep=False)))
+    assert "; rolled back" in " ".join(out.getvalue().split())
+    console, out = _console()
+    _summary(console, _result(latency={**_check(passed=True, keep=True)}))
+    text = " ".join(out.getvalue().split())
+    assert "within the limit 1,650 ms" in text and "reported only" not in text and "rolled back" not in text
+    console, out = _console()
+    _summary(console, _result())
+    assert "latency check" not in out.getvalue()

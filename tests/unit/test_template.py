@@ -283,6 +283,8 @@ def test_least_privilege_no_wildcard_actions():
         if s.get("Resource") == "*":  # only actions that have no resource-level permissions
             assert set(actions) <= {
                 "pricing:GetProducts",
+                "servicequotas:ListServiceQuotas",
+                "servicequotas:ListAWSDefaultServiceQuotas",
                 "ecr:GetAuthorizationToken",
                 "cloudwatch:PutMetricData",
                 "logs:CreateLogDelivery",

@@ -1,5 +1,5 @@
-"""LookUpPrices: price every catalog instance type in the run's region, store the table in S3 (see
-:func:`stratos.pipeline.planning.look_up_prices`)."""
+"""LookUpPrices: price every catalog instance type in the run's region and read the account's SageMaker instance
+quotas there, store both in S3 (see :func:`stratos.pipeline.planning.look_up_prices`)."""
 
 from typing import Any
 
@@ -18,4 +18,6 @@ metrics = Metrics(namespace="Stratos", service="stratos")
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = look_up_prices(event)
     metrics.add_metric(name="UnknownPrices", unit=MetricUnit.Count, value=ref.unknown_prices)
+    metrics.add_metric(name="QuotasUnreadable", unit=MetricUnit.Count, value=int(ref.quotas == "unreadable"))
+    metrics.add_metric(name="ZeroQuotaInstanceTypes", unit=MetricUnit.Count, value=ref.zero_quota_types)
     return ref.to_state()

@@ -35,6 +35,9 @@ SFN_PAYLOAD_LIMIT_BYTES = 256 * 1024
 STATE_BUDGET_BYTES = SFN_PAYLOAD_LIMIT_BYTES // 4
 #: How many plans a state carries inline; the rest of the frontier lives in S3.
 FRONTIER_INLINE_K = 5
+#: Where LookUpPrices' instance quotas came from: ``live`` = the Service Quotas API answered; ``unreadable`` = it
+#: did not (access denied, throttled, unreachable), and the instance allow-lists stand in.
+QuotaSource = Literal["live", "unreadable"]
 
 
 class Payload(BaseModel):
@@ -104,6 +107,26 @@ class PriceTableRef(Payload):
     instance_types: int = Field(ge=0, description="Instance types with a known price, count.")
     unknown_prices: int = Field(ge=0, description="Types with no known price (excluded from planning), count.")
     snapshot_date: Short = Field(description="Date of the catalog snapshot used as fallback, ISO 8601.")
+    quotas: QuotaSource | None = Field(
+        default=None,
+        description="The account's SageMaker instance quotas stored with the table (stratos.aws.quotas): live = read "
+        "from the Service Quotas API (SelectPlan excludes a type whose quota is below the plan's instance count); "
+        "unreadable = the role could not read them (only the instance allow-lists restrict types); None = not read.",
+    )
+    zero_quota_types: int = Field(
+        default=0, ge=0, description="Instance types with a training, spot training or endpoint quota of 0, count."
+    )
+
+
+class EstimateBand(Payload):
+    """How sure the planner is of one estimate (:mod:`stratos.planner.calibration`): the estimators' own figure,
+    the band around the plan's figure, and how many past runs calibrated it."""
+
+    MAX_BYTES: ClassVar[int] = 256
+
+    uncalibrated: float = Field(description="The estimators' figure before calibration, the estimate's unit.")
+    band: float = Field(ge=0, description="Half-width of the band, the estimate's unit (estimate +- band).")
+    runs: int = Field(default=0, ge=0, description="Past runs the calibration learnt from (0 = not calibrated).")
 
 
 class PlanSummary(Payload):
@@ -155,6 +178,15 @@ class PlanSummary(Payload):
         description="Expected saving of managed spot: on_demand_training_cost_usd - training_cost_usd, USD (0 "
         "on-demand). A planning figure from the catalog's dated spot snapshot; the run record keeps the measured "
         "one.",
+    )
+    accuracy_band: EstimateBand | None = Field(
+        default=None, description="expected_accuracy's band (fraction) and calibration; None in older plans."
+    )
+    training_hours_band: EstimateBand | None = Field(
+        default=None, description="training_hours' band (hours) and calibration; None in older plans."
+    )
+    p50_latency_band: EstimateBand | None = Field(
+        default=None, description="p50_latency_ms' band (ms) and calibration; None in older plans."
     )
 
 

@@ -9,7 +9,7 @@ their JSON dumps.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +65,77 @@ class ActualTraining(_Record):
     )
 
 
+class Comparison(_Record):
+    """One planner estimate against what the run measured, in the figure's own unit (fraction, hours, USD, ms,
+    tokens/s). ``error = actual - predicted``; ``relative_error = error / predicted`` (None when the prediction is
+    0 or either side is missing), so a positive error means the run measured more than was predicted."""
+
+    predicted: float | None = Field(default=None, description="The plan's figure (after calibration).")
+    actual: float | None = Field(default=None, description="What the run measured; None until measured.")
+    error: float | None = Field(default=None, description="actual - predicted, the figure's unit.")
+    relative_error: float | None = Field(default=None, description="(actual - predicted) / predicted, fraction.")
+    uncalibrated: float | None = Field(
+        default=None,
+        description="The estimators' own figure before calibration from past runs: what calibration learns from "
+        "(stratos.planner.calibration).",
+    )
+    band: float | None = Field(
+        default=None, ge=0, description="Half-width of the prediction's band, the figure's unit (predicted +- band)."
+    )
+    runs: int | None = Field(default=None, ge=0, description="Past runs the prediction was calibrated on.")
+
+    @classmethod
+    def of(
+        cls,
+        predicted: float | None,
+        actual: float | None,
+        *,
+        uncalibrated: float | None = None,
+        band: float | None = None,
+        runs: int | None = None,
+    ) -> Comparison:
+        """A comparison with its errors worked out (each rounded to 9 significant decimals)."""
+        error = None if predicted is None or actual is None else actual - predicted
+        relative = None if error is None or not predicted else error / predicted
+        return cls(
+            predicted=predicted,
+            actual=actual,
+            error=None if error is None else round(error, 9),
+            relative_error=None if relative is None else round(relative, 9),
+            uncalibrated=uncalibrated,
+            band=band,
+            runs=runs,
+        )
+
+
+class PredictedVsActual(_Record):
+    """The plan's estimates beside the run's measurements, each with its error (issue 16): what the next runs of
+    the same task kind, student and mode calibrate the planner on (:mod:`stratos.planner.calibration`).
+
+    ``basis`` says what the predictions are for: ``plan`` = the chosen plan's instances (a run on AWS); ``local``
+    = the local instance profile of the machine a local run ran on (``training_instance`` is then
+    ``local:<machine>``; the AWS plan stays in the record's ``plan``). Training cost is billable seconds x the
+    plan's on-demand training rate on both sides (locally: what the measured time would cost at the AWS plan's
+    rate). p50 latency and tokens/s stay unmeasured (``actual`` None) until a post-deploy check measures them.
+    """
+
+    basis: Literal["plan", "local"] = Field(description="plan = the chosen plan's instances; local = this machine.")
+    task_kind: str = Field(description="The spec's task.kind (calibration key).")
+    teacher: str
+    student: str
+    mode: str = Field(description="The distillation mode the accuracy was predicted for (the plan's).")
+    mode_actual: str | None = Field(default=None, description="The mode the training job ran.")
+    training_instance: str = Field(description="What the training-time prediction is for (calibration key).")
+    serving_instance: str = Field(description="What the latency prediction is for (calibration key).")
+    accuracy: Comparison = Field(description="Expected vs measured student_after_accuracy, fraction 0..1.")
+    training_hours: Comparison = Field(description="Predicted vs measured training job wall time, hours.")
+    training_cost_usd: Comparison = Field(description="Predicted vs billed training cost, USD.")
+    p50_latency_ms: Comparison | None = Field(default=None, description="Predicted vs measured p50 latency, ms.")
+    tokens_per_s: Comparison | None = Field(
+        default=None, description="Predicted vs measured generated tokens/s of one serving instance."
+    )
+
+
 class EndpointRecord(_Record):
     """The endpoint that serves the run's student."""
 
@@ -109,8 +180,16 @@ class RunRecord(_Record):
     injection_rounds: list[dict[str, Any]] | None = None
     gate: GateRecord | None = None
     actual: ActualTraining | None = Field(default=None, description="Measured training time and cost.")
+    predicted_vs_actual: PredictedVsActual | None = Field(
+        default=None, description="The plan's estimates beside the run's measurements, with their errors."
+    )
     model_artifacts: str | None = Field(default=None, description="S3 URI of the job's model.tar.gz.")
     deployment: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = Field(
+        default=None,
+        description="CheckLatency's post-deploy load test (stratos.pipeline.models.LatencyCheck): measured p50, p90 "
+        "and tokens/s at the spec's latency shape beside the limit and the plan's prediction, and the verdict.",
+    )
     endpoint: EndpointRecord | None = None
     error: ErrorRecord | None = None
 

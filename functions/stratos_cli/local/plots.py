@@ -198,3 +198,53 @@ def plot_accuracy(
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def plot_predicted_vs_actual(
+    panels: Sequence[tuple[str, float | None, float | None, float | None]], path: Path, title: str
+) -> bool:
+    """One small panel per figure: the prediction as a bar with its band as an error bar, the measurement as a bar
+    beside it (a missing measurement is labelled :data:`MISSING`). Writes a PNG to ``path``.
+
+    Args:
+        panels: ``(label with unit, predicted, band half-width, actual)`` per figure, in the figure's unit; a
+            panel without a prediction is left out.
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        False (nothing written) when no panel has a prediction, else True.
+
+    Raises:
+        OSError: ``path`` cannot be written.
+    """
+    drawn = [p for p in panels if p[1] is not None]
+    if not drawn:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server or in a test
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(drawn), figsize=(2.6 * len(drawn) + 0.6, 3.6), dpi=120, squeeze=False)
+    for ax, (label, predicted, band, actual) in zip(axes[0], drawn, strict=True):
+        assert predicted is not None
+        ax.bar(0, predicted, 0.6, color="tab:gray", yerr=band, capsize=6, label="predicted ± band")
+        top = predicted + (band or 0.0)
+        if actual is None:
+            ax.text(1, 0, MISSING, ha="center", va="bottom", fontsize=12)
+        else:
+            ax.bar(1, actual, 0.6, color="tab:blue", label="measured")
+            top = max(top, actual)
+        for x, value in ((0, predicted), (1, actual)):
+            if value is not None:
+                ax.text(x, value, f"{value:.3g}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks([0, 1], ["predicted", "measured"])
+        ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -1,10 +1,14 @@
 """The run report: one folder with ``report.md``, ``report.html`` and the PNGs both reference.
 
-Sections: the spec; the plan (chosen plan, the Pareto plot); why the other plans lost (frontier top K with each
-plan's score gap and its weakest objective, the single-objective baselines, rejection counts by reason); the
+The report opens with the outcome: the run (status, endpoint, error), the accuracy table (teacher / student
+before / student after), predicted vs actual (the plan's estimates beside the run's measurements, each with its
+band and error, and a figure; a local run's predictions are for this machine's profile), and the money (training
+as billed, serving as planned). Then: what a local run did differently; the plan (chosen plan, the Pareto plot,
+its calibration and the uncertainty-aware choice); why the other plans lost (frontier top K with each plan's
+score gap and its weakest objective, the single-objective baselines, rejection counts by reason); the
 distillation mode decision with its evidence; training (loss curve, counts, and its time and cost as SageMaker
-billed it: training vs billable seconds, managed spot and its measured saving); accuracy (teacher / student before
-/ student after, table and bar chart, sample completions); the model card; the run record.
+billed it: training vs billable seconds, managed spot and its measured saving); accuracy in detail (bar chart,
+further held-out sets, strata, sample completions); the model card; the spec; the run record.
 
 The report is written once, as Markdown blocks (:class:`_Doc`): ``report.md`` joins them, and ``report.html`` is
 their rendering by markdown-it-py (CommonMark + GFM tables, raw HTML escaped) inside the jinja2 page
@@ -37,7 +41,14 @@ from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 
 from stratos.planner.selection import Best, Weights
-from stratos_cli.local.plots import BASELINE_MARKERS, MISSING, plot_accuracy, plot_frontier, plot_loss
+from stratos_cli.local.plots import (
+    BASELINE_MARKERS,
+    MISSING,
+    plot_accuracy,
+    plot_frontier,
+    plot_loss,
+    plot_predicted_vs_actual,
+)
 
 DASH = MISSING
 """What a missing value renders as (in tables, and as the label of a missing bar in a figure)."""
@@ -525,16 +536,128 @@ def _summary(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], run_re
     doc.table(["run", "value"], rows)
     sections = (
         *(("Local run",) if _local_differences(run_record) else ()),
-        "Spec",
         "Plan",
         "Why the others lost",
         "Mode decision",
         "Training",
         "Accuracy",
         "Model card",
+        "Spec",
         "Run record",
     )
     doc.para("Contents: " + " · ".join(f"[{s}](#{_slug(s)})" for s in sections))
+
+
+def _accuracy_table(doc: _Doc, metrics: Mapping[str, Any]) -> None:
+    rows = []
+    for label, prefix in ACCURACY_ROWS:
+        model = metrics.get("teacher") if prefix == "teacher" else metrics.get("student")
+        rows.append(
+            [
+                label,
+                fmt(model),
+                fmt(metrics.get(f"{prefix}_accuracy"), ".3f"),
+                fmt(metrics.get(f"{prefix}_partial"), ".3f"),
+                fmt(metrics.get(f"{prefix}_answered"), ".3f"),
+            ]
+        )
+    doc.table(["model", "id", "exact accuracy", "partial credit", "answered (parseable)"], rows, right=[2, 3, 4])
+
+
+def predicted_vs_actual_panels(pva: Mapping[str, Any]) -> list[tuple[str, float | None, float | None, float | None]]:
+    """``(label, predicted, band, actual)`` per figure of a ``predicted_vs_actual`` block, for
+    :func:`~stratos_cli.local.plots.plot_predicted_vs_actual` (training cost left out: on a local run it is the
+    training time at a price)."""
+    from stratos_cli.run_cli import COMPARED
+
+    panels = []
+    for key, label, _ in COMPARED:
+        c = pva.get(key)
+        if key == "training_cost_usd" or not isinstance(c, Mapping):
+            continue
+        panels.append((label, _number(c.get("predicted")), _number(c.get("band")), _number(c.get("actual"))))
+    return panels
+
+
+def _predicted_vs_actual(doc: _Doc, run_record: Mapping[str, Any], png: str | None) -> None:
+    from stratos_cli.run_cli import comparison_rows
+
+    doc.heading(3, "Predicted vs actual")
+    pva = _mapping(run_record, "predicted_vs_actual")
+    if not pva:
+        doc.para(f"No predicted-vs-actual block in the run record ({DASH}): the run did not reach its evaluation.")
+        return
+    if pva.get("basis") == "local":
+        profile = _mapping(run_record, "local_profile")
+        doc.para(
+            f"Predicted for this machine (`{fmt(pva.get('training_instance'))}`: "
+            f"{fmt(profile.get('cores'))} cores, {fmt(profile.get('training_tflops'), '.3f')} TFLOP/s training and "
+            f"{fmt(profile.get('bandwidth_gbps'), '.1f')} GB/s measured on "
+            f"{fmt(str(profile.get('measured_at') or '')[:10])}), "
+            "the local run's own job sized by the estimators; the AWS plan's figures are under [Plan](#plan). "
+            "Training cost: the time at the AWS plan's price per training hour (managed spot saving included)."
+        )
+    else:
+        doc.para(
+            f"The chosen plan's figures (training on `{fmt(pva.get('training_instance'))}`, serving on "
+            f"`{fmt(pva.get('serving_instance'))}`) beside what the run measured."
+        )
+    doc.para(
+        "Each prediction is the estimators' figure corrected by earlier runs of the same task kind, student and mode "
+        "(when there are any: 'calibrated on n runs'), ± its band; error = actual - predicted. Latency is measured "
+        "by the post-deploy check."
+    )
+    rows = comparison_rows(dict(pva))
+    doc.table(["figure", "predicted", "actual", "error", "relative"], [list(r) for r in rows], right=[1, 2, 3, 4])
+    if png:
+        doc.image(png, "Predicted (with band) vs measured, per figure")
+
+
+def _latency_check(doc: _Doc, run_record: Mapping[str, Any]) -> None:
+    """The post-deploy load test's verdict in words (:func:`stratos_cli.run_cli.latency_line`), when it ran."""
+    from stratos_cli.run_cli import latency_line
+
+    line = latency_line(run_record.get("latency"))
+    if line:
+        doc.para(line[0].upper() + line[1:] + ".")
+
+
+def _money(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], run_record: Mapping[str, Any]) -> None:
+    doc.heading(3, "Money")
+    chosen = _mapping(plan, "plan")
+    actual = _mapping(run_record, "actual")
+    months = _number(_mapping(spec, "constraints").get("serving_months"))
+    rows = [
+        ("training, as billed (billable time x on-demand price), USD", fmt(actual.get("training_cost_usd"), ",.2f")),
+        ("training, planned, USD", fmt(chosen.get("training_cost_usd"), ",.2f")),
+        ("endpoint, planned, USD/month", fmt(chosen.get("serving_usd_per_month"), ",.2f")),
+        (
+            f"serving over {fmt(months, 'g')} month(s), planned, USD",
+            fmt(chosen.get("serving_cost_usd"), ",.2f"),
+        ),
+        ("total, planned, USD", fmt(chosen.get("total_cost_usd"), ",.2f")),
+        ("budget (constraints.budget_usd), USD", fmt(_mapping(spec, "constraints").get("budget_usd"), ",.2f")),
+    ]
+    if actual.get("spot"):
+        rows.append(("managed spot saving, measured, USD", fmt(actual.get("spot_saving_usd"), ",.2f")))
+    doc.table(["", "value"], rows, right=[1])
+
+
+def _outcome(
+    doc: _Doc,
+    spec: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    run_record: Mapping[str, Any],
+    pva_png: str | None,
+) -> None:
+    """The report's opening: the run, its accuracy, predicted vs actual, the money."""
+    _summary(doc, spec, plan, run_record)
+    doc.heading(3, "Accuracy on the held-out set")
+    _accuracy_table(doc, metrics)
+    _predicted_vs_actual(doc, run_record, pva_png)
+    _latency_check(doc, run_record)
+    _money(doc, spec, plan, run_record)
 
 
 def _local_differences(run_record: Mapping[str, Any]) -> list[str]:
@@ -584,6 +707,7 @@ def _plan_section(doc: _Doc, plan: Mapping[str, Any], pareto: str | None) -> Non
     doc.heading(3, "Chosen plan")
     rows = [(label, fmt(chosen.get(key), number_format)) for key, label, number_format in PLAN_FIELDS]
     doc.table(["field", "value"], rows)
+    _calibration(doc, plan)
     doc.heading(3, "Pareto plot")
     if pareto:
         doc.para(
@@ -597,6 +721,27 @@ def _plan_section(doc: _Doc, plan: Mapping[str, Any], pareto: str | None) -> Non
     if warnings:
         doc.para("Planner warnings:")
         doc.bullets(str(w) for w in warnings)
+
+
+def _calibration(doc: _Doc, plan: Mapping[str, Any]) -> None:
+    """Which of the chosen plan's figures past runs calibrated (and from how many), their bands, and how the
+    uncertainty-aware choice went."""
+    from stratos_cli.plan_cli import calibration_rows
+
+    cal, chosen = _mapping(plan, "calibration"), _mapping(plan, "plan")
+    if not cal or not all(k in chosen for k in ("expected_accuracy", "training_hours", "p50_latency_ms")):
+        return
+    doc.heading(3, "Calibration and ties")
+    doc.para(
+        f"{fmt(cal.get('used'))} of {fmt(cal.get('records'))} past run records had a predicted-vs-actual block; "
+        f"each figure is the estimators' own, corrected by the runs of its key (the prior counts as "
+        f"{fmt(cal.get('prior_runs'))} run), ± its band."
+    )
+    rows = [list(r) for r in calibration_rows({"plan": dict(chosen)})]
+    doc.table(["figure", "estimate ± band", "runs", "how"], rows, right=[1, 2])
+    tie = _mapping(plan, "tie")
+    if tie.get("reason"):
+        doc.para(f"Uncertainty-aware choice: {tie['reason']}.")
 
 
 def _lost_section(doc: _Doc, spec: Mapping[str, Any], plan: Mapping[str, Any], top_k: int) -> None:
@@ -774,22 +919,10 @@ def _accuracy_section(
 ) -> None:
     doc.heading(2, "Accuracy")
     doc.para(
-        f"Held-out evaluation set ({fmt(metrics.get('eval_examples'))} examples), greedy decoding. Exact accuracy "
-        "counts fully correct answers; partial credit is the task's partial score (e.g. F1 of a tile set)."
+        f"Held-out evaluation set ({fmt(metrics.get('eval_examples'))} examples), greedy decoding (the table is under "
+        "[Outcome](#outcome)). Exact accuracy counts fully correct answers; partial credit is the task's partial "
+        "score (e.g. F1 of a tile set)."
     )
-    rows = []
-    for label, prefix in ACCURACY_ROWS:
-        model = metrics.get("teacher") if prefix == "teacher" else metrics.get("student")
-        rows.append(
-            [
-                label,
-                fmt(model),
-                fmt(metrics.get(f"{prefix}_accuracy"), ".3f"),
-                fmt(metrics.get(f"{prefix}_partial"), ".3f"),
-                fmt(metrics.get(f"{prefix}_answered"), ".3f"),
-            ]
-        )
-    doc.table(["model", "id", "exact accuracy", "partial credit", "answered (parseable)"], rows, right=[2, 3, 4])
     min_accuracy = _number(_mapping(spec, "constraints").get("min_accuracy"))
     chosen = _mapping(plan, "plan")
     expected = _number(chosen.get("expected_accuracy"))
@@ -980,21 +1113,27 @@ def write_report(
     ):
         images["accuracy"] = accuracy_path
 
+    pva = _mapping(run_record, "predicted_vs_actual")
+    pva_path = images_dir / "predicted_vs_actual.png"
+    if pva and plot_predicted_vs_actual(predicted_vs_actual_panels(pva), pva_path, f"{task_id}: predicted vs measured"):
+        images["predicted_vs_actual"] = pva_path
+
     def rel(name: str) -> str | None:
         return f"{IMAGES_DIR}/{images[name].name}" if name in images else None
 
     doc = _Doc()
     title = f"Stratos run report: {task_id}"
     doc.heading(1, title)
-    _summary(doc, spec, plan, run_record)
+    doc.heading(2, "Outcome")
+    _outcome(doc, spec, plan, metrics, run_record, rel("predicted_vs_actual"))
     _local_section(doc, run_record)
-    _spec_section(doc, spec)
     _plan_section(doc, plan, rel("pareto"))
     _lost_section(doc, spec, plan, max(1, top_k))
     _mode_section(doc, metrics, plan)
     _training_section(doc, metrics, rel("loss"), _mapping(run_record, "actual"), chosen)
     _accuracy_section(doc, spec, plan, metrics, rel("accuracy"))
     _card_section(doc, model_card)
+    _spec_section(doc, spec)
     doc.heading(2, "Run record")
     doc.code(json.dumps(run_record, indent=2, sort_keys=True, default=str), "json")
 

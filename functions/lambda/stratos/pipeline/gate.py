@@ -12,6 +12,10 @@ maps it onto :class:`~stratos.payloads.TrainingMetrics` (:func:`training_metrics
 
 A rejection is a normal result (``passed = false``), so the metrics stay in the state and the run record;
 the state machine then fails the run with ``EvaluationRejectedError`` without touching the endpoint.
+
+Either way the record gets ``predicted_vs_actual`` (:func:`predicted_vs_actual`): the plan's expected accuracy,
+training hours and training cost beside the job's measured ones, each with its error, and the plan's p50 latency
+and tokens/s (measured later, by the post-deploy check). The planner calibrates the next runs on it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from stratos.payloads import (
 from stratos.pipeline.models import TrainedState
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, parse_step_event, utcnow
-from stratos.run_record import ActualTraining, GateRecord, ModeRecord, RunRecord
+from stratos.run_record import ActualTraining, GateRecord, ModeRecord, PredictedVsActual, RunRecord
 from stratos_contract.metrics import JobMetrics
 from stratos_contract.runs import Stage
 
@@ -223,6 +227,30 @@ def actual_training(description: dict[str, Any], plan: PlanRef) -> ActualTrainin
     )
 
 
+def predicted_vs_actual(
+    plan: PlanRef,
+    metrics: TrainingMetrics,
+    actual: ActualTraining,
+    task_kind: str,
+    output_tokens: int,
+    concurrency: int,
+) -> PredictedVsActual:
+    """The chosen plan's estimates beside the job's measurements (:func:`stratos.planner.calibration.compare`):
+    expected vs measured ``student_after_accuracy`` (fraction), training hours (TrainingTimeInSeconds) and training
+    cost (billable seconds x the on-demand rate, :func:`actual_training`); p50 latency and tokens/s at the spec's
+    ``latency.output_tokens`` and ``concurrency`` predicted, not yet measured."""
+    from stratos.planner.calibration import compare, plan_prediction
+
+    return compare(
+        plan_prediction(plan.plan, output_tokens, concurrency),
+        task_kind,
+        accuracy=metrics.student_after_accuracy,
+        mode_actual=metrics.mode.value,
+        training_hours=actual.training_hours,
+        training_cost_usd=actual.training_cost_usd,
+    )
+
+
 def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
     """Read the job's metrics, apply :func:`verdict`, record metrics, mode decision and evidence.
 
@@ -254,6 +282,8 @@ def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
     evidence: dict[str, Any] = found if isinstance(found, dict) else {}
     if len(json.dumps(evidence, default=str)) > MAX_EVIDENCE_BYTES:
         evidence = {k: v for k, v in evidence.items() if _number(v) is not None or isinstance(v, bool | str)}
+    actual = actual_training(description, plan)
+    lat = spec.constraints.latency
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
@@ -269,7 +299,10 @@ def evaluate(event: Any, services: Services | None = None) -> EvaluationResult:
                 evidence=evidence,
             ),
             gate=GateRecord(passed=passed, reason=reason),
-            actual=actual_training(description, plan),
+            actual=actual,
+            predicted_vs_actual=predicted_vs_actual(
+                plan, metrics, actual, spec.task.kind.value, lat.output_tokens, lat.concurrency
+            ),
             model_artifacts=description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
             updated_at=utcnow(),
         ),

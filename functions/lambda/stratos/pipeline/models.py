@@ -19,6 +19,8 @@ key              model                                        written by
 ``evaluation``   :class:`~stratos.payloads.EvaluationResult`  ``EvaluationGate``
 ``deployment``   :class:`~stratos.payloads.DeploymentRef`     ``Deploy`` / ``FinishDeployment``
 ``endpoint``     :class:`EndpointPoll`                        ``DescribeEndpoint`` (ResultSelector)
+``latency``      :class:`LatencyCheck`                        ``CheckLatency``
+``rollback``     :class:`RollbackRef`                         ``RollBackDeployment``
 ``waits``        :class:`WaitCounter`                         ``CountEndpointWait`` (Pass)
 ``quota``        :class:`QuotaHit`                            ``*QuotaExceeded`` (Pass)
 ``busy``         :class:`StateError`                          ``Deploy`` (Catch ResourceBusyError)
@@ -39,6 +41,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from stratos.errors import PayloadTooLargeError
+from stratos.loadtest import DEFAULT_MAX_SECONDS, LoadTestResult
 from stratos.payloads import (
     DeploymentRef,
     EvaluationResult,
@@ -71,8 +74,13 @@ Long = Annotated[str, Field(max_length=1024)]
 ExecutionArn = Annotated[str, Field(max_length=2048, pattern=r"^arn:aws[a-z-]*:states:"), SafeAscii()]
 
 
+LatencyCheckAction = Literal["roll-back", "report"]
+"""What CheckLatency's verdict does to a deployment that missed its limit (:class:`Timing`)."""
+
+
 class Timing(Payload):
-    """Poll intervals, from the template's parameters through DefinitionSubstitutions (tests set them to 0)."""
+    """Poll intervals and the post-deploy load test's time cap, from the template's parameters through
+    DefinitionSubstitutions (tests set them to 0)."""
 
     MAX_BYTES: ClassVar[int] = 256
 
@@ -80,6 +88,17 @@ class Timing(Payload):
     endpoint_poll_seconds: int = Field(ge=0, le=86_400, description="Wait between DescribeEndpoint calls, s.")
     max_endpoint_waits: int = Field(
         ge=1, le=100_000, description="Endpoint polls (ours or another run's update) before giving up, count."
+    )
+    latency_check_seconds: int = Field(
+        default=int(DEFAULT_MAX_SECONDS),
+        ge=1,
+        le=600,
+        description="How long CheckLatency's load test may keep issuing requests, s (template LatencyCheckSeconds).",
+    )
+    latency_check_action: LatencyCheckAction = Field(
+        default="roll-back",
+        description="What a missed latency limit does (template LatencyCheckAction): 'roll-back' the deployment "
+        "and fail the run, or 'report' it in the run record and keep the endpoint.",
     )
 
 
@@ -304,6 +323,61 @@ class EndpointPoll(Payload):
     config: Short
 
 
+class LatencyCheck(Payload):
+    """CheckLatency's result: the post-deploy load test (:mod:`stratos.loadtest`) at the spec's latency shape,
+    against ``latency.p50_ms`` x (1 + tolerance) and against the plan's prediction.
+
+    Relative errors are ``measured / predicted - 1`` (+0.25: 25 % more than predicted).
+    """
+
+    MAX_BYTES: ClassVar[int] = 13 * 1024
+
+    endpoint_name: Short
+    endpoint_config_name: Short = Field(description="The config the load test measured (this run's).")
+    instance_count: int = Field(
+        default=1,
+        ge=1,
+        description="Instances the load was spread over (deployment.instance_count): per-instance "
+        "throughput is measured.tokens_per_s / instance_count.",
+    )
+    passed: bool = Field(description="Every request answered and measured p50 <= limit_ms.")
+    action: LatencyCheckAction = Field(
+        default="roll-back", description="What a miss does (Timing.latency_check_action)."
+    )
+    keep: bool = Field(
+        description="The deployment stays: passed, or a miss only reported (action 'report'). The state machine "
+        "rolls back when False.",
+    )
+    reason: str = Field(max_length=1024, description="The verdict in words, with the figures.")
+    spec_p50_ms: float = Field(gt=0, description="The spec's latency.p50_ms, ms.")
+    tolerance: float = Field(ge=0, le=1, description="How much over spec_p50_ms still passes, fraction.")
+    limit_ms: float = Field(gt=0, description="spec_p50_ms x (1 + tolerance), ms.")
+    predicted_p50_ms: float = Field(ge=0, description="The plan's p50 (roofline estimate), ms.")
+    predicted_tokens_per_s: float = Field(
+        ge=0, description="The plan's throughput at the measured concurrency: concurrency x output_tokens / p50."
+    )
+    p50_error: float | None = Field(default=None, description="measured p50 / predicted_p50_ms - 1.")
+    tokens_per_s_error: float | None = Field(default=None, description="measured / predicted tokens/s - 1.")
+    measured: LoadTestResult
+
+
+class RollbackRef(Payload):
+    """RollBackDeployment's result: what became of the endpoint after this run's config missed its latency limit.
+
+    ``reverted``: UpdateEndpoint back to ``config_name``, the config that served before this run (the state
+    machine then waits until it is InService on it again); ``deleted``: the run had created the endpoint, so it
+    was deleted, with this run's config and model (nothing served before it).
+    """
+
+    MAX_BYTES: ClassVar[int] = 10 * 1024
+
+    action: Literal["reverted", "deleted"]
+    endpoint_name: Short
+    config_name: Short | None = Field(default=None, description="The config serving again (reverted only).")
+    failed_config_name: Short = Field(description="This run's config, which missed the limit.")
+    reason: str = Field(max_length=1536, description="The run's failure in words: the figures and the rollback.")
+
+
 class WaitCounter(Payload):
     """Endpoint polls so far (bounded by :attr:`Timing.max_endpoint_waits`)."""
 
@@ -335,6 +409,16 @@ class RunSummary(Payload):
         default=None,
         description="Managed spot's measured saving: (training - billable seconds) x the on-demand rate, USD.",
     )
+    predicted_p50_latency_ms: float | None = Field(default=None, description="The plan's p50, ms.")
+    measured_p50_latency_ms: float | None = Field(
+        default=None, description="CheckLatency's measured p50 at the spec's shape and concurrency, ms."
+    )
+    measured_p90_latency_ms: float | None = Field(default=None, description="CheckLatency's measured p90, ms.")
+    predicted_tokens_per_s: float | None = Field(default=None, description="The plan's throughput, tokens/s.")
+    measured_tokens_per_s: float | None = Field(default=None, description="CheckLatency's throughput, tokens/s.")
+    latency_passed: bool | None = Field(
+        default=None, description="Measured p50 within latency.p50_ms x (1 + tolerance); None: not measured."
+    )
     finished_at: datetime
 
 
@@ -354,6 +438,8 @@ class StateDocument(Payload):
     evaluation: EvaluationResult | None = None
     deployment: DeploymentRef | None = None
     endpoint: EndpointPoll | None = None
+    latency: LatencyCheck | None = None
+    rollback: RollbackRef | None = None
     waits: WaitCounter | None = None
     quota: QuotaHit | None = None
     busy: StateError | None = None
@@ -419,10 +505,16 @@ class EvaluatedState(TrainedState):
 
 
 class EndpointState(PlannedState):
-    """FinishDeployment: the deployment and the endpoint's last poll."""
+    """CheckLatency and FinishDeployment: the deployment and the endpoint's last poll."""
 
     deployment: DeploymentRef
     endpoint: EndpointPoll
+
+
+class MeasuredState(EndpointState):
+    """RollBackDeployment: the deployment, the endpoint's last poll and the latency check it failed."""
+
+    latency: LatencyCheck
 
 
 class DeployedState(PlannedState):

@@ -9,7 +9,7 @@ chosen plan and a handful of runners-up (:class:`~stratos.payloads.PlanRef`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratos.errors import NoFeasiblePlanError, QuotaExceededError
 from stratos.payloads import PlanRef, PlanSummary, PriceTableRef
@@ -19,26 +19,47 @@ from stratos.pipeline.state import load_spec, parse_step_event, run_prefix, utcn
 from stratos.run_record import ModeRecord, RunRecord
 from stratos_contract.runs import Stage
 
+if TYPE_CHECKING:
+    from stratos.aws.quotas import SageMakerQuotas
+
 #: Quota refusals one run tolerates before failing (each may cost a training job).
 MAX_FALLBACKS = 6
 
 
-def look_up_prices(event: Any, services: Services | None = None) -> PriceTableRef:
-    """Price every catalog instance type in the run's region (live Pricing API, snapshot fallback) and store
-    the table at ``runs/<run_id>/prices.json`` (:func:`stratos.planner.steps.look_up_prices`).
+def look_up_prices(
+    event: Any, services: Services | None = None, quotas: SageMakerQuotas | None = None
+) -> PriceTableRef:
+    """Price every catalog instance type in the run's region (live Pricing API, snapshot fallback), read the
+    account's SageMaker instance quotas there (training, spot training and endpoint usage per type:
+    :mod:`stratos.aws.quotas`), and store both at ``runs/<run_id>/prices.json``; SelectPlan excludes a type whose
+    quota is below the plan's instance count (:mod:`stratos.planner.quotas`).
+
+    Quotas are read whatever ``STRATOS_PRICE_SOURCE`` says (they are the account's, not prices). When the role
+    cannot read them the table says ``unreadable``, a warning is logged, and only the instance allow-lists
+    restrict the plan, as before quotas were read: this never fails the run.
+
+    Args:
+        event: the state document (its ``run``).
+        services: the adapters (default: the process's).
+        quotas: the Service Quotas adapter (default: one over the shared client of the run's region).
 
     Raises:
         ThrottlingError: S3 throttled (the Pricing API's own failures fall back to the snapshot).
     """
-    from stratos.planner import steps
-    from stratos.planner.pricing import PricingApi
+    from stratos.aws.quotas import SageMakerQuotas
+    from stratos.planner.catalog import load_catalog
+    from stratos.planner.pricing import PricingApi, lookup_prices
 
     svc = services or get_services()
     run = parse_step_event(event, RunState).state.run
+    catalog = load_catalog()
     api = PricingApi() if svc.settings.price_source == "live" else None
-    return steps.look_up_prices(
-        run.region, svc.artifacts.bucket, f"{run_prefix(run)}prices.json", store=svc.planner_store, api=api
+    table = lookup_prices(run.region, catalog, api)
+    read = (quotas or SageMakerQuotas(run.region)).read(i.instance_type for i in catalog.instances)
+    ref: PriceTableRef = svc.planner_store.put_price_table(
+        table.model_copy(update={"quotas": read}), svc.artifacts.bucket, f"{run_prefix(run)}prices.json"
     )
+    return ref
 
 
 def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:
@@ -84,13 +105,28 @@ def _prices_used(svc: Services, prices: PriceTableRef, plan: PlanSummary) -> dic
     return out
 
 
+def past_runs_calibration(svc: Services) -> Any:
+    """What earlier runs measured, as the planner's :class:`~stratos.planner.calibration.Calibration`: the run
+    records of the runs table, newest first (the ``by-kind`` index, paginated), at most
+    :data:`~stratos.planner.calibration.MAX_RECORDS` read.
+
+    Raises:
+        ThrottlingError: DynamoDB throttled the query.
+    """
+    from stratos.planner.calibration import calibrate
+
+    return calibrate(svc.records.items_of_kind("run"))
+
+
 def select_plan(event: Any, services: Services | None = None) -> PlanRef:
-    """Plan the spec on the stored price table; store the frontier document; record the plan.
+    """Plan the spec on the stored price table, calibrated by the runs before it (:func:`past_runs_calibration`);
+    store the frontier document; record the plan.
 
     Raises:
         NoFeasiblePlanError: no candidate meets the spec's constraints (with the smallest relaxation).
         SpecValidationError: a candidate model is not in the catalog.
         PricingUnavailableError: the price table is missing or changed.
+        ThrottlingError: DynamoDB throttled reading the past runs.
     """
     from stratos.planner import steps
 
@@ -105,6 +141,7 @@ def select_plan(event: Any, services: Services | None = None) -> PlanRef:
         f"{run_prefix(run)}plan/frontier.json",
         store=svc.planner_store,
         unavailable=unavailable_types(svc.settings.instance_allowlist),
+        calibration=past_runs_calibration(svc),
     )
     svc.records.update(
         run.names.run_id,

@@ -19,7 +19,7 @@ from stratos.payloads import Payload
 from stratos.pipeline.models import DeployedState, RunSummary, StateDocument, StateError
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import parse_step_event, utcnow
-from stratos.run_record import ActualTraining, EndpointRecord, ErrorRecord, GateRecord, RunRecord
+from stratos.run_record import ActualTraining, EndpointRecord, ErrorRecord, GateRecord, PredictedVsActual, RunRecord
 from stratos.types import Short
 from stratos_contract.runs import RunStatus, Stage
 
@@ -72,8 +72,54 @@ def _actual_training(description: dict[str, Any] | None, doc: StateDocument) -> 
     return actual_training(description, doc.plan)
 
 
+def latency_measured(record: dict[str, Any]) -> tuple[float | None, float | None]:
+    """``(p50 ms, generated tokens/s per serving instance)`` the post-deploy check measured (the record's
+    ``latency``: the endpoint's tokens/s over its ``instance_count``); ``(None, None)`` before a check."""
+    check = record.get("latency")
+    measured = check.get("measured") if isinstance(check, dict) else None
+    if not isinstance(check, dict) or not isinstance(measured, dict):
+        return None, None
+    p50, rate = measured.get("p50_ms"), measured.get("tokens_per_s")
+    instances = check.get("instance_count")
+    if isinstance(rate, int | float) and isinstance(instances, int) and instances > 0:
+        rate = rate / instances
+    return (
+        float(p50) if isinstance(p50, int | float) else None,
+        float(rate) if isinstance(rate, int | float) else None,
+    )
+
+
+def measured_latency(record: dict[str, Any]) -> PredictedVsActual | None:
+    """The record's ``predicted_vs_actual`` with the post-deploy check's measured p50 latency and tokens/s
+    (:func:`latency_measured`) filled in; None when the record has no such block or no measurement."""
+    from stratos.planner.calibration import comparison_of, with_latency
+
+    pva = comparison_of(record)
+    p50, rate = latency_measured(record)
+    if pva is None or (p50 is None and rate is None):
+        return None
+    return with_latency(pva, p50, rate)
+
+
+def latency_summary(doc: StateDocument) -> dict[str, Any]:
+    """The run summary's latency fields from CheckLatency's result (``$.latency``): predicted vs measured p50
+    and tokens/s and the verdict (only the plan's p50 when the endpoint was never measured)."""
+    check = doc.latency
+    if check is None:
+        return {"predicted_p50_latency_ms": doc.plan.plan.p50_latency_ms if doc.plan else None}
+    return {
+        "predicted_p50_latency_ms": check.predicted_p50_ms,
+        "measured_p50_latency_ms": check.measured.p50_ms,
+        "measured_p90_latency_ms": check.measured.p90_ms,
+        "predicted_tokens_per_s": check.predicted_tokens_per_s,
+        "measured_tokens_per_s": check.measured.tokens_per_s,
+        "latency_passed": check.passed,
+    }
+
+
 def record_success(event: Any, services: Services | None = None) -> RunSummary:
-    """Mark the run SUCCEEDED; the task record's ``last_success`` becomes this run (the sweep reads it)."""
+    """Mark the run SUCCEEDED; the task record's ``last_success`` becomes this run (the sweep reads it). The
+    record's ``predicted_vs_actual`` gets the measured latency (:func:`measured_latency`)."""
     svc = services or get_services()
     step = parse_step_event(event, DeployedState)
     doc = step.state
@@ -81,6 +127,7 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
     metrics = evaluation.metrics
     now = utcnow()
     actual = _actual_training(_training_job(svc, doc), doc)
+    record = svc.records.get(run.names.run_id) or {}
     svc.records.update(
         run.names.run_id,
         step.execution_arn,
@@ -91,9 +138,9 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
             updated_at=now,
             endpoint=EndpointRecord(name=deployment.endpoint_name, config=deployment.endpoint_config_name),
             actual=actual,
+            predicted_vs_actual=measured_latency(record),
         ),
     )
-    record = svc.records.get(run.names.run_id) or {}
     svc.records.put_task(
         run.task_id,
         {
@@ -127,6 +174,7 @@ def record_success(event: Any, services: Services | None = None) -> RunSummary:
         actual_training_cost_usd=None if actual is None else actual.training_cost_usd,
         spot=plan.plan.spot if actual is None else actual.spot,
         actual_spot_saving_usd=None if actual is None else actual.spot_saving_usd,
+        **latency_summary(doc),
         finished_at=now,
     )
 
@@ -150,8 +198,11 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
     if failure and error.Error in ("TrainingFailedError", "TrainingStoppedError") and failure not in reason:
         reason = f"{reason}: {failure}"[:2048]
     if run_id is not None:
+        # A run the latency check failed keeps its measured figures beside the prediction too.
+        pva = measured_latency(svc.records.get(run_id) or {}) if doc.deployment is not None else None
         fields = RunRecord(
             status=RunStatus.FAILED,
+            predicted_vs_actual=pva,
             stage=Stage.FAILED,
             error=ErrorRecord(name=error.Error, reason=reason),
             finished_at=now,
@@ -186,6 +237,7 @@ def record_failure(event: Any, services: Services | None = None) -> RunSummary:
         actual_training_cost_usd=None if actual is None else actual.training_cost_usd,
         spot=(doc.plan.plan.spot if doc.plan else None) if actual is None else actual.spot,
         actual_spot_saving_usd=None if actual is None else actual.spot_saving_usd,
+        **latency_summary(doc),
         finished_at=now,
     )
 

@@ -400,7 +400,7 @@ class TrainingWorkload:
     eval_examples: int
     prompt_tokens: int
     output_tokens: int
-    epochs: int = DEFAULT_EPOCHS
+    epochs: float = DEFAULT_EPOCHS
     rationale_tokens: int = RATIONALE_TOKENS
     attempts: float = GENERATION_ATTEMPTS
 
@@ -508,9 +508,12 @@ def eval_seconds(model: ModelSpec, instance: InstanceSpec, workload: TrainingWor
     )
 
 
-def training_hours(train_s: float, generation_s: float, eval_s: float) -> float:
-    """Job wall time from its parts, hours: startup + (training + generation + evaluation) seconds / 3600."""
-    return TRAINING_STARTUP_HOURS + (train_s + generation_s + eval_s) / 3600.0
+def training_hours(
+    train_s: float, generation_s: float, eval_s: float, startup_hours: float = TRAINING_STARTUP_HOURS
+) -> float:
+    """Job wall time from its parts, hours: startup + (training + generation + evaluation) seconds / 3600
+    (``startup_hours``: :data:`TRAINING_STARTUP_HOURS` for a SageMaker job)."""
+    return startup_hours + (train_s + generation_s + eval_s) / 3600.0
 
 
 def training_estimate(
@@ -520,16 +523,18 @@ def training_estimate(
     instance: InstanceSpec,
     workload: TrainingWorkload,
     parallelism: ParallelismPlan | None = None,
+    startup_hours: float = TRAINING_STARTUP_HOURS,
 ) -> TrainingEstimate:
     """Training wall time of one job (see the module docstring for the formula): on ``parallelism.nodes``
     instances with its teacher placement, or one instance with the teacher colocated when ``parallelism`` is
-    None. Generation and evaluation are timed on one instance (not spread over nodes: conservative)."""
+    None. Generation and evaluation are timed on one instance (not spread over nodes: conservative).
+    ``startup_hours``: the job's start (image, models, first step); a local process starts in seconds."""
     placement = "colocated" if parallelism is None else parallelism.placement_for(mode)
     flops = training_flops(student, teacher, mode, workload, placement)
     train_s = training_seconds(flops, instance, 1 if parallelism is None else parallelism.nodes)
     gen_s = injection_generation_seconds(teacher, instance, workload) if mode == "injection" else 0.0
     eval_s = eval_seconds(student, instance, workload, 2.0) + eval_seconds(teacher, instance, workload, 1.0)
-    hours = training_hours(train_s, gen_s, eval_s)
+    hours = training_hours(train_s, gen_s, eval_s, startup_hours)
     return TrainingEstimate(hours, train_s / 3600.0, gen_s / 3600.0, eval_s / 3600.0, flops)
 
 

@@ -20,6 +20,13 @@ rejected (``training-no-spot-figure``); ``auto`` takes spot when it is cheaper a
 ``max_training_hours``. Each (pair mode, instance) keeps ONE training option, so the selection, its counts and
 the exhaustive reference are unchanged.
 
+Calibration and uncertainty (issue 16): ``plan(..., calibration=...)`` corrects the expected accuracy, the
+training hours and the p50 latency with what past runs of the same task kind, student and mode measured
+(:mod:`stratos.planner.calibration`), and every plan carries each estimate's band; among plans whose scores differ
+by less than the band of that difference the chosen one is the cheapest per hour, then the one with the fewest
+accelerators (:mod:`stratos.planner.uncertainty`). The frontier document says which figures were calibrated and
+from how many runs (``calibration``) and how the tie went (``tie``).
+
 Quota fallback: when the chosen serving (or training) instance cannot be had,
 :func:`fallback_plan_ref` moves to the next frontier plan, in score order, that avoids the unavailable types.
 """
@@ -35,8 +42,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from stratos.errors import FieldError, NoFeasiblePlanError, PricingUnavailableError, SpecValidationError
-from stratos.payloads import FRONTIER_INLINE_K, PlanRef, PlanSummary, S3Pointer
+from stratos.payloads import FRONTIER_INLINE_K, EstimateBand, PlanRef, PlanSummary, S3Pointer
 from stratos.planner import estimators as est
+from stratos.planner.calibration import NO_CALIBRATION, Calibration
 from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec, load_catalog
 from stratos.planner.matching import PairVerdict, candidate_modes, match_pair
 from stratos.planner.pricing import PriceTable
@@ -58,6 +66,7 @@ from stratos.planner.selection import (
     Weights,
     select,
 )
+from stratos.planner.uncertainty import Uncertainty, decide
 from stratos.spec import (
     HOURS_PER_MONTH,
     MAX_TRAINING_HOURS,
@@ -134,6 +143,7 @@ class PlanContext:
     workload: est.TrainingWorkload
     warnings: list[str] = field(default_factory=list)
     spot_snapshot_date: str = ""
+    calibration: Calibration = NO_CALIBRATION
 
 
 @dataclass(frozen=True)
@@ -243,6 +253,17 @@ class PlanResult:
             "frontier_complete": sel.frontier_complete,
             "baselines": {name: self.entry(p) for name, p in sel.baselines.items()},
             "improvement": self.improvements(),
+            "calibration": ctx.calibration.describe(),
+            "tie": None
+            if sel.tie is None
+            else {
+                "rule": "plans whose scores differ by less than the band of the difference are ties, broken by lower "
+                "hourly price, then fewer accelerators (stratos.planner.uncertainty)",
+                "top_score": self.entry(sel.tie.top_score),
+                "tied": sel.tie.tied,
+                "band": sel.tie.band,
+                "reason": sel.tie.reason,
+            },
             "pairs": [
                 {
                     "teacher": v.teacher,
@@ -286,6 +307,17 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         on_demand_usd_per_hour=_rounded(d.get("on_demand_usd_per_hour"), 6),
         on_demand_training_cost_usd=_rounded(d.get("on_demand_training_cost_usd"), 4),
         spot_saving_usd=round(d.get("spot_saving_usd") or 0.0, 4),
+        accuracy_band=_band(d.get("accuracy_band"), 6),
+        training_hours_band=_band(d.get("training_hours_band"), 6),
+        p50_latency_band=_band(d.get("p50_latency_band"), 3),
+    )
+
+
+def _band(band: Mapping[str, Any] | None, digits: int) -> EstimateBand | None:
+    if not band:
+        return None
+    return EstimateBand(
+        uncalibrated=round(band["uncalibrated"], digits), band=round(band["band"], digits), runs=band.get("runs", 0)
     )
 
 
@@ -351,8 +383,11 @@ def build_problem(
     catalog: Catalog,
     *,
     train_examples: int | None = None,
+    calibration: Calibration = NO_CALIBRATION,
 ) -> tuple[PlanningProblem, list[PairVerdict], est.TrainingWorkload, list[str]]:
-    """Estimate every factor of the spec's candidate space.
+    """Estimate every factor of the spec's candidate space, each corrected by ``calibration`` (past runs of the
+    spec's task kind: expected accuracy per student and mode, training hours per student, mode and training
+    instance, p50 latency per student and serving instance; :mod:`stratos.planner.calibration`).
 
     Returns:
         ``(problem, pair verdicts, training workload, warnings)``.
@@ -405,6 +440,7 @@ def build_problem(
                 options.append((math.inf, math.inf, rate, idx, SERVING_MEMORY))
             else:
                 p50 = est.p50_latency_ms(student, inst, lat.prompt_tokens, lat.output_tokens, lat.concurrency)
+                p50 = calibration.for_latency(student.id, inst.instance_type).apply(p50)
                 options.append((p50, rate * hours_serving, rate, idx, None))
         serving.append(options)
 
@@ -419,6 +455,7 @@ def build_problem(
     train_rates = [table.get(inst.instance_type, (None, None))[0] for inst in instances]
     eval_cache: dict[tuple[str, int, float], float] = {}
     gen_cache: dict[tuple[str, int], float] = {}
+    raw_accuracy: dict[tuple[str, str, str], float] = {}
 
     def eval_s(model: ModelSpec, idx: int, inst: InstanceSpec, passes: float) -> float:
         key = (model.id, idx, passes)
@@ -445,9 +482,11 @@ def build_problem(
                     parallelism.append([])
                     spot_table.append([])
                     continue
-                accuracy = est.expected_accuracy(
+                uncalibrated = est.expected_accuracy(
                     prior(student), prior(teacher), mode, verdict.capacity_ratio, workload.examples, source
                 )
+                raw_accuracy[(teacher.id, student.id, mode)] = uncalibrated
+                accuracy = calibration.for_accuracy(kind.value, student.id, mode).apply(uncalibrated)
                 pair_modes.append(PairMode(teacher.id, student.id, mode, accuracy, si, None))
                 flops = {
                     placement: est.training_flops(student, teacher, mode, workload, placement)
@@ -484,6 +523,7 @@ def build_problem(
                     generation = gen_s(teacher, idx, inst) if mode == "injection" else 0.0
                     evaluation = eval_s(student, idx, inst, 2.0) + eval_s(teacher, idx, inst, 1.0)
                     hours = est.training_hours(train_s, generation, evaluation)
+                    hours = calibration.for_training(kind.value, student.id, mode, inst.instance_type).apply(hours)
                     on_spot = None
                     if spot is not None and spot_policy != "off":
                         priced = est.spot_estimate(
@@ -501,7 +541,13 @@ def build_problem(
                 spot_table.append(spots)
 
     problem = PlanningProblem(
-        tuple(i.instance_type for i in instances), pair_modes, training, serving, parallelism, spot_table
+        tuple(i.instance_type for i in instances),
+        pair_modes,
+        training,
+        serving,
+        parallelism,
+        spot_table,
+        Uncertainty(kind.value, calibration, raw_accuracy),
     )
     if source == "jsonl" and train_examples is None:
         warnings.append(
@@ -605,8 +651,10 @@ def plan(
     train_examples: int | None = None,
     frontier_max: int = FRONTIER_MAX,
     prices_source: str | None = None,
+    calibration: Calibration = NO_CALIBRATION,
 ) -> PlanResult:
-    """Plan one spec: the max-score feasible plan, the frontier, baselines and rejection counts.
+    """Plan one spec: the chosen plan (the max-score feasible plan, or a cheaper one within its score band), the
+    frontier, baselines and rejection counts.
 
     Args:
         spec: the validated task spec.
@@ -617,6 +665,7 @@ def plan(
         train_examples: count of training examples when the spec's data does not say (JSONL).
         frontier_max: frontier plans to return.
         prices_source: label for the document (default: the table's ``source``).
+        calibration: what past runs measured (:func:`stratos.planner.calibration.calibrate`); none by default.
 
     Raises:
         SpecValidationError: a candidate model is not in the catalog.
@@ -631,19 +680,42 @@ def plan(
             f"price table is for {prices.region}, the spec plans in {spec.constraints.region} "
             "(constraints.region): look prices up for the spec's region"
         )
-    problem, pairs, workload, warnings = build_problem(spec, prices, catalog, train_examples=train_examples)
+    problem, pairs, workload, warnings = build_problem(
+        spec, prices, catalog, train_examples=train_examples, calibration=calibration
+    )
+    if isinstance(prices, PriceTable) and prices.quotas is not None:  # the account's quotas, read by LookUpPrices
+        from stratos.planner.quotas import apply_quotas
+
+        problem = apply_quotas(problem, prices.quotas, spec, warnings)
     limits = limits_for(spec, problem.instance_types, unavailable)
     weights = weights_for(spec)
     selection = select(problem, limits, weights, frontier_max=frontier_max)
     if selection.chosen is None:
         raise _no_feasible_plan(spec, problem, limits, weights, selection, catalog)
+    selection = decide(
+        selection,
+        problem,
+        weights,
+        serving_instances=spec.deployment.instance_count,
+        accelerators_per_instance={i.instance_type: i.accelerator_count for i in catalog.instances},
+    )
     if isinstance(prices, PriceTable):
         source, snapshot = prices_source or prices.source, prices.snapshot_date
     else:
         source, snapshot = prices_source or "given", catalog.snapshot_date
     spot_dates = sorted({i.spot.source.snapshot_date for i in catalog.instances if i.spot is not None})
     context = PlanContext(
-        spec, problem, limits, weights, pairs, source, snapshot, workload, warnings, ", ".join(spot_dates)
+        spec,
+        problem,
+        limits,
+        weights,
+        pairs,
+        source,
+        snapshot,
+        workload,
+        warnings,
+        ", ".join(spot_dates),
+        calibration,
     )
     return PlanResult(selection, context, time.perf_counter() - started)
 

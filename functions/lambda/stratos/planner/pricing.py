@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratos.aws.quotas import InstanceQuotas
 from stratos.payloads import PriceTableRef, S3Pointer
 from stratos.planner.catalog import Catalog, Component
 from stratos.types import Short
@@ -64,7 +65,8 @@ class PriceRow(BaseModel):
 
 
 class PriceTable(BaseModel):
-    """Prices for one region: what LookUpPrices writes to S3 and SelectPlan reads."""
+    """Prices for one region: what LookUpPrices writes to S3 and SelectPlan reads, with the account's SageMaker
+    instance quotas when LookUpPrices read them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +74,11 @@ class PriceTable(BaseModel):
     snapshot_date: Short = Field(description="Date of the catalog snapshot used for fallback rows, ISO 8601.")
     fetched_at: datetime
     rows: list[PriceRow]
+    quotas: InstanceQuotas | None = Field(
+        default=None,
+        description="Training, spot training and endpoint quotas per instance type (stratos.aws.quotas); the "
+        "planner excludes a type whose quota is below the plan's instance count. None = not read (the CLI's tables).",
+    )
 
     def usd_per_hour(self, instance_type: str, component: Component) -> Decimal | None:
         """The price, or ``None`` when unknown or absent from the table."""
@@ -118,6 +125,8 @@ class PriceTable(BaseModel):
             instance_types=n_known,
             unknown_prices=n_unknown,
             snapshot_date=self.snapshot_date,
+            quotas=None if self.quotas is None else self.quotas.source,
+            zero_quota_types=0 if self.quotas is None else self.quotas.zero_quota_types(),
         )
 
 

@@ -49,10 +49,13 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratos.planner.estimators import Mode, SpotEstimate
 from stratos_contract.parallelism import ParallelismPlan
+
+if TYPE_CHECKING:
+    from stratos.planner.uncertainty import Uncertainty
 
 #: SageMaker's ceiling on MaxRuntimeInSeconds: 28 days.
 SAGEMAKER_MAX_RUNTIME_SECONDS = 28 * 24 * 3600
@@ -116,6 +119,9 @@ class PlanningProblem:
         spot: per pair mode, the managed spot estimate of each training option that is priced on spot (its
             hours and cost in :attr:`training` are then the spot figures), None for an on-demand option; empty
             when the tables were built without them.
+        uncertainty: each estimate's band and calibration (:class:`~stratos.planner.uncertainty.Uncertainty`),
+            for the uncertainty-aware choice among near-equal plans; None when the tables were built without
+            one (selection tests): every estimate then gets the default bands.
     """
 
     instance_types: tuple[str, ...]
@@ -124,6 +130,7 @@ class PlanningProblem:
     serving: list[list[ServeOption]]
     parallelism: list[list[ParallelismPlan | None]] = field(default_factory=list)
     spot: list[list[SpotEstimate | None]] = field(default_factory=list)
+    uncertainty: Uncertainty | None = None
 
     @property
     def candidates(self) -> int:
@@ -164,6 +171,20 @@ class Weights:
 
 
 @dataclass(frozen=True, slots=True)
+class Band:
+    """How sure the planner is of one estimate: the estimators' figure before calibration, the half-width of the
+    band around the plan's figure (same unit), and the past runs that calibrated it
+    (:mod:`stratos.planner.calibration`)."""
+
+    uncalibrated: float
+    band: float
+    runs: int = 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"uncalibrated": self.uncalibrated, "band": self.band, "runs": self.runs}
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """One feasible plan with its estimates and score.
 
@@ -182,6 +203,8 @@ class Plan:
         parallelism: how the training job spreads over its hardware (None when the problem carried none).
         spot: the managed spot estimate when the training job runs on spot (``training_hours`` and
             ``training_cost_usd`` are then its figures), None on-demand.
+        accuracy_band, training_hours_band, p50_latency_band: each estimate's :class:`Band` (fraction, hours,
+            ms), set by :func:`stratos.planner.uncertainty.decide`; None before.
     """
 
     teacher: str
@@ -201,13 +224,21 @@ class Plan:
     max_runtime_seconds: int
     parallelism: ParallelismPlan | None = None
     spot: SpotEstimate | None = None
+    accuracy_band: Band | None = None
+    training_hours_band: Band | None = None
+    p50_latency_band: Band | None = None
+
+    def ids(self) -> tuple[str, str, str, str, str]:
+        """``(teacher, student, mode, training instance, serving instance)``."""
+        return (self.teacher, self.student, self.mode, self.training_instance, self.serving_instance)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the CLI's and the frontier document's plan shape). Besides the attributes:
         ``spot`` (bool), ``on_demand_usd_per_hour``, ``on_demand_training_hours`` and
         ``on_demand_training_cost_usd`` (the same job on-demand; this plan's own figures when it is on-demand),
         ``spot_saving_usd`` (expected, 0 on-demand), ``spot_savings_fraction`` and ``spot_overhead_fraction``
-        (the planning figures; None on-demand)."""
+        (the planning figures; None on-demand), ``accuracy_band``, ``training_hours_band`` and
+        ``p50_latency_band`` (``{uncalibrated, band, runs}`` or None)."""
         spot = self.spot
         return {
             "teacher": self.teacher,
@@ -233,6 +264,9 @@ class Plan:
             "spot_saving_usd": 0.0 if spot is None else spot.on_demand_cost_usd - self.training_cost_usd,
             "spot_savings_fraction": None if spot is None else spot.savings_fraction,
             "spot_overhead_fraction": None if spot is None else spot.overhead_fraction,
+            "accuracy_band": None if self.accuracy_band is None else self.accuracy_band.as_dict(),
+            "training_hours_band": None if self.training_hours_band is None else self.training_hours_band.as_dict(),
+            "p50_latency_band": None if self.p50_latency_band is None else self.p50_latency_band.as_dict(),
         }
 
 
@@ -289,6 +323,9 @@ class Selection:
         candidates: size of the candidate space.
         feasible: candidates that pass every constraint.
         best: the score's normalisers (``None`` when infeasible).
+        evaluated: candidates scored after the per-factor Pareto pruning.
+        tie: how the uncertainty-aware choice went (:func:`stratos.planner.uncertainty.decide`); None straight
+            out of :func:`select`, whose ``chosen`` is the max-score plan.
     """
 
     chosen: Plan | None
@@ -300,6 +337,25 @@ class Selection:
     feasible: int
     best: Best | None
     evaluated: int = field(default=0)
+    tie: TieBreak | None = None
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    """The uncertainty-aware choice among near-equal plans (:func:`stratos.planner.uncertainty.decide`).
+
+    Attributes:
+        top_score: the max-score plan (what :func:`select` chose).
+        tied: frontier plans whose score is within the band of the max-score plan's, itself included.
+        band: the band of the score difference between the chosen plan and the max-score plan (0 when the
+            max-score plan was kept).
+        reason: one sentence: kept, or which cheaper plan won and why.
+    """
+
+    top_score: Plan
+    tied: int
+    band: float
+    reason: str
 
 
 def pareto_2d(points: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from stratos.errors import NoFeasiblePlanError
 from stratos.payloads import PlanRef, PriceTableRef
+from stratos.planner.calibration import NO_CALIBRATION, Calibration
 from stratos.planner.catalog import Catalog, load_catalog
 from stratos.planner.plan import fallback_plan_ref, plan
 from stratos.planner.pricing import PricingApi, lookup_prices
@@ -41,8 +42,10 @@ def select_plan(
     store: PlannerStore,
     unavailable: Iterable[str] = (),
     catalog: Catalog | None = None,
+    calibration: Calibration = NO_CALIBRATION,
 ) -> PlanRef:
-    """SelectPlan: read the price table, plan, store the frontier document at ``s3://bucket/key``.
+    """SelectPlan: read the price table, plan (calibrated by ``calibration``, what past runs measured), store the
+    frontier document at ``s3://bucket/key``.
 
     Raises:
         PricingUnavailableError: the price table is missing, changed, or for another region.
@@ -50,7 +53,7 @@ def select_plan(
         SpecValidationError: a candidate model is not in the catalog.
     """
     table = store.get_price_table(prices)
-    result = plan(spec, table, catalog=catalog, unavailable=unavailable)
+    result = plan(spec, table, catalog=catalog, unavailable=unavailable, calibration=calibration)
     return store.put_plan(result, bucket, key)
 
 

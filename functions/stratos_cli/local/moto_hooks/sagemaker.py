@@ -6,15 +6,17 @@ exists" on creates, and an instance-type list that predates ml.g5/ml.g6. This ho
 ``update_endpoint`` / ``stop_training_job``), ``FakeEndpointConfig.validate_instance_type`` and
 ``SageMakerResponse`` (the two new actions).
 
-What moto cannot know about the account (its quotas; how long an endpoint change takes and how it ends) is
-asked of a :class:`SageMakerAccount`; :class:`DefaultAccount` has every quota and brings every endpoint
-InService after one DescribeEndpoint.
+What moto cannot know about the account (its quotas, refused at create time and listed by Service Quotas; how long
+an endpoint change takes and how it ends; how an endpoint answers an invocation) is asked of a
+:class:`SageMakerAccount`; :class:`DefaultAccount` has every quota, lists none, brings every endpoint InService after
+one DescribeEndpoint and lets the endpoint's own model answer (:mod:`~stratos_cli.local.moto_hooks.sagemaker_runtime`).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from unittest.mock import patch
@@ -42,6 +44,33 @@ class EndpointCourse:
     outcome: str = "InService"
 
 
+@dataclass(frozen=True)
+class EndpointInvocation:
+    """One InvokeEndpoint request, resolved to what the endpoint serves now
+    (:mod:`~stratos_cli.local.moto_hooks.sagemaker_runtime`).
+
+    Attributes:
+        endpoint_name, config_name, model_name: the endpoint, its current config and that config's model.
+        model_data_url: the model's ``ModelDataUrl`` (``s3://.../model.tar.gz``).
+        body: the request body as sent; content_type: its ``Content-Type``.
+    """
+
+    endpoint_name: str
+    config_name: str
+    model_name: str
+    model_data_url: str
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ContainerAnswer:
+    """What the serving container answered: its HTTP status and body (>= 400 becomes SageMaker's ModelError)."""
+
+    status: int
+    body: bytes
+
+
 class SageMakerAccount(Protocol):
     """What the embedded account decides that moto does not model."""
 
@@ -51,15 +80,31 @@ class SageMakerAccount(Protocol):
     def endpoint_course(self, change: Change) -> EndpointCourse:
         """How a CreateEndpoint (``create``) or UpdateEndpoint (``update``) goes."""
 
+    def service_quotas(self) -> Mapping[str, float] | None:
+        """The SageMaker quotas the Service Quotas API lists as applied, ``{quota name: value}`` (e.g.
+        ``{"ml.g5.xlarge for training job usage": 0}``), or ``None`` when it refuses the caller
+        (``AccessDeniedException``); served by :mod:`~stratos_cli.local.moto_hooks.servicequotas`."""
+
+    def invoke_endpoint(self, invocation: EndpointInvocation) -> ContainerAnswer | None:
+        """How the endpoint's container answers ``invocation``, or ``None``: the model it serves answers, from a
+        local server (:mod:`~stratos_cli.local.moto_hooks.sagemaker_runtime`)."""
+
 
 class DefaultAccount:
-    """Every instance type within quota; every endpoint change InService after one DescribeEndpoint."""
+    """Every instance type within quota and no quota listed; every endpoint change InService after one
+    DescribeEndpoint; every endpoint answered by its model, served locally."""
 
     def refuses(self, usage: Usage, instance_type: str) -> bool:
         return False
 
     def endpoint_course(self, change: Change) -> EndpointCourse:
         return EndpointCourse()
+
+    def service_quotas(self) -> Mapping[str, float] | None:
+        return {}
+
+    def invoke_endpoint(self, invocation: EndpointInvocation) -> ContainerAnswer | None:
+        return None
 
 
 @dataclass

@@ -14,8 +14,10 @@ it): ``GET /ping`` and ``POST /invocations`` on 127.0.0.1. One module per concer
   ``python -m`` entry point;
 * :mod:`~stratos_cli.local.serving.processes` — spawn, recognise (psutil) and stop server processes;
 * :mod:`~stratos_cli.local.serving.registry` — the endpoint registry (``$STRATOS_HOME/endpoints/*.json``):
-  start (blue/green), list, get, stop;
-* :mod:`~stratos_cli.local.serving.client` — :func:`invoke` an endpoint by name.
+  start (blue/green), list, get, stop; and unregistered servers (:func:`start_private_server`) for the
+  embedded AWS's endpoints;
+* :mod:`~stratos_cli.local.serving.client` — :func:`invoke` an endpoint by name; :class:`LocalTransport` for
+  ``stratos loadtest``.
 
 Run one server by hand with ``python -m stratos_cli.local.serving --model-dir DIR --port P --endpoint-name NAME``.
 
@@ -24,8 +26,20 @@ torch and transformers are imported only inside the server process's model loade
 
 from __future__ import annotations
 
-from stratos_cli.local.serving.client import DEFAULT_BUSY_RETRIES, DEFAULT_INVOKE_TIMEOUT_S, InvocationError, invoke
-from stratos_cli.local.serving.model import DEFAULT_MAX_NEW_TOKENS, ServingModel, TextGenerator
+from stratos_cli.local.serving.client import (
+    DEFAULT_BUSY_RETRIES,
+    DEFAULT_INVOKE_TIMEOUT_S,
+    InvocationError,
+    LocalTransport,
+    invoke,
+)
+from stratos_cli.local.serving.model import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DetailedGenerator,
+    Generation,
+    ServingModel,
+    TextGenerator,
+)
 from stratos_cli.local.serving.pool import InferencePool, PoolLoad
 from stratos_cli.local.serving.processes import SERVER_MODULE, pid_alive
 from stratos_cli.local.serving.registry import (
@@ -38,9 +52,11 @@ from stratos_cli.local.serving.registry import (
     EndpointStartError,
     EndpointStatus,
     EndpointUnavailableError,
+    PrivateServer,
     get_endpoint,
     list_endpoints,
     start_endpoint,
+    start_private_server,
     state_dir,
     stop_all,
     stop_endpoint,
@@ -72,19 +88,23 @@ __all__ = [
     "PARAMETERS",
     "ROLES",
     "SERVER_MODULE",
+    "DetailedGenerator",
     "EndpointInfo",
     "EndpointNotFoundError",
     "EndpointStartError",
     "EndpointStatus",
     "EndpointUnavailableError",
+    "Generation",
     "GenerationRequest",
     "InferencePool",
     "InferenceServer",
     "InvocationBody",
     "InvocationError",
+    "LocalTransport",
     "Message",
     "Parameters",
     "PoolLoad",
+    "PrivateServer",
     "RequestError",
     "ServerLimits",
     "ServingModel",
@@ -97,6 +117,7 @@ __all__ = [
     "pid_alive",
     "serve",
     "start_endpoint",
+    "start_private_server",
     "state_dir",
     "stop_all",
     "stop_endpoint",

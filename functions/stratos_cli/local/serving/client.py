@@ -132,3 +132,22 @@ def invoke(
     if not isinstance(answer, list) or not all(isinstance(a, dict) and "generated_text" in a for a in answer):
         raise InvocationError(f"endpoint {name}: unexpected answer shape {str(answer)[:200]}", 200)
     return answer
+
+
+class LocalTransport:
+    """:class:`stratos.loadtest.Transport` over a registered local endpoint, for ``stratos loadtest``: a 503 is not
+    retried (a load test counts it as the endpoint's error instead of hiding it behind a retry).
+
+    Args:
+        name: the endpoint's name (see ``stratos endpoints``).
+        timeout_s: HTTP timeout of one request, s (a CPU generation can be long).
+    """
+
+    def __init__(self, name: str, timeout_s: float = DEFAULT_INVOKE_TIMEOUT_S) -> None:
+        get_endpoint(name)  # EndpointNotFoundError now, not once per request
+        self.name = name
+        self.timeout_s = timeout_s
+
+    def invoke(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """:func:`invoke` with ``body``, no busy retries."""
+        return invoke(self.name, body, timeout_s=self.timeout_s, busy_retries=0)

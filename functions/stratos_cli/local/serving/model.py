@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from stratos_cli.local.serving.request import GenerationRequest, RequestError
 
@@ -26,6 +27,46 @@ class TextGenerator(Protocol):
 
     def generate(self, request: GenerationRequest) -> str:
         """The completion text of ``request``; raises :class:`RequestError` for a request it cannot serve."""
+        ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion with what TGI's ``details`` report of it.
+
+    Attributes:
+        text: the completion text (as :meth:`ServingModel.generate` returns it).
+        generated_tokens: decoding steps run, tokens (the stop token included, as TGI counts).
+        finish_reason: ``eos_token`` (a stop id ended it), ``stop_sequence`` (a stop string cut it) or ``length``
+            (``max_new_tokens`` reached), TGI's names.
+        prefill: the prompt's tokens as ``(id, text)``, chat template included.
+    """
+
+    text: str
+    generated_tokens: int
+    finish_reason: Literal["eos_token", "stop_sequence", "length"]
+    prefill: tuple[tuple[int, str], ...]
+
+    def details(self, seed: int | None, with_prefill: bool) -> dict[str, Any]:
+        """TGI's ``details`` object, the fields this server knows: ``finish_reason``, ``generated_tokens``,
+        ``seed`` and ``prefill`` (``[{"id", "text", "logprob": null}]``, listed with ``with_prefill``: TGI's
+        ``decoder_input_details``; log-probabilities are not computed). TGI's per-token ``tokens`` list is left
+        out."""
+        prefill = [{"id": i, "text": t, "logprob": None} for i, t in self.prefill] if with_prefill else []
+        return {
+            "finish_reason": self.finish_reason,
+            "generated_tokens": self.generated_tokens,
+            "seed": seed,
+            "prefill": prefill,
+        }
+
+
+@runtime_checkable
+class DetailedGenerator(TextGenerator, Protocol):
+    """A :class:`TextGenerator` that also reports TGI's ``details`` (:class:`ServingModel`)."""
+
+    def generate_details(self, request: GenerationRequest) -> Generation:
+        """``request``'s completion with its token counts; raises :class:`RequestError` like ``generate``."""
         ...
 
 
@@ -98,6 +139,14 @@ class ServingModel:
         Raises:
             RequestError: (``inputs``) prompt + ``max_new_tokens`` exceed the model's context.
         """
+        return self.generate_details(request).text
+
+    def generate_details(self, request: GenerationRequest) -> Generation:
+        """:meth:`generate`'s completion with its token counts and finish reason (:class:`Generation`).
+
+        Raises:
+            RequestError: (``inputs``) prompt + ``max_new_tokens`` exceed the model's context.
+        """
         import torch
 
         prompt = self.render(request.messages)
@@ -128,9 +177,15 @@ class ServingModel:
             )
         new = out[0, len(ids) :].tolist()
         cut = next((k for k, t in enumerate(new) if t in self.stop_ids), len(new))
+        reason: Literal["eos_token", "stop_sequence", "length"] = "eos_token" if cut < len(new) else "length"
         text: str = self.tokenizer.decode(new[:cut], skip_special_tokens=True)
         for marker in request.stop:
             position = text.find(marker)
             if position >= 0:
-                text = text[:position]
-        return text
+                text, reason = text[:position], "stop_sequence"
+        prefill: tuple[tuple[int, str], ...] = ()
+        if request.decoder_input_details:
+            prefill = tuple((int(i), str(self.tokenizer.decode([i]))) for i in ids)
+        # Decoding steps run: up to and including the stop id (the batch of one stops there), as TGI counts them.
+        steps = min(len(new), cut + 1)
+        return Generation(text=text, generated_tokens=steps, finish_reason=reason, prefill=prefill)

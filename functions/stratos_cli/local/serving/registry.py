@@ -181,6 +181,40 @@ def _ping(url: str, timeout_s: float) -> int | None:
         return None
 
 
+def _spawn_ready(
+    name: str,
+    model: Path,
+    directory: Path,
+    port: int,
+    timeout_s: float,
+    threads: int,
+    limits: ServerLimits | None,
+) -> tuple[int, int, Path]:
+    """Spawn a server for ``model`` logging under ``directory`` and wait until ``/ping`` answers 200; the server is
+    stopped again when it does not. Returns ``(pid, bound port, log path)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    log_path = directory / f"{name}-{stamp}.log"
+    port_file = directory / f".{name}-{stamp}.port"
+    process = spawn_server(
+        model_dir=model,
+        port=port,
+        endpoint_name=name,
+        port_file=port_file,
+        threads=threads,
+        log_path=log_path,
+        limits=limits,
+    )
+    try:
+        bound = _wait_ready(process, port_file, log_path, name, timeout_s)
+    except BaseException:
+        terminate(process.pid, DEFAULT_STOP_TIMEOUT_S)
+        raise
+    finally:
+        port_file.unlink(missing_ok=True)
+    return process.pid, bound, log_path
+
+
 def start_endpoint(
     name: str,
     model_dir: str | os.PathLike[str],
@@ -216,32 +250,12 @@ def start_endpoint(
     _check_name(name)
     directory = Path(model_dir).expanduser().resolve()
     _check_model_dir(directory)
-    registry = state_dir()
-    registry.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    log_path = registry / f"{name}-{stamp}.log"
-    port_file = registry / f".{name}-{stamp}.port"
-    process = spawn_server(
-        model_dir=directory,
-        port=port or 0,
-        endpoint_name=name,
-        port_file=port_file,
-        threads=threads,
-        log_path=log_path,
-        limits=limits,
-    )
-    try:
-        bound = _wait_ready(process, port_file, log_path, name, timeout_s)
-    except BaseException:
-        terminate(process.pid, DEFAULT_STOP_TIMEOUT_S)
-        raise
-    finally:
-        port_file.unlink(missing_ok=True)
+    pid, bound, log_path = _spawn_ready(name, directory, state_dir(), port or 0, timeout_s, threads, limits)
     info = EndpointInfo(
         name=name,
         url=f"http://{HOST}:{bound}",
         port=bound,
-        pid=process.pid,
+        pid=pid,
         model_dir=str(directory),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         status="InService",
@@ -254,6 +268,55 @@ def start_endpoint(
         terminate(old.pid, DEFAULT_STOP_TIMEOUT_S)
         logger.info("endpoint %s: replaced pid %d (%s) by pid %d (%s)", name, old.pid, old.url, info.pid, info.url)
     return info
+
+
+@dataclass(frozen=True)
+class PrivateServer:
+    """A server started outside the registry (:func:`start_private_server`).
+
+    Attributes:
+        name: what it calls itself in its log and ``/ping``.
+        url: base URL, ``http://127.0.0.1:<port>``.
+        pid: server process id (stop it with :func:`~stratos_cli.local.serving.processes.terminate`).
+        model_dir: the served model directory.
+        log_path: the server's log file.
+    """
+
+    name: str
+    url: str
+    pid: int
+    model_dir: str
+    log_path: str
+
+
+def start_private_server(
+    name: str,
+    model_dir: str | os.PathLike[str],
+    directory: Path,
+    *,
+    timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    threads: int = 0,
+    limits: ServerLimits | None = None,
+) -> PrivateServer:
+    """Start a server for ``model_dir`` that is not registered: ``stratos endpoints`` does not list it and it never
+    replaces a registered endpoint. The embedded AWS serves its endpoints this way while a run tests them (the
+    endpoint a user queries is started by ``stratos run`` once the run has succeeded).
+
+    Args:
+        name: the server's name in its log and ``/ping`` (SageMaker's endpoint-name rule).
+        model_dir: a deployed model directory.
+        directory: where its log (``<name>-<UTC time>.log``) and port file go.
+        timeout_s, threads, limits: as :func:`start_endpoint`.
+
+    Raises:
+        InputValidationError: ``name`` or ``model_dir`` is unusable.
+        EndpointStartError: the server exited or did not answer ``/ping`` 200 in time (its log tail in the message).
+    """
+    _check_name(name)
+    model = Path(model_dir).expanduser().resolve()
+    _check_model_dir(model)
+    pid, bound, log_path = _spawn_ready(name, model, directory, 0, timeout_s, threads, limits)
+    return PrivateServer(name, f"http://{HOST}:{bound}", pid, str(model), str(log_path))
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port_file: Path, log_path: Path, name: str, timeout_s: float) -> int:

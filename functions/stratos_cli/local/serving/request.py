@@ -116,6 +116,13 @@ class Parameters(BaseModel):
     stop: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None, description="a list of non-empty strings: the text is cut before the first one"
     )
+    details: bool | None = Field(
+        None,
+        description="true or false: add TGI's details to the answer (finish_reason, generated_tokens, seed)",
+    )
+    decoder_input_details: bool | None = Field(
+        None, description="true or false: with details, also the prompt's tokens (details.prefill, as TGI)"
+    )
 
     @model_validator(mode="after")
     def _sampling_needs_a_temperature(self) -> Self:
@@ -178,6 +185,8 @@ class InvocationBody(BaseModel):
             top_k=params.top_k,
             seed=params.seed,
             stop=tuple(params.stop or ()),
+            details=bool(params.details),
+            decoder_input_details=bool(params.details and params.decoder_input_details),
         )
 
 
@@ -193,6 +202,8 @@ class GenerationRequest(BaseModel):
         top_k: top-k cut-off (0 = off); only used when sampling.
         seed: random seed set before sampling (``None`` = unseeded).
         stop: strings that end the text (cut before the first occurrence), in addition to the stop token ids.
+        details: answer with TGI's ``details`` (how many tokens were generated and why generation ended).
+        decoder_input_details: with ``details``, also list the prompt's tokens (``details.prefill``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -205,6 +216,8 @@ class GenerationRequest(BaseModel):
     top_k: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    details: bool = False
+    decoder_input_details: bool = False
 
 
 def parse_request(body: bytes) -> GenerationRequest:

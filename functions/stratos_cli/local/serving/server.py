@@ -3,10 +3,12 @@
 * ``GET /ping`` — 200 once the model is loaded, 503 while it loads (SageMaker's health check); answered by the
   connection's own thread, so it stays fast while every inference worker is busy;
 * ``POST /invocations`` (``Content-Type: application/json``) — a body :func:`parse_request` accepts; answers
-  ``[{"generated_text": "..."}]`` (TGI's shape), or ``{"error": "<field>: <reason>", "field": "<field>"}`` with
-  400 (bad request), 408 (the body did not arrive in time), 411, 413, 415 or 500 (generation failed; the
-  traceback goes to the log only), or ``{"error": ..., "reason": ..., "retry_after_s": N}`` with 503 and a
-  ``Retry-After: N`` header (``reason``: ``loading``, ``queue_full`` or ``connections_full``).
+  ``[{"generated_text": "..."}]`` (TGI's shape; with ``parameters.details`` also TGI's ``details``:
+  ``finish_reason``, ``generated_tokens``, ``seed``, and ``prefill`` with ``decoder_input_details``), or
+  ``{"error": "<field>: <reason>", "field": "<field>"}`` with 400 (bad request), 408 (the body did not arrive
+  in time), 411, 413, 415 or 500 (generation failed; the traceback goes to the log only), or ``{"error": ...,
+  "reason": ..., "retry_after_s": N}`` with 503 and a ``Retry-After: N`` header (``reason``: ``loading``,
+  ``queue_full`` or ``connections_full``).
 
 Load is bounded at every stage (:class:`ServerLimits`): the listen backlog holds a burst of connections instead
 of resetting them; at most ``max_connections`` connection threads read requests and write answers; a request
@@ -42,7 +44,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stratos_cli.local.serving.linger import Lingerer
-from stratos_cli.local.serving.model import ServingModel, TextGenerator
+from stratos_cli.local.serving.model import DetailedGenerator, Generation, ServingModel, TextGenerator
 from stratos_cli.local.serving.pool import InferencePool
 from stratos_cli.local.serving.request import RequestError, parse_request
 
@@ -372,7 +374,12 @@ class _Handler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self._error(exc.status, str(exc), exc.field)
             return
-        future = pool.submit(model.generate, request)
+        if request.details and not isinstance(model, DetailedGenerator):
+            self._error(400, "parameters.details: this model does not report details", "parameters.details")
+            return
+        future = pool.submit(
+            model.generate_details if isinstance(model, DetailedGenerator) else model.generate, request
+        )
         if future is None:
             load, retry = pool.load(), pool.retry_after_s()
             message = (
@@ -383,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         started = time.perf_counter()
         try:
-            text = future.result()
+            result = future.result()
         except RequestError as exc:
             self._error(exc.status, str(exc), exc.field)
             return
@@ -391,8 +398,12 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("endpoint %s: generation failed", self.server.endpoint_name)
             self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
             return
+        text = result.text if isinstance(result, Generation) else str(result)
         logger.info("generated %d characters in %.2f s (queue wait included)", len(text), time.perf_counter() - started)
-        self._send(200, [{"generated_text": text}])
+        answer: dict[str, Any] = {"generated_text": text}
+        if request.details and isinstance(result, Generation):
+            answer["details"] = result.details(request.seed, request.decoder_input_details)
+        self._send(200, [answer])
 
     def _read_body(self, length: int) -> bytes:
         """``length`` body bytes, which must all arrive within ``request_timeout_s`` (read in chunks, so a
