@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,21 @@ EVENTS = REPO / "events"
 SPECS = EVENTS / "specs"
 #: GSM8K and other shared data live beside the repository (../shared/data); tests needing it skip without it.
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_stratos_home() -> Iterator[Path]:
+    """Every test session gets its own empty ``STRATOS_HOME``: what the user's local runs left in ``~/.stratos``
+    (run records that calibrate `stratos plan`, a measured machine profile, endpoints) never changes a result."""
+    home = Path(tempfile.mkdtemp(prefix="stratos-test-home-"))
+    before = os.environ.get("STRATOS_HOME")
+    os.environ["STRATOS_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("STRATOS_HOME", None)
+    else:
+        os.environ["STRATOS_HOME"] = before
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def load_event(name: str) -> Any:
