@@ -34,6 +34,22 @@ def isolated_stratos_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> None:
+    """Fake credentials and no AWS config or credentials files (plus ``extra`` variables): nothing a test does with
+    boto3 may reach AWS or read the machine's profile."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 def load_event(name: str) -> Any:
     """A sample event from events/ (the same files `sam local invoke` would use)."""
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))

@@ -564,6 +564,49 @@ def test_training_request_runs_the_plans_parallelism_on_its_nodes():
     )
 
 
+def test_an_external_teacher_travels_as_its_source_with_its_prices_and_no_teacher_channel():
+    from stratos_contract.hyperparameters import TrainingHyperparameters, parse_hyperparameters
+
+    doc = {
+        **GSM8K,
+        "distillation": {"mode": "auto"},
+        "candidates": {
+            "students": ["qwen2.5-0.5b-instruct"],
+            "external_teachers": [
+                {"kind": "bedrock", "model_id": "amazon.nova-lite-v1:0"},
+                {
+                    "kind": "sagemaker-endpoint",
+                    "endpoint_name": "qwen-teacher",
+                    "serves": "qwen2.5-7b-instruct",
+                    "top_logprobs": 5,
+                    "prompt_format": "chat",
+                },
+            ],
+        },
+    }
+    bedrock = _prepared(
+        _plan_like(
+            {"teacher": "bedrock:amazon.nova-lite-v1:0", "mode": "injection", "student": "qwen2.5-0.5b-instruct"}
+        ),
+        doc,
+    )
+    hp = parse_hyperparameters(bedrock.hyperparameters.to_api(), TrainingHyperparameters)
+    assert hp.teacher == "bedrock:amazon.nova-lite-v1:0" and hp.teacher_rationales
+    assert (hp.teacher_usd_per_1k_input, hp.teacher_usd_per_1k_output) == (0.00006, 0.00024)
+    assert [c.ChannelName for c in bedrock.input_data_config] == ["student", "data"]
+    assert {t.Key: t.Value for t in bedrock.tags}["stratos:teacher"] == "bedrock:amazon.nova-lite-v1:0"
+    endpoint = _prepared(
+        _plan_like(
+            {"teacher": "sagemaker-endpoint:qwen-teacher", "mode": "injection", "student": "qwen2.5-0.5b-instruct"}
+        ),
+        doc,
+    )
+    hp = parse_hyperparameters(endpoint.hyperparameters.to_api(), TrainingHyperparameters)
+    assert hp.teacher == "sagemaker-endpoint:qwen-teacher" and hp.teacher_topk == 0  # injection: text only
+    assert hp.teacher_prompt_format == "chat" and hp.teacher_usd_per_1k_input == 0.0
+    assert "teacher" not in [c.ChannelName for c in endpoint.input_data_config]
+
+
 def test_training_request_refuses_a_parallelism_the_catalog_instance_cannot_honour():
     from stratos_contract.parallelism import ParallelismPlan
 

@@ -30,6 +30,6 @@ def test_every_python_package_is_listed() -> None:
 def test_package_data_matches_the_catalog_files() -> None:
     _, roots, data = _configured()
     catalogs = sorted(p.name for p in (REPO / roots["stratos"] / "data").glob("*.json"))
-    assert catalogs == ["instances.json", "models.json", "spot.json"]
+    assert catalogs == ["bedrock.json", "instances.json", "models.json", "spot.json"]
     assert data["stratos.data"] == ["*.json"]
     assert "py.typed" in data["stratos"]

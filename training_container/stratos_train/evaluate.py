@@ -287,18 +287,53 @@ def evaluate(
         stop_after_answer=stop_after_answer,
         cache_dir=cache_dir,
     )
+    return score_completions(texts, stopped, score, seconds=time.perf_counter() - start, label=label)
+
+
+def score_completions(
+    texts: Sequence[str],
+    stopped: Sequence[bool],
+    score: Callable[[str, int], tuple[float, float]],
+    *,
+    seconds: float,
+    label: str = "model",
+) -> EvalResult:
+    """Score completions however they were generated (a loaded model: :func:`evaluate`; an external teacher:
+    ``stratos_train.job``), so every evaluation row is scored one way.
+
+    Args:
+        texts: one completion per example, in the examples' order.
+        stopped: whether each ended before its token budget.
+        score: ``(completion, example index) -> (exact 0/1, partial 0..1)``.
+        seconds: the generation's wall time, s.
+    """
     scores = [score(t, i) for i, t in enumerate(texts)]
     n = max(1, len(scores))
     result = EvalResult(
         accuracy=sum(s[0] for s in scores) / n,
         partial=sum(s[1] for s in scores) / n,
-        completions=texts,
+        completions=list(texts),
         stopped=sum(stopped) / n,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         exact=[float(s[0]) for s in scores],
     )
     logger.info("%s: accuracy %.3f partial %.3f on %d examples", label, result.accuracy, result.partial, len(texts))
     return result
+
+
+def cut_after_answer(text: str) -> tuple[str, bool]:
+    """``text`` up to its first closed final answer line, as :func:`generate` with ``stop_after_answer`` would
+    have stopped it (checked at each newline, trailing newlines dropped), and whether it was cut there.
+
+    For text generated elsewhere (an external teacher), which runs on past its answer line to its own end: the
+    same completion is then scored as a loaded model's would be.
+    """
+    end = text.find("\n")
+    while end != -1:
+        if answer_line_done(text[: end + 1]):
+            return text[: end + 1].rstrip("\n"), True
+        end = text.find("\n", end + 1)
+    return text, False
 
 
 @torch.no_grad()

@@ -17,6 +17,15 @@ written to ``output/data/metrics.json`` at the end:
 6. **export** (:func:`export_phase`): the deployable model at the model-dir root with its card, metrics.json,
    the config, and the final ``[stratos-metrics]`` line.
 
+**External teachers** (``teacher`` = ``bedrock:<model id>`` or ``sagemaker-endpoint:<name>``;
+:mod:`stratos_train.teachers`): no teacher model is loaded. :func:`external_teacher` builds the client and checks
+it answers before the student is loaded; everything the job asks of the teacher goes through it, on rank 0: the
+probe and the teacher's evaluation row (its completions scored by the same score function as a loaded model's),
+and Knowledge Injection's answer-conditioned rationales (kept only when the task's verifier accepts them). It
+exposes text only here, so the mode is Knowledge Injection (:mod:`stratos_train.modes`); the held-out KL needs
+the teacher's logits and is not measured. Its replies are cached by content hash under the checkpoint folder
+(:data:`TEACHER_REPLIES`), and what it cost goes into ``teacher_usage`` (:func:`note_teacher_usage`).
+
 Under torchrun every rank loads, trains and joins the collectives; rank 0 alone probes the teacher (and tells
 the others the mode), evaluates, exports and writes metrics: the other ranks stop after training.
 
@@ -52,15 +61,24 @@ from stratos_contract.metrics import (
     Strata,
     StratumRecord,
 )
+from stratos_contract.metrics import TeacherUsage as TeacherUsageRecord
 from stratos_contract.parallelism import ParallelismError
 from stratos_train.config import KDLossConfig, TrainConfig
 from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
 from stratos_train.env import SageMakerEnv
-from stratos_train.evaluate import EvalResult, evaluate, generate, heldout_kl
+from stratos_train.evaluate import EvalResult, cut_after_answer, evaluate, generate, heldout_kl, score_completions
 from stratos_train.export import save_deployable
 from stratos_train.lora import apply_lora, merge_for_deployment
 from stratos_train.models import LoadedModel, load_model
-from stratos_train.modes import InjectionStats, ModeDecision, build_injection_set, decide_mode
+from stratos_train.modes import (
+    InjectionStats,
+    ModeDecision,
+    ModeError,
+    TeacherInterface,
+    build_injection_set,
+    check_interface,
+    decide_mode,
+)
 from stratos_train.parallel import (
     PLAN_TOPK_DEFAULT,
     barrier,
@@ -98,6 +116,14 @@ from stratos_train.rounds import (
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Answer, Example, Message, Task, pick_few_shot
 from stratos_train.tasks.scoring import wilson_interval
+from stratos_train.teachers import (
+    ExternalTeacher,
+    ExternalTeacherRef,
+    TeacherError,
+    build_external_teacher,
+    parse_teacher_source,
+    sum_usage,
+)
 from stratos_train.trainer import (
     CheckpointClock,
     DistillationTrainer,
@@ -150,24 +176,78 @@ def _score_fn(task: Task, examples: list[Example]) -> Callable[[str, int], tuple
 
 
 def _eval(
-    loaded: LoadedModel, task: Task, examples: list[Example], config: TrainConfig, label: str, shots: list[Example]
+    loaded: LoadedModel | ExternalTeacher,
+    task: Task,
+    examples: list[Example],
+    config: TrainConfig,
+    label: str,
+    shots: list[Example],
 ) -> EvalResult:
-    """Greedy evaluation; ``answered`` (in ``extra``) is the fraction with a parseable final answer."""
+    """Greedy evaluation; ``answered`` is the fraction with a parseable final answer.
+
+    An external teacher's completions (:func:`external_completions`) are scored by the same score function as a
+    loaded model's, after the same cut at the answer line.
+
+    Raises:
+        TeacherError: an external teacher failed every call.
+    """
     prompts = [task.prompt(ex, shots) for ex in examples]
-    result = evaluate(
-        loaded.model,
-        loaded.tokenizer,
-        prompts,
-        _score_fn(task, examples),
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.eval_batch_size,
-        label=label,
-        bf16=config.bf16,
-        stop_after_answer=config.stop_after_answer,
-    )
+    if isinstance(loaded, ExternalTeacher):
+        start = time.perf_counter()
+        texts, stopped = external_completions(loaded, prompts, config.max_new_tokens, config.stop_after_answer, label)
+        result = score_completions(
+            texts, stopped, _score_fn(task, examples), seconds=time.perf_counter() - start, label=label
+        )
+    else:
+        result = evaluate(
+            loaded.model,
+            loaded.tokenizer,
+            prompts,
+            _score_fn(task, examples),
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch_size,
+            label=label,
+            bf16=config.bf16,
+            stop_after_answer=config.stop_after_answer,
+        )
     answered = [task.extract_answer(text) is not None for text in result.completions]
     result.answered = sum(answered) / max(1, len(answered))
     return result
+
+
+def external_completions(
+    teacher: ExternalTeacher,
+    prompts: Sequence[Sequence[Message]],
+    max_new_tokens: int,
+    stop_after_answer: bool,
+    what: str,
+) -> tuple[list[str], list[bool]]:
+    """Greedy completions of an external teacher, shaped like :func:`~stratos_train.evaluate.generate`'s: with
+    ``stop_after_answer``, each cut after its first closed answer line (the teacher writes on to its own end);
+    and whether each ended before ``max_new_tokens`` (its end, or the cut). A ``filtered`` or ``error`` reply
+    is the empty text, which scores wrong and which a verifier rejects.
+
+    Raises:
+        TeacherError: every call failed (the teacher broke after its reachability check): a teacher row of zeros
+            or an injection set without rationales would hide it.
+    """
+    replies = teacher.generate(prompts, max_new_tokens=max_new_tokens)
+    failed = [reply for reply in replies if reply.stop == "error"]
+    if failed and len(failed) == len(replies):
+        raise TeacherError(
+            f"teacher {teacher.source}: all {len(replies)} calls for the {what} failed; the first: {failed[0].detail}"
+        )
+    if failed:
+        logger.warning(
+            "teacher %s: %d of %d %s calls failed (scored as empty)", teacher.source, len(failed), len(replies), what
+        )
+    texts: list[str] = []
+    stopped: list[bool] = []
+    for reply in replies:
+        text, cut = cut_after_answer(reply.text) if stop_after_answer else (reply.text, False)
+        texts.append(text)
+        stopped.append(cut or reply.stop == "end")
+    return texts, stopped
 
 
 def strata_table(task: Task, examples: Sequence[Example], exact: Sequence[float]) -> Strata:
@@ -427,10 +507,13 @@ class JobContext:
     """What the phases after loading read: the config, the paths, the task's examples and the two models.
 
     Attributes:
+        teacher: the loaded teacher; ``None`` for an external teacher (``external``), which the job only calls.
         shared_vocab: the real vocabulary teacher and student share (logits sliced to it); ``None`` when their
-            tokenizers differ (no logit-level alignment possible).
+            tokenizers differ (no logit-level alignment possible) or the teacher is external.
         shots: solved training examples put into the teacher's evaluation prompts (``few_shot``).
         started: ``time.perf_counter()`` at the job's start (``job_seconds``).
+        external: the external teacher's client (``bedrock:`` / ``sagemaker-endpoint:`` sources); ``None`` for a
+            loaded teacher.
     """
 
     config: TrainConfig
@@ -439,12 +522,22 @@ class JobContext:
     train_examples: list[Example]
     eval_examples: list[Example]
     extra_sets: dict[str, list[Example]]
-    teacher: LoadedModel
+    teacher: LoadedModel | None
     student: LoadedModel
     shared_vocab: int | None
     shots: list[Example]
     started: float
     run: RunState
+    external: ExternalTeacher | None = None
+
+    @property
+    def teacher_generator(self) -> LoadedModel | ExternalTeacher:
+        """What answers as the teacher (probe, evaluation): the external client, else the loaded model."""
+        if self.external is not None:
+            return self.external
+        if self.teacher is None:
+            raise ValueError("the job has no teacher")
+        return self.teacher
 
     def heldout_pairs(self) -> list[Pair]:
         """(prompt, reference) of the first :data:`HELDOUT_KL_EXAMPLES` held-out examples."""
@@ -456,11 +549,167 @@ class JobContext:
         return self.shared_vocab if decision.mode == "alignment" else None
 
 
+#: The external teacher's reply cache, under the checkpoint folder (one S3 prefix per pipeline run, synced by
+#: SageMaker) beside the ``run-<fingerprint>`` folders, not inside one: every job of the pipeline run (a resume,
+#: a retry, a fallback with another student, a re-run with other prices or concurrency) reuses the answers. The
+#: cache key covers the teacher and the whole request, so sharing it across recipes is safe.
+TEACHER_REPLIES = "teacher-replies"
+#: The run's external-teacher usage, one :meth:`~stratos_train.teachers.TeacherUsage.as_dict` per job that used
+#: the teacher (keyed by job index), in the run's ``state`` folder.
+TEACHER_USAGE_FILE = "teacher-usage.json"
+#: Phases whose results hold everything the job asks an external teacher: once an earlier job of the run kept
+#: them all, this job neither checks nor calls the teacher (``injection_data`` only with teacher rationales).
+_TEACHER_PHASES = ("probe", "evaluate_before")
+
+
+def teacher_interface(config: TrainConfig) -> tuple[TeacherInterface, str]:
+    """What ``config.teacher`` exposes to this job (:data:`~stratos_train.modes.TeacherInterface`) and, for
+    ``text``, why it exposes no more (for messages). A loaded teacher: ``logits``. An external one: ``text``
+    (the job asks it for text only: Bedrock returns nothing else, and top-k alignment through an endpoint is
+    refused by :func:`external_teacher`).
+
+    Raises:
+        TeacherError: the source starts ``bedrock:`` / ``sagemaker-endpoint:`` but is malformed.
+    """
+    ref = parse_teacher_source(config.teacher)
+    if ref is None:
+        return "logits", ""
+    if ref.kind == "bedrock":
+        return "text", "Bedrock's Converse API returns no log-probabilities"
+    return "text", "teacher_topk is 0: the endpoint is asked for its text only"
+
+
+def teacher_region(ref: ExternalTeacherRef) -> str:
+    """The AWS region to call an external teacher in: ``AWS_REGION``, else ``AWS_DEFAULT_REGION`` (the job's
+    region), else the region a Bedrock ARN names.
+
+    Raises:
+        TeacherError: none of them is set.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ref.arn_region
+    if not region:
+        raise TeacherError(
+            f"teacher {ref.source}: no AWS region to call it in: set AWS_REGION or AWS_DEFAULT_REGION, or name a "
+            "Bedrock model by its ARN"
+        )
+    return region
+
+
+def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> ExternalTeacher | None:
+    """The client of an external teacher (``bedrock:`` / ``sagemaker-endpoint:``), checked reachable; ``None``
+    for a teacher the job loads. Called before any model is loaded, so a teacher the job cannot use fails the
+    job at once, never mid-training.
+
+    The client: region :func:`teacher_region`; the config's prompt format, concurrency and prices; its reply
+    cache in :data:`TEACHER_REPLIES` under the checkpoint folder. It is asked for text only: top-k alignment
+    through an endpoint's log-probabilities is not implemented here, so ``teacher_topk`` > 0 is refused unless
+    the mode is ``injection`` (which ignores it). The reachability check (a 1-token Converse, or
+    DescribeEndpoint) runs on rank 0 unless an earlier job of the run already kept every phase that calls the
+    teacher (:data:`_TEACHER_PHASES`), so a re-run of a finished job makes no call at all.
+
+    Raises:
+        ModeError: ``alignment`` forced with a text-only teacher, or ``teacher_topk`` > 0 outside ``injection``.
+        TeacherError: a malformed source, no region, a bad setting, or the teacher is unreachable (the message
+            says which and why; it becomes ``output/failure``).
+    """
+    ref = parse_teacher_source(config.teacher)
+    if ref is None:
+        return None
+    interface, why = teacher_interface(config)
+    if config.teacher_topk and config.mode != "injection":
+        offered = (
+            "Bedrock's Converse API returns no log-probabilities"
+            if ref.kind == "bedrock"
+            else "top-k alignment from an endpoint's log-probabilities is not implemented in the training container"
+        )
+        raise ModeError(
+            f"teacher_topk {config.teacher_topk} with the external teacher {ref.source}: {offered}; set teacher_topk "
+            "0 (the job then distils by Knowledge Injection from the teacher's text) or mode 'injection'"
+        )
+    check_interface(config.mode, interface, why)
+    if config.teacher_topk:
+        logger.info(
+            "teacher %s: teacher_topk %d ignored (Knowledge Injection uses text)", ref.source, config.teacher_topk
+        )
+    teacher = build_external_teacher(
+        ref,
+        region=teacher_region(ref),
+        top_k=0,
+        prompt_format=config.teacher_prompt_format,
+        concurrency=config.teacher_concurrency,
+        cache_dir=env.checkpoint_dir / TEACHER_REPLIES,
+        input_usd_per_1k=config.teacher_usd_per_1k_input,
+        output_usd_per_1k=config.teacher_usd_per_1k_output,
+    )
+
+    def check() -> None:
+        phases = [
+            *_TEACHER_PHASES,
+            *(["injection_data"] if config.teacher_rationales and config.rationale_samples else []),
+        ]
+        if all((run.state_dir / f"{phase}.json").exists() for phase in phases):
+            logger.info("teacher %s: an earlier job of this run did all it is asked for: not checked", ref.source)
+            return
+        teacher.check_reachable()
+        logger.info("teacher %s: reachable in %s (%s)", ref.source, teacher.region, interface)
+
+    on_main(check)
+    return teacher
+
+
+def on_main(call: Callable[[], Any]) -> Any:
+    """``call()`` on rank 0 only (an external teacher is called once per job, not once per rank); its result on
+    every rank, and its :class:`TeacherError` raised on every rank (a no-op broadcast on one process).
+
+    Raises:
+        TeacherError: ``call`` raised one on rank 0.
+    """
+    value: Any = None
+    failure: TeacherError | None = None
+    if is_main():
+        try:
+            value = call()
+        except TeacherError as exc:
+            failure = exc
+    value, message = broadcast_from_main((value, None if failure is None else str(failure)))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise TeacherError(message)
+    return value
+
+
+def note_teacher_usage(ctx: JobContext, metrics: JobMetrics) -> None:
+    """Keep this job's external-teacher usage in the run's state (:data:`TEACHER_USAGE_FILE`) and set
+    ``metrics.teacher_usage`` to the run's: every job's summed, with this job's share. Rank 0 only; a no-op for
+    a loaded teacher. A job that neither called the teacher nor read its cache leaves no entry."""
+    if ctx.external is None or not is_main():
+        return
+    path = ctx.run.state_dir / TEACHER_USAGE_FILE
+    jobs: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    mine = ctx.external.usage.as_dict()
+    if mine["calls"] or mine["cache_hits"]:
+        jobs[str(ctx.run.job_index)] = mine
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(jobs, indent=2), encoding="utf-8")
+        os.replace(tmp, path)  # a job killed mid-write leaves the previous version
+    metrics.teacher_usage = TeacherUsageRecord(
+        **sum_usage(jobs.values()), jobs=len(jobs), job_calls=mine["calls"], job_usd=mine["usd"]
+    )
+
+
 def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[JobContext, JobMetrics]:
-    """Prepare the job's folders, seed, build the task's examples and load both models.
+    """Prepare the job's folders, seed, build the task's examples, open the run's state and load both models
+    (an external teacher: build its client and check it answers, before the student is loaded; no teacher
+    model is loaded).
 
     Fills ``task``, ``teacher``, ``student`` (the sources: how the models were loaded, e.g.
-    ``channel:student@layers=15``) and ``teacher_id``/``student_id`` (the catalog ids: which they are) when given.
+    ``channel:student@layers=15``), ``teacher_id``/``student_id`` (the catalog ids: which they are) when given,
+    and ``teacher_usage`` for an external teacher.
+
+    Raises:
+        ModeError, TeacherError: an external teacher the job cannot use (:func:`external_teacher`).
     """
     env.prepare()
     seed_everything(config.seed)
@@ -478,19 +727,6 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
         "".join(f", {len(v)} {k}" for k, v in extra_sets.items()),
     )
 
-    channels = {name: path for name in ("teacher", "student") if (path := env.channel(name)) is not None}
-    corpus = [task.target(ex) + " " + task.prompt(ex)[-1]["content"] for ex in train_examples[:200]]
-    teacher = load_model(config.teacher, channels, corpus=corpus)
-    student = load_model(config.student, channels, corpus=corpus, tokenizer=_shared_tiny_tokenizer(config, teacher))
-    compatible = teacher.tokenizer_family == student.tokenizer_family
-    logger.info(
-        "teacher %s (%.1fM params), student %s (%.1fM params), tokenizers %s",
-        config.teacher,
-        sum(p.numel() for p in teacher.model.parameters()) / 1e6,
-        config.student,
-        sum(p.numel() for p in student.model.parameters()) / 1e6,
-        "shared" if compatible else "differ",
-    )
     world = world_size()
     plan = config.parallelism
     run = RunState.open(
@@ -503,6 +739,23 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
         writer=is_main(),
     )
     logger.info("run state %s: job %d of this run", run.root, run.job_index)
+    external = external_teacher(config, env, run)  # before any weights: an unusable teacher fails the job now
+
+    channels = {name: path for name in ("teacher", "student") if (path := env.channel(name)) is not None}
+    corpus = [task.target(ex) + " " + task.prompt(ex)[-1]["content"] for ex in train_examples[:200]]
+    teacher = None if external is not None else load_model(config.teacher, channels, corpus=corpus)
+    student = load_model(config.student, channels, corpus=corpus, tokenizer=_shared_tiny_tokenizer(config, teacher))
+    compatible = teacher is not None and teacher.tokenizer_family == student.tokenizer_family
+    logger.info(
+        "teacher %s (%s), student %s (%.1fM params), tokenizers %s",
+        config.teacher,
+        "external: called, not loaded"
+        if teacher is None
+        else f"{sum(p.numel() for p in teacher.model.parameters()) / 1e6:.1f}M params",
+        config.student,
+        sum(p.numel() for p in student.model.parameters()) / 1e6,
+        "external teacher" if teacher is None else "shared" if compatible else "differ",
+    )
     context = JobContext(
         config=config,
         env=env,
@@ -512,16 +765,18 @@ def load_phase(config: TrainConfig, env: SageMakerEnv, started: float) -> tuple[
         extra_sets=extra_sets,
         teacher=teacher,
         student=student,
-        shared_vocab=min(teacher.real_vocab_size, student.real_vocab_size) if compatible else None,
+        shared_vocab=min(teacher.real_vocab_size, student.real_vocab_size) if teacher and compatible else None,
         shots=pick_few_shot(train_examples, config.few_shot, config.seed) if config.few_shot else [],
         started=started,
         run=run,
+        external=external,
     )
     metrics = JobMetrics(task=task.name, teacher=config.teacher, student=config.student)
     if config.teacher_id:
         metrics.teacher_id = config.teacher_id
     if config.student_id:
         metrics.student_id = config.student_id
+    note_teacher_usage(context, metrics)
     return context, metrics
 
 
@@ -532,7 +787,7 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
 
     def probe() -> tuple[float, float, float, int]:
         sample = ctx.train_examples[: config.probe_size]
-        result = _eval(ctx.teacher, task, sample, config, "teacher probe", ctx.shots)
+        result = _eval(ctx.teacher_generator, task, sample, config, "teacher probe", ctx.shots)
         complexity = sum(task.complexity(ex) for ex in sample) / max(1, len(sample))
         return result.accuracy, result.partial, complexity, len(sample)
 
@@ -540,13 +795,17 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
     if saved is not None:
         decision = ModeDecision(**saved["decision"])
     else:
+        interface, why = teacher_interface(config)
         decision = decide_mode(
             config.mode,
             compatible=ctx.shared_vocab is not None,
             threshold=config.coverage_threshold,
             probe=probe if is_main() else lambda: (0.0, 0.0, 0.0, 0),
             complexity_unit=task.complexity_unit,
+            interface=interface,
+            interface_why=why,
         )
+        note_teacher_usage(ctx, metrics)
         ctx.run.put("probe", {"decision": asdict(decision)})
     decision = broadcast_from_main(decision)  # only rank 0 probed: every rank trains in its mode
     logger.info("mode %s: %s", decision.mode, decision.reason)
@@ -560,7 +819,8 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
     """Score the teacher (``evaluate_teacher``; with its few-shot prompts) and the untrained student
     (``evaluate_before``) on the held-out set, on the main process; measure the held-out KL for alignment.
 
-    Fills ``teacher_*``, ``eval_sets.*.teacher``, ``student_before_*`` and ``heldout_kl_before``.
+    Fills ``teacher_*``, ``eval_sets.*.teacher``, ``student_before_*`` and ``heldout_kl_before`` (never for an
+    external teacher: the KL needs its logits); ``teacher_usage`` after an external teacher's evaluation.
     """
     config, task, examples = ctx.config, ctx.task, ctx.eval_examples
     saved = ctx.run.get("evaluate_before") if is_main() else None
@@ -569,15 +829,18 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
         barrier()
         return
     if is_main() and config.evaluate_teacher:
-        teacher_eval = _eval(ctx.teacher, task, examples, config, "teacher", ctx.shots)
+        teacher_eval = _eval(ctx.teacher_generator, task, examples, config, "teacher", ctx.shots)
         metrics.teacher_accuracy = teacher_eval.accuracy
         metrics.teacher_partial = teacher_eval.partial
         metrics.teacher_answered = teacher_eval.answered
         metrics.teacher_eval_seconds = round(teacher_eval.seconds, 2)
         metrics.teacher_strata = strata_table(task, examples, teacher_eval.exact)
         for name, extra in ctx.extra_sets.items() if config.extra_eval_teacher else ():
-            row = _eval_row(_eval(ctx.teacher, task, extra, config, f"teacher {name}", ctx.shots), task, extra)
+            row = _eval_row(
+                _eval(ctx.teacher_generator, task, extra, config, f"teacher {name}", ctx.shots), task, extra
+            )
             metrics.eval_set(name).teacher = row
+        note_teacher_usage(ctx, metrics)
     if is_main() and config.evaluate_before:
         before = _eval(ctx.student, task, examples, config, "student before", [])
         metrics.student_before_accuracy = before.accuracy
@@ -585,7 +848,7 @@ def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobM
         metrics.student_before_answered = before.answered
         metrics.student_before_eval_seconds = round(before.seconds, 2)
     kl_vocab = ctx.kl_vocab(decision)
-    if is_main() and kl_vocab is not None:
+    if is_main() and kl_vocab is not None and ctx.teacher is not None:
         metrics.heldout_kl_before = heldout_kl(
             ctx.teacher.model,
             ctx.student.model,
@@ -621,15 +884,28 @@ def _record_injection_data(metrics: JobMetrics, stats: InjectionStats) -> None:
 def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
     """Knowledge Injection's pair builder: verified targets, with the teacher's answer-conditioned rationales
     asked once (first round), within the ``rationale_samples`` budget; the teacher is freed after that (it has
-    nothing left to do: ``generation_only``). Fills ``injection_*`` in round 1."""
+    nothing left to do: ``generation_only``). Fills ``injection_*`` in round 1.
+
+    An external teacher is asked through its client (rank 0 only; the other ranks receive its texts), with the
+    same token budget and the same cut at the answer line as a loaded one; its usage goes into
+    ``teacher_usage``."""
     config = ctx.config
+    budget = config.max_new_tokens * 2  # a rationale explains, then answers: twice an answer's budget
 
     def teacher_generate(prompts: list[list[Message]]) -> list[str]:
+        external = ctx.external
+        if external is not None:
+            texts: list[str] = on_main(
+                lambda: external_completions(external, prompts, budget, config.stop_after_answer, "rationales")[0]
+            )
+            return texts
+        if ctx.teacher is None:
+            raise ValueError("the job has no teacher")
         texts, _ = generate(
             ctx.teacher.model,
             ctx.teacher.tokenizer,
             prompts,
-            max_new_tokens=config.max_new_tokens * 2,
+            max_new_tokens=budget,
             batch_size=config.eval_batch_size,
             bf16=config.bf16,
             stop_after_answer=config.stop_after_answer,
@@ -651,6 +927,7 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
         )
         if round_index == 1:
             _record_injection_data(metrics, stats)
+            note_teacher_usage(ctx, metrics)
             injection = {k: v for k, v in metrics.written().items() if k.startswith("injection_")}
             ctx.run.put("injection_data", {"pairs": pairs, "metrics": injection})
             _release_teacher(ctx, "Knowledge Injection: the training data is built")
@@ -660,7 +937,10 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
 
 
 def _release_teacher(ctx: JobContext, why: str) -> None:
-    """Free the teacher's weights before the student trains (:func:`~stratos_train.parallel.release`)."""
+    """Free the teacher's weights before the student trains (:func:`~stratos_train.parallel.release`); nothing
+    to free for an external teacher."""
+    if ctx.teacher is None:
+        return
     model = ctx.teacher.model
     if is_released(model):
         return
@@ -732,6 +1012,8 @@ def _train_mode(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) ->
             model = train_in_rounds(config, ctx.run, ctx.task, ctx.student, model, build_pairs, metrics)
             return Trained(model, None) if is_main() else None
         return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision, metrics)
+    if ctx.teacher is None:  # external_teacher refuses alignment before anything is loaded
+        raise ModeError(f"alignment needs a teacher loaded in the job; {config.teacher} is external")
     pairs = [(task.prompt(ex), task.target(ex)) for ex in ctx.train_examples]
     return _train(ctx, pairs, ctx.teacher.model, decision, metrics)
 
@@ -751,9 +1033,8 @@ def _trained_by_earlier_job(
     placement = config.parallelism.placement_for(decision.mode) if config.parallelism is not None else None
     if decision.mode == "injection" or placement == "topk_cache" or config.teacher_topk:
         _release_teacher(ctx, "training was finished by an earlier job of this run")
-    held = ctx.teacher.model
     logger.info("training: finished by an earlier job of this run (%d steps); weights reloaded", metrics.train_steps)
-    return Trained(model, None if is_released(held) else held)
+    return Trained(model, _held_teacher(ctx))
 
 
 def _teacher_cache_k(config: TrainConfig, placement: str | None) -> int:
@@ -853,8 +1134,14 @@ def _train(
         return _gather_on_main(ctx, trainer.model, teacher)
     if not is_main():
         return None
-    held = ctx.teacher.model
-    return Trained(trainer.model, None if is_released(held) else held)
+    return Trained(trainer.model, _held_teacher(ctx))
+
+
+def _held_teacher(ctx: JobContext) -> Any | None:
+    """The loaded teacher's model while its weights are held (``None`` once released, or when external)."""
+    if ctx.teacher is None or is_released(ctx.teacher.model):
+        return None
+    return ctx.teacher.model
 
 
 def _resume_point(checkpoints: Any, total_steps: int) -> str | None:
@@ -916,8 +1203,8 @@ def _gather_on_main(ctx: JobContext, student: Any, sharded_teacher: Any) -> Trai
     teacher = None
     if sharded_teacher is not None and teacher_state is not None:
         teacher = rebuild_unsharded(sharded_teacher, teacher_state)
-    elif not is_released(ctx.teacher.model):
-        teacher = ctx.teacher.model
+    else:
+        teacher = _held_teacher(ctx)
     logger.info("gathered the FSDP-trained student (%d tensors) on rank 0", len(student_state))
     return Trained(model, teacher)
 
@@ -1000,6 +1287,7 @@ def export_phase(ctx: JobContext, decision: ModeDecision, final: Any, metrics: J
         max_new_tokens=config.max_new_tokens,
         card=card,
     )
+    note_teacher_usage(ctx, metrics)  # the run's usage as it stands at the end (a re-run adds nothing)
     env = ctx.env
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     env.metrics_path.write_text(json.dumps(metrics.written(), indent=2, default=str), encoding="utf-8")
@@ -1030,8 +1318,10 @@ def _answer_text(answer: Answer) -> str | list[str]:
     return list(answer) if isinstance(answer, tuple) else answer
 
 
-def _shared_tiny_tokenizer(config: TrainConfig, teacher: LoadedModel) -> Any:
+def _shared_tiny_tokenizer(config: TrainConfig, teacher: LoadedModel | None) -> Any:
     """Tiny test models: the student reuses the teacher's freshly trained tokenizer (same vocabulary)."""
+    if teacher is None:
+        return None
     if config.student.split("@", 1)[0].startswith("tiny:") and config.teacher.startswith("tiny:"):
         return teacher.tokenizer
     return None

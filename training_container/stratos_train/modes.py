@@ -15,6 +15,18 @@
 The spec (``mode = alignment | injection``) overrides the rule; a forced alignment with incompatible
 tokenizers is an error, not a silent switch.
 
+**What the teacher exposes** (``teacher_interface``, recorded in the evidence) comes first:
+
+* ``logits`` — a model the job loads (every rule above applies);
+* ``top-k`` — an external endpoint that returns top-k log-probabilities per generated token: alignment would be
+  top-k KD on the teacher's own generations. The training container does not run it yet: the job refuses
+  ``teacher_topk`` > 0 with an external teacher outside ``injection``, before loading anything
+  (:class:`ModeError`), and otherwise asks the teacher for text only;
+* ``text`` — an external teacher that returns text only (a Bedrock model; an endpoint asked without top-k):
+  there are no distributions to match, so the mode is **injection** whatever the coverage. ``auto`` still
+  probes it (the same probe and scoring as a loaded teacher) so the evidence records its coverage and the
+  task's complexity; a forced alignment is a :class:`ModeError` naming why.
+
 **Knowledge Injection data** (:func:`build_injection_set`): (a) reverse-synthesised or loaded problems with
 a verified programmatic/reference reasoning trace; (b) optionally the teacher writes a rationale
 CONDITIONED on the known answer (and the spec's domain notes in its system prompt), kept only when the
@@ -31,6 +43,8 @@ from typing import Any, Literal
 from stratos_train.tasks.base import Example, Message, NoVerifierError, Task
 
 Mode = Literal["alignment", "injection"]
+TeacherInterface = Literal["logits", "top-k", "text"]
+"""What a teacher exposes to the job (module docstring)."""
 
 
 class ModeError(ValueError):
@@ -48,7 +62,8 @@ class ModeDecision:
         coverage: teacher exact accuracy on the probe (None when not probed), 0..1.
         coverage_partial: teacher partial credit on the probe, 0..1.
         complexity: mean task complexity over the probe, in ``complexity_unit``.
-        tokenizers_compatible: teacher and student share a vocabulary.
+        tokenizers_compatible: teacher and student share a vocabulary (False when unknown: a text-only teacher).
+        teacher_interface: what the teacher exposes (:data:`TeacherInterface`).
     """
 
     mode: Mode
@@ -61,9 +76,29 @@ class ModeDecision:
     probe_size: int = 0
     threshold: float = 0.5
     tokenizers_compatible: bool = True
+    teacher_interface: TeacherInterface = "logits"
 
     def evidence(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_interface(requested: str, interface: TeacherInterface, why: str = "") -> None:
+    """Refuse a forced ``alignment`` with a teacher that exposes text only.
+
+    Args:
+        requested: ``auto``, ``alignment`` or ``injection``.
+        interface: what the teacher exposes.
+        why: the reason it exposes no more, for the message (e.g. "Bedrock's Converse API returns no
+            log-probabilities").
+
+    Raises:
+        ModeError: ``alignment`` with a ``text`` teacher, naming why.
+    """
+    if requested == "alignment" and interface == "text":
+        raise ModeError(
+            "distillation.mode 'alignment' needs the teacher's token distributions, and this teacher returns text "
+            f"only{f' ({why})' if why else ''}: use 'injection' or 'auto' (Knowledge Injection from its text)"
+        )
 
 
 def decide_mode(
@@ -73,22 +108,45 @@ def decide_mode(
     threshold: float,
     probe: Callable[[], tuple[float, float, float, int]] | None,
     complexity_unit: str = "",
+    interface: TeacherInterface = "logits",
+    interface_why: str = "",
 ) -> ModeDecision:
     """Apply the auto rule (module docstring) or honour a forced mode.
 
     Args:
         requested: ``auto``, ``alignment`` or ``injection``.
-        compatible: tokenizer fingerprints equal.
+        compatible: tokenizer fingerprints equal (ignored for a ``text`` teacher: recorded as False).
         threshold: coverage needed for alignment, 0..1.
         probe: runs the teacher probe, returning (coverage, partial, mean complexity, probe size); only called
-            in auto mode with compatible tokenizers.
+            in auto mode with compatible tokenizers, or with a ``text`` teacher (for the evidence).
+        interface: what the teacher exposes; ``text`` means injection (module docstring).
+        interface_why: why a ``text`` teacher exposes no more, for the messages.
 
     Raises:
-        ModeError: ``alignment`` forced with incompatible tokenizers.
+        ModeError: ``alignment`` forced with incompatible tokenizers or with a ``text`` teacher.
     """
+    check_interface(requested, interface, interface_why)
+    if interface == "text":
+        compatible = False  # no distributions to share, whatever its tokenizer
     if requested == "injection":
         return ModeDecision(
-            "injection", True, "forced by the spec", threshold=threshold, tokenizers_compatible=compatible
+            "injection",
+            True,
+            "forced by the spec",
+            threshold=threshold,
+            tokenizers_compatible=compatible,
+            teacher_interface=interface,
+        )
+    if interface == "text":
+        if probe is None:
+            raise ValueError("auto mode needs a probe")
+        coverage, partial, complexity, size = probe()
+        reason = (
+            f"the teacher returns text only{f' ({interface_why})' if interface_why else ''}: no distributions to "
+            f"align to, so learn from verified data (probe coverage {coverage:.2f})"
+        )
+        return ModeDecision(
+            "injection", False, reason, coverage, partial, complexity, complexity_unit, size, threshold, False, "text"
         )
     if requested == "alignment":
         if not compatible:
@@ -96,7 +154,14 @@ def decide_mode(
                 "distillation.mode 'alignment' needs teacher and student with the same tokenizer; "
                 "these differ (use 'injection' or 'auto')"
             )
-        return ModeDecision("alignment", True, "forced by the spec", threshold=threshold, tokenizers_compatible=True)
+        return ModeDecision(
+            "alignment",
+            True,
+            "forced by the spec",
+            threshold=threshold,
+            tokenizers_compatible=True,
+            teacher_interface=interface,
+        )
     if not compatible:
         return ModeDecision(
             "injection",
@@ -105,6 +170,7 @@ def decide_mode(
             threshold=threshold,
             tokenizers_compatible=False,
             complexity_unit=complexity_unit,
+            teacher_interface=interface,
         )
     if probe is None:
         raise ValueError("auto mode needs a probe")
@@ -118,7 +184,9 @@ def decide_mode(
             f"teacher does not cover the task (coverage {coverage:.2f} < {threshold:.2f}): "
             "learn from verified, reverse-synthesised data instead"
         )
-    return ModeDecision(mode, False, reason, coverage, partial, complexity, complexity_unit, size, threshold, True)
+    return ModeDecision(
+        mode, False, reason, coverage, partial, complexity, complexity_unit, size, threshold, True, interface
+    )
 
 
 @dataclass

@@ -188,6 +188,15 @@ class PlanSummary(Payload):
     p50_latency_band: EstimateBand | None = Field(
         default=None, description="p50_latency_ms' band (ms) and calibration; None in older plans."
     )
+    teacher_tokens: int = Field(
+        default=0, ge=0, description="An external teacher's expected tokens (input + output), count; 0 otherwise."
+    )
+    teacher_tokens_usd: float = Field(
+        default=0.0,
+        ge=0,
+        description="Their price (Bedrock on-demand per-token prices; 0 for an endpoint), USD; included in "
+        "training_cost_usd.",
+    )
 
 
 class PlanRef(Payload):

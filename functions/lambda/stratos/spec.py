@@ -162,6 +162,16 @@ SageMakerName = Annotated[
 ModelId = Annotated[
     str, _Pattern(_MODEL_ID_RE, "a model id like Qwen/Qwen2.5-0.5B-Instruct or smollm2-135m-instruct", 128)
 ]
+# Bedrock model ids (``amazon.nova-lite-v1:0``), cross-region inference profile ids (``us.amazon.nova-lite-v1:0``)
+# and their ARNs. A pattern of our own (Bedrock's own one is looser): provider "." model, then ":" versions.
+_BEDROCK_MODEL_RE = (
+    r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]+:[0-9]{0,12}:(foundation-model|inference-profile)/)?"
+    r"([a-z]{2,4}\.)?[a-z0-9-]+\.[a-z0-9.-]+(:[0-9]+(:[0-9a-z]+)?)?$"
+)
+BedrockModelId = Annotated[
+    str,
+    _Pattern(_BEDROCK_MODEL_RE, "a Bedrock model or inference-profile id like amazon.nova-lite-v1:0", 200),
+]
 InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance type like ml.g5.xlarge", 32)]
 _FAMILY_MAX_CHARS = 16
 InstanceFamily = Annotated[str, _Pattern(_FAMILY_RE, "an instance family like g5 or p4d", _FAMILY_MAX_CHARS)]
@@ -396,8 +406,92 @@ class ObjectiveWeights(_Strict):
         return self
 
 
+#: Most log-probabilities per token a TGI container returns (``top_n_tokens`` is capped at 5 by default and at
+#: most 10 in TGI 2.x, ``--max-top-n-tokens``); hosted APIs give at most ~20 (OpenAI's ``top_logprobs``).
+MAX_TOP_LOGPROBS = 20
+
+
+class BedrockTeacher(_Strict):
+    """A teacher called through Amazon Bedrock's Converse API: text only, so it teaches by Knowledge Injection
+    (answer-conditioned rationales the task's verifier accepts)."""
+
+    kind: Literal["bedrock"]
+    model_id: BedrockModelId = Field(
+        description="Bedrock model id or inference-profile id (or its ARN), e.g. amazon.nova-lite-v1:0. It must be "
+        "in the stack's BedrockTeacherModelIds (the training role may invoke only those)."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Your account's on-demand tokens-per-minute quota for this model (input + output), tokens/min; "
+        "null = the snapshot's default quota for the model.",
+    )
+    prior_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Your estimate of the model's accuracy on this task, fraction; null = the snapshot's prior for "
+        "the task kind.",
+    )
+
+    @property
+    def source(self) -> str:
+        """The teacher's source string, ``bedrock:<model id>`` (its candidate id and training-job source)."""
+        return f"bedrock:{self.model_id}"
+
+
+class EndpointTeacher(_Strict):
+    """A teacher already served by a SageMaker endpoint in the TGI request shape (text, and top-k
+    log-probabilities per generated token where the container returns them)."""
+
+    kind: Literal["sagemaker-endpoint"]
+    endpoint_name: SageMakerName = Field(
+        description="The endpoint's name. It must be in the stack's TeacherEndpointNames (the training role may "
+        "invoke only those) and InService when the run starts."
+    )
+    serves: ModelId = Field(
+        description="Catalog id or Hugging Face repo of the model the endpoint serves: its size, tokenizer family "
+        "and prior."
+    )
+    top_logprobs: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Log-probabilities per generated token the endpoint returns (TGI top_n_tokens); 0 = text only. "
+        "Recorded for the plan; alignment to them (top-k logit distillation) is not built in the training job yet, "
+        "so an endpoint teacher teaches by Knowledge Injection.",
+    )
+    prompt_format: Literal["text", "chat"] = Field(
+        default="text",
+        description="How prompts are sent: 'text' (one string, the shape every TGI container takes; the messages "
+        "rendered as 'Role: content' lines) or 'chat' (the messages as a list, for a container that applies the "
+        "model's chat template, such as Stratos's own local server).",
+    )
+    tokens_per_minute: int = Field(
+        default=60_000,
+        ge=1,
+        le=100_000_000,
+        description="Tokens per minute the endpoint gives this run, input + output, tokens/min (default 60,000: "
+        "our assumption for one shared GPU instance; set what yours sustains).",
+    )
+
+    @property
+    def source(self) -> str:
+        """The teacher's source string, ``sagemaker-endpoint:<endpoint name>``."""
+        return f"sagemaker-endpoint:{self.endpoint_name}"
+
+
+ExternalTeacher = Annotated[BedrockTeacher | EndpointTeacher, Field(discriminator="kind")]
+
+
 class Candidates(_Strict):
-    """Which models the planner may consider. Ids are catalog ids or Hugging Face repo ids."""
+    """Which models the planner may consider. Ids are catalog ids or Hugging Face repo ids.
+
+    ``external_teachers`` are teachers the training job calls instead of loading: Bedrock models and existing
+    SageMaker endpoints. When the spec names external teachers and leaves ``teachers`` null, only the external
+    ones are teacher candidates (name catalog teachers in ``teachers`` to plan with both).
+    """
 
     teachers: list[ModelId] | None = Field(
         default=None,
@@ -412,6 +506,12 @@ class Candidates(_Strict):
         max_length=64,
         description="Student model ids; null = the whole catalog.",
         json_schema_extra={"uniqueItems": True},
+    )
+    external_teachers: list[ExternalTeacher] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Teachers the training job calls instead of loading: {kind: bedrock, model_id} or "
+        "{kind: sagemaker-endpoint, endpoint_name, serves, top_logprobs}.",
     )
     accuracy_priors: dict[ModelId, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
@@ -430,7 +530,20 @@ class Candidates(_Strict):
                 if model_id in seen:
                     raise RuleError(f"{role}.{i}", f"{model_id!r} is listed twice")
                 seen.add(model_id)
+        sources: set[str] = set()
+        for i, teacher in enumerate(self.external_teachers):
+            if teacher.source in sources:
+                raise RuleError(f"external_teachers.{i}", f"{teacher.source!r} is listed twice")
+            sources.add(teacher.source)
         return self
+
+    def teacher_ids(self) -> list[str] | None:
+        """The teacher candidates the planner considers: ``teachers`` (catalog or repo ids) then the external
+        teachers' sources; ``None`` = the whole catalog (no teachers and no external teachers named)."""
+        external = [t.source for t in self.external_teachers]
+        if self.teachers is None:
+            return external or None
+        return [*self.teachers, *external]
 
 
 class Distillation(_Strict):

@@ -161,9 +161,9 @@ def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list
     """Turn a pydantic ValidationError into FieldErrors whose paths follow the user's document.
 
     Pydantic puts the discriminator value of a tagged union into ``loc`` (``data.jsonl.train_uri``); the
-    user wrote ``data.train_uri``, so tags are dropped. A wrong or missing tag is named at the tag field
-    (``data.source``) with the allowed tags; a rejected dict key at the key (pydantic adds ``[key]``).
-    Unknown-field errors list the allowed names and the closest match.
+    user wrote ``data.train_uri``, so tags are dropped (the spec's unions are tagged by ``source`` or ``kind``).
+    A wrong or missing tag is named at the tag field (``data.source``) with the allowed tags; a rejected dict key
+    at the key (pydantic adds ``[key]``). Unknown-field errors list the allowed names and the closest match.
     """
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
@@ -173,7 +173,8 @@ def field_errors(exc: ValidationError, doc: Any, model: type[BaseModel]) -> list
         tag_skipped_at: Any = None
         loc = err["loc"]
         for i, part in enumerate(loc):
-            if isinstance(node, dict) and node.get("source") == part and tag_skipped_at is not node:
+            tagged = isinstance(node, dict) and part in (node.get("source"), node.get("kind"))
+            if tagged and tag_skipped_at is not node:
                 tag_skipped_at = node  # the union tag pydantic inserts right after the union field
                 continue
             if part == "[key]" and i == len(loc) - 1 and path_parts and not (isinstance(node, dict) and part in node):

@@ -64,7 +64,11 @@ class TrainingHyperparameters(BaseModel):
     seed: int = Field(default=0, ge=0, description="Seed for data generation, sampling and initialisation.")
 
     # --- models
-    teacher: str = Field(default="smollm2-135m-instruct", description="Teacher model source (see models.py).")
+    teacher: str = Field(
+        default="smollm2-135m-instruct",
+        description="Teacher model source (see models.py), or an external teacher the job calls: "
+        "bedrock:<model id> or sagemaker-endpoint:<endpoint name> (stratos_train.teachers).",
+    )
     student: str = Field(default="smollm2-135m-instruct@layers=10", description="Student model source.")
     teacher_id: str = Field(
         default="", max_length=256, description="Catalog id of the teacher for the model card; empty = the source."
@@ -74,6 +78,19 @@ class TrainingHyperparameters(BaseModel):
         max_length=256,
         description="Catalog id of the student for the model card, e.g. smollm2-135m-instruct-l15 (a depth-pruned "
         "copy whose source is channel:student@layers=15); empty = the source.",
+    )
+
+    teacher_prompt_format: Literal["text", "chat"] = Field(
+        default="text", description="sagemaker-endpoint teacher: prompts as one string (TGI) or as chat messages."
+    )
+    teacher_concurrency: int = Field(
+        default=4, ge=1, le=64, description="External teacher: requests in flight at once, count."
+    )
+    teacher_usd_per_1k_input: float = Field(
+        default=0.0, ge=0, description="External teacher: price per 1,000 input tokens, USD (what metrics.json counts)."
+    )
+    teacher_usd_per_1k_output: float = Field(
+        default=0.0, ge=0, description="External teacher: price per 1,000 output tokens, USD."
     )
 
     # --- mode selection

@@ -6,10 +6,11 @@ the file. Only pydantic and the standard library are imported here, so both side
 
 Which keys a file has depends on the run: a field the job did not measure is absent from the file, never
 ``null`` (``teacher_accuracy`` without ``evaluate_teacher``, ``heldout_kl_*`` outside alignment with a shared
-tokenizer, ``injection_*`` outside Knowledge Injection, ``injection_rounds`` outside the closed loop). A field
-that is written as ``null`` means "measured, undefined" (``student_over_teacher`` when the teacher scored 0).
-So the record tracks which fields were set (pydantic's ``model_fields_set``) and writes exactly those; set a
-field by assignment (``metrics.x = ...``), never by mutating a list or dict in place.
+tokenizer, ``injection_*`` outside Knowledge Injection, ``injection_rounds`` outside the closed loop,
+``teacher_usage`` for a teacher the job loads itself). A field that is written as ``null`` means "measured,
+undefined" (``student_over_teacher`` when the teacher scored 0). So the record tracks which fields were set
+(pydantic's ``model_fields_set``) and writes exactly those; set a field by assignment (``metrics.x = ...``),
+never by mutating a list or dict in place.
 
 Units: accuracies, partial credit and rates are fractions 0..1; times are wall-clock seconds rounded to 0.01;
 tokens and examples are counts; losses and KL are nats per completion token.
@@ -22,6 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["alignment", "injection"]
+#: What a teacher exposes to the job (stratos_train.modes.TeacherInterface).
+TeacherInterface = Literal["logits", "top-k", "text"]
 
 
 class _Record(BaseModel):
@@ -104,6 +107,38 @@ class ModeEvidence(_Record):
     probe_size: int = Field(ge=0, description="Training examples the teacher was probed on, count; 0 unless probed.")
     threshold: float = Field(ge=0, le=1, description="Coverage needed for alignment, fraction.")
     tokenizers_compatible: bool = Field(description="Teacher and student share a vocabulary.")
+    teacher_interface: TeacherInterface = Field(
+        default="logits",
+        description="What the teacher exposes: 'logits' (a model the job loads), 'top-k' (an endpoint returning "
+        "top-k log-probabilities per token) or 'text' (Bedrock, or an endpoint asked for text only); absent in "
+        "files written before external teachers, which all had 'logits'.",
+    )
+
+
+class TeacherUsage(_Record):
+    """What calling an external teacher (``bedrock:`` / ``sagemaker-endpoint:``) cost over the whole run: every
+    job of it summed (``stratos_train.teachers.TeacherUsage``, kept per job in the run's state), plus this job's
+    share. Cache hits are replies the run's reply cache answered: no call, no tokens, no money."""
+
+    calls: int = Field(
+        ge=0,
+        description="API calls made (Converse / InvokeEndpoint; each once however many retries it took; a Bedrock "
+        "reachability check included), count.",
+    )
+    cache_hits: int = Field(ge=0, description="Replies served from the run's reply cache, count.")
+    retries: int = Field(ge=0, description="Retried attempts summed over calls (adaptive retry mode), count.")
+    throttled: int = Field(ge=0, description="Attempts answered with a throttling error, count.")
+    input_tokens: int = Field(ge=0, description="Prompt tokens of the calls made, as the provider counted them.")
+    output_tokens: int = Field(ge=0, description="Generated tokens of the calls made, as the provider counted them.")
+    replies_by_stop: dict[str, int] = Field(
+        description="Replies by why they ended: end, max_tokens, filtered, error (cache hits included), count."
+    )
+    input_usd_per_1k: float = Field(ge=0, description="Price of 1,000 input tokens, USD (0 = not priced).")
+    output_usd_per_1k: float = Field(ge=0, description="Price of 1,000 output tokens, USD (0 = not priced).")
+    usd: float = Field(ge=0, description="Money spent on the calls made, USD, 6 places.")
+    jobs: int = Field(ge=1, description="Training jobs of the run whose teacher use is summed here, count.")
+    job_calls: int = Field(ge=0, description="API calls this job made (0 when an earlier job's answers served).")
+    job_usd: float = Field(ge=0, description="Money this job spent on calls, USD, 6 places.")
 
 
 class Sample(_Record):
@@ -155,7 +190,7 @@ class JobMetrics(_Record):
     heldout_kl_before: float | None = Field(
         default=None,
         description="Mean forward KL(teacher || student) over held-out completion tokens before training, nats/token "
-        "(alignment with a shared tokenizer only).",
+        "(alignment with a shared tokenizer only; never for an external teacher, whose logits the job lacks).",
     )
 
     # --- train: the Knowledge Injection data set (round 1 in the closed loop)
@@ -271,6 +306,13 @@ class JobMetrics(_Record):
     mode: Mode | None = Field(default=None, description="The distillation mode that ran.")
     mode_reason: str | None = Field(default=None, description="Why, one sentence (= mode_evidence.reason).")
     mode_evidence: ModeEvidence | None = Field(default=None, description="The decision's inputs.")
+
+    # --- external teacher (bedrock: / sagemaker-endpoint:), updated whenever the job calls it
+    teacher_usage: TeacherUsage | None = Field(
+        default=None,
+        description="External teacher: calls, cache hits, tokens and USD over the run (every job), and this job's "
+        "share; absent for a teacher the job loads.",
+    )
 
     # --- evaluate after / export
     samples: list[Sample] | None = Field(default=None, description="The first 5 held-out examples with completions.")

@@ -22,7 +22,9 @@ Teacher placement:
   teacher is freed before the student trains (Knowledge Alignment when teacher and student together do not
   fit);
 * ``generation_only`` — the teacher only generates training data before training, then is freed (Knowledge
-  Injection).
+  Injection);
+* ``external`` — the teacher is not on the training instance at all: the job calls it (a Bedrock model, a
+  SageMaker endpoint) and keeps only its answers (text, or top-k log-probabilities).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Strategy = Literal["single_device", "ddp", "fsdp_full_shard"]
-TeacherPlacement = Literal["colocated", "topk_cache", "generation_only"]
+TeacherPlacement = Literal["colocated", "topk_cache", "generation_only", "external"]
 
 #: The most nodes (instances) one training job may span here (SageMaker allows more; the planner's time model
 #: is not calibrated beyond this).
@@ -110,7 +112,9 @@ class ParallelismPlan(BaseModel):
         """The teacher placement for the mode the job actually runs (``auto`` may decide otherwise than the plan
         assumed): Knowledge Injection always ``generation_only``; Knowledge Alignment the planned placement, or
         ``topk_cache`` (the teacher alone, then freed: never more memory than either) when the plan assumed
-        injection."""
+        injection. An ``external`` teacher stays external in either mode."""
+        if self.teacher_placement == "external":
+            return "external"
         if mode == "injection":
             return "generation_only"
         return "topk_cache" if self.teacher_placement == "generation_only" else self.teacher_placement

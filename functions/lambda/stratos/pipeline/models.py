@@ -213,6 +213,18 @@ class Hyperparameters(Payload):
     parallelism: Annotated[str, Field(max_length=384)] | None = Field(
         default=None, description="The plan's ParallelismPlan as one JSON object (stratos_contract.parallelism)."
     )
+    teacher_topk: _Numeral | None = Field(
+        default=None, description="Top-k alignment from an endpoint teacher: log-probabilities per token."
+    )
+    teacher_prompt_format: Literal["text", "chat"] | None = Field(
+        default=None, description="An endpoint teacher's prompt format (the spec's prompt_format)."
+    )
+    teacher_usd_per_1k_input: Annotated[str, Field(max_length=32)] | None = Field(
+        default=None, description="An external teacher's price per 1,000 input tokens, USD."
+    )
+    teacher_usd_per_1k_output: Annotated[str, Field(max_length=32)] | None = Field(
+        default=None, description="An external teacher's price per 1,000 output tokens, USD."
+    )
 
     @model_validator(mode="after")
     def _valid_for_the_job(self) -> Hyperparameters:

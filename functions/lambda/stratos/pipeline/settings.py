@@ -32,6 +32,8 @@ ENV: dict[str, str] = {
     "price_source": "STRATOS_PRICE_SOURCE",
     "instance_allowlist": "STRATOS_INSTANCE_ALLOWLIST",
     "regression_tolerance": "STRATOS_REGRESSION_TOLERANCE",
+    "bedrock_teachers": "STRATOS_BEDROCK_TEACHERS",
+    "teacher_endpoints": "STRATOS_TEACHER_ENDPOINTS",
     "region": "AWS_REGION",
 }
 
@@ -59,6 +61,10 @@ class Settings(BaseModel):
         regression_tolerance: how much lower (absolute accuracy, 0..1) a new student may score than the one
             serving before the evaluation gate rejects it.
         region: the AWS region the stack runs in (``AWS_REGION``, set by Lambda).
+        bedrock_teachers: Bedrock model ids the training role may invoke (template ``BedrockTeacherModelIds``);
+            a spec naming another Bedrock teacher is refused by ValidateSpec.
+        teacher_endpoints: SageMaker endpoints the training role may invoke as teachers (template
+            ``TeacherEndpointNames``); likewise.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +82,8 @@ class Settings(BaseModel):
     price_source: Literal["live", "snapshot"] = "live"
     instance_allowlist: tuple[str, ...] = ()
     regression_tolerance: float = Field(default=0.01, ge=0, le=1)
+    bedrock_teachers: tuple[str, ...] = ()
+    teacher_endpoints: tuple[str, ...] = ()
     region: str | None = None
 
     @classmethod
@@ -91,7 +99,7 @@ class Settings(BaseModel):
             value = env.get(var, "").strip()
             if not value:
                 continue
-            if name in ("instance_allowlist", "data_buckets"):
+            if name in ("instance_allowlist", "data_buckets", "bedrock_teachers", "teacher_endpoints"):
                 raw[name] = tuple(v.strip() for v in value.split(",") if v.strip())
             else:
                 raw[name] = value

@@ -37,12 +37,12 @@ from stratos.pipeline.ownership import STUDENT, ownership_tags
 from stratos.pipeline.services import Services, get_services
 from stratos.pipeline.state import load_spec, names_for, parse_step_event, utcnow
 from stratos.run_record import RunRecord
-from stratos.spec import BuiltinDatasetData, DistillationMode, GeneratorData, JsonlData, TaskSpec
+from stratos.spec import BuiltinDatasetData, DistillationMode, EndpointTeacher, GeneratorData, JsonlData, TaskSpec
 from stratos_contract.hyperparameters import TrainingHyperparameters, encode_hyperparameters
 from stratos_contract.runs import Stage
 
 if TYPE_CHECKING:
-    from stratos.planner.catalog import InstanceSpec, ModelSpec
+    from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec
 
 #: Students above this many parameters train LoRA adapters (merged for deployment) instead of all weights:
 #: full fine-tuning needs ~16 bytes/parameter (fp32 master weights, gradients, Adam moments).
@@ -123,7 +123,10 @@ def volume_size_gb(teacher_params: int, student_params: int, lora: bool) -> int:
 
 def model_source(channel: str, model: ModelSpec) -> str:
     """The container's model source for a model channel: ``channel:<name>``, plus ``@layers=<n>`` when the
-    catalog model is a depth-pruned copy (the channel then holds its base; ``stratos_train.models``)."""
+    catalog model is a depth-pruned copy (the channel then holds its base; ``stratos_train.models``); an external
+    teacher's own source (``bedrock:<model id>``, ``sagemaker-endpoint:<name>``: no channel)."""
+    if model.access is not None:
+        return model.access.source
     source = f"channel:{channel}"
     return source if model.pruned_from is None else f"{source}@layers={model.layers}"
 
@@ -192,10 +195,39 @@ def hyperparameters(
         lora=student.params > LORA_ABOVE_PARAMS,
         teacher_rationales=plan.mode is DistillationMode.INJECTION,
         domain_notes=spec.distillation.domain_notes or "",
+        **external_teacher_settings(spec, plan, teacher),
         **({} if plan.parallelism is None else {"parallelism": plan.parallelism}),
         **({} if generation_batch is None else {"eval_batch_size": generation_batch}),
     )
     return Hyperparameters.model_validate(encode_hyperparameters(typed))
+
+
+def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec) -> dict[str, Any]:
+    """The hyperparameters an external teacher adds (none for a teacher the job loads): its prices per 1,000
+    tokens (what the job counts into metrics.json) and the endpoint's prompt format. ``teacher_topk`` is never sent
+    for one: the planner plans external teachers by injection only (:mod:`stratos.planner.matching` rule 5)."""
+    access = teacher.access
+    if access is None:
+        return {}
+    out: dict[str, Any] = {
+        "teacher_usd_per_1k_input": access.usd_per_1k_input,
+        "teacher_usd_per_1k_output": access.usd_per_1k_output,
+    }
+    for named in spec.candidates.external_teachers:
+        if isinstance(named, EndpointTeacher) and named.source == access.source:
+            out["teacher_prompt_format"] = named.prompt_format
+    return out
+
+
+def planned_teacher(spec: TaskSpec, teacher_id: str, catalog: Catalog) -> ModelSpec | None:
+    """The plan's teacher: a catalog model, or one of the spec's external teachers (by its source id)."""
+    found = catalog.model(teacher_id)
+    if found is not None or not spec.candidates.external_teachers:
+        return found
+    from stratos.planner.external import external_teachers
+
+    models, _ = external_teachers(spec, catalog)
+    return next((m for m in models if m.id == teacher_id), None)
 
 
 def generation_batch_for(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec) -> int | None:
@@ -217,11 +249,9 @@ def generation_batch_for(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, 
 
 def channels(spec: TaskSpec, teacher: ModelSpec, student: ModelSpec, models_s3_uri: str) -> list[Channel]:
     """Input channels: the two models (each from ``<models_s3_uri><staged id>/``: a depth-pruned copy reads
-    its base's folder), and the data files the task reads."""
-    out = [
-        Channel.s3_prefix("teacher", f"{models_s3_uri}{teacher.staged_id}/"),
-        Channel.s3_prefix("student", f"{models_s3_uri}{student.staged_id}/"),
-    ]
+    its base's folder; an external teacher has none), and the data files the task reads."""
+    out = [] if teacher.access is not None else [Channel.s3_prefix("teacher", f"{models_s3_uri}{teacher.staged_id}/")]
+    out.append(Channel.s3_prefix("student", f"{models_s3_uri}{student.staged_id}/"))
     data = spec.data
     if isinstance(data, BuiltinDatasetData):
         out.append(Channel.s3_prefix("data", data.uri if data.uri.endswith("/") else f"{data.uri}/"))
@@ -248,7 +278,7 @@ def training_request(
 
     catalog = load_catalog()
     chosen = plan.plan
-    teacher, student = catalog.model(chosen.teacher), catalog.model(chosen.student)
+    teacher, student = planned_teacher(spec, chosen.teacher, catalog), catalog.model(chosen.student)
     instance = catalog.instance(chosen.training_instance)
     if teacher is None or student is None or instance is None:
         missing = [n for n, v in ((chosen.teacher, teacher), (chosen.student, student)) if v is None]

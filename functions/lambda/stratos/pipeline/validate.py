@@ -29,8 +29,10 @@ from stratos.run_record import ModeRecord, RunRecord
 from stratos.spec import (
     ARTIFACTS_DATA_PREFIX,
     BUILTIN_FILES,
+    BedrockTeacher,
     BuiltinDatasetData,
     DataLocation,
+    EndpointTeacher,
     TaskSpec,
     data_fields,
     data_location_errors,
@@ -77,8 +79,66 @@ def deployment_checks(spec: TaskSpec, settings: Settings, source: str) -> None:
         )
     reserved = tuple(b for b in (settings.specs_bucket, settings.artifacts_bucket) if b)
     errors += data_location_errors(spec, allowed_data_locations(settings), reserved)
+    errors += external_teacher_errors(spec, settings)
     if errors:
         raise SpecValidationError(errors, source)
+
+
+def external_teacher_errors(spec: TaskSpec, settings: Settings) -> list[FieldError]:
+    """Why the spec's external teachers cannot be used by this stack (none: they can).
+
+    A Bedrock teacher must be a model the planner knows in the spec's region (:mod:`stratos.planner.external`)
+    and one of the stack's ``BedrockTeacherModelIds``; an endpoint teacher one of its ``TeacherEndpointNames``:
+    the training role may invoke those only, so any other would fail inside the paid training job.
+    """
+    if not spec.candidates.external_teachers:
+        return []
+    from stratos.planner.catalog import load_catalog
+    from stratos.planner.external import bedrock_snapshot, external_teachers
+
+    _, errors = external_teachers(spec, load_catalog())
+    for i, teacher in enumerate(spec.candidates.external_teachers):
+        field = f"candidates.external_teachers[{i}]"
+        known = bedrock_snapshot().model(teacher.model_id) if isinstance(teacher, BedrockTeacher) else None
+        if isinstance(teacher, BedrockTeacher) and known is not None and known.model_id != teacher.model_id:
+            why = (
+                f"name the foundation model ({known.model_id}): this stack's IAM grants bedrock:InvokeModel on "
+                "foundation models only, not on inference profiles"
+            )
+            errors.append(FieldError(f"{field}.model_id", repr(teacher.model_id), why))
+            continue
+        if isinstance(teacher, BedrockTeacher) and teacher.model_id not in settings.bedrock_teachers:
+            allowed = ", ".join(settings.bedrock_teachers) or "none"
+            why = f"this stack's training role may not invoke it (BedrockTeacherModelIds: {allowed})"
+            errors.append(FieldError(f"{field}.model_id", repr(teacher.model_id), why))
+        elif isinstance(teacher, EndpointTeacher) and teacher.endpoint_name not in settings.teacher_endpoints:
+            allowed = ", ".join(settings.teacher_endpoints) or "none"
+            why = f"this stack's training role may not invoke it (TeacherEndpointNames: {allowed})"
+            errors.append(FieldError(f"{field}.endpoint_name", repr(teacher.endpoint_name), why))
+    return errors
+
+
+def teacher_endpoint_errors(spec: TaskSpec, sagemaker: Any) -> list[FieldError]:
+    """Endpoint teachers that are not serving now (DescribeEndpoint: missing, or not ``InService`` /
+    ``Updating`` / ``SystemUpdating``, in which SageMaker still routes requests)."""
+    errors: list[FieldError] = []
+    for i, teacher in enumerate(spec.candidates.external_teachers):
+        if not isinstance(teacher, EndpointTeacher):
+            continue
+        field = f"candidates.external_teachers[{i}].endpoint_name"
+        described = sagemaker.describe_endpoint(teacher.endpoint_name)
+        status = (described or {}).get("EndpointStatus")
+        if described is None:
+            errors.append(FieldError(field, repr(teacher.endpoint_name), "no such endpoint in this region"))
+        elif status not in SERVING_STATUSES:
+            reason = described.get("FailureReason") or ""
+            why = f"the endpoint is {status}, not serving" + (f" ({reason})" if reason else "")
+            errors.append(FieldError(field, repr(teacher.endpoint_name), why))
+    return errors
+
+
+#: Endpoint states in which SageMaker routes requests (an update keeps the old fleet serving until it flips).
+SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating"})
 
 
 def data_objects(spec: TaskSpec) -> list[tuple[str, str]]:
@@ -165,6 +225,9 @@ def start_run(event: Any, services: Services | None = None) -> RunStarted:
     raw, spec_modified_at = svc.artifacts.read_spec_version(identity)
     spec = parse_spec(raw, source=identity.uri)
     deployment_checks(spec, svc.settings, identity.uri)
+    unreachable = teacher_endpoint_errors(spec, svc.sagemaker) if spec.candidates.external_teachers else []
+    if unreachable:
+        raise SpecValidationError(unreachable, identity.uri)
     versions = data_versions(spec, svc.artifacts, identity.uri)
     names = run_names(identity, spec.task_id, spec.deployment.endpoint_name)
     spec_copy = svc.artifacts.put(f"{RUNS_PREFIX}{names.run_id}/spec.json", raw)

@@ -143,6 +143,40 @@ class Prior:
     source: str
 
 
+TeacherKind = Literal["hf", "bedrock", "sagemaker-endpoint"]
+TeacherInterface = Literal["logits", "top-k", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class TeacherAccess:
+    """How a training job reaches an external teacher, and what that costs (:mod:`stratos.planner.external`).
+
+    Attributes:
+        kind: ``bedrock`` (Converse API) or ``sagemaker-endpoint`` (TGI request shape).
+        target: the Bedrock model id or the endpoint name.
+        interface: ``top-k`` (log-probabilities of ``top_logprobs`` tokens per generated token) or ``text``.
+        top_logprobs: log-probabilities per generated token the teacher returns (0 = text only).
+        tokens_per_minute: the rate the teacher gives this run, input + output tokens per minute.
+        usd_per_1k_input, usd_per_1k_output: price per 1,000 tokens, USD (0 for an endpoint: it is paid for
+            whether or not this run calls it).
+        price_source: where the prices come from (``snapshot <date>``, ``Pricing API``, ``endpoint``).
+    """
+
+    kind: TeacherKind
+    target: str
+    interface: TeacherInterface
+    top_logprobs: int
+    tokens_per_minute: int
+    usd_per_1k_input: float
+    usd_per_1k_output: float
+    price_source: str
+
+    @property
+    def source(self) -> str:
+        """The training job's teacher source, ``<kind>:<target>``."""
+        return f"{self.kind}:{self.target}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One teacher/student model.
@@ -171,6 +205,9 @@ class ModelSpec:
             ``pruning`` (how its parameters and priors were derived).
         pruned_from: catalog id of the model this is a depth-pruned copy of (``layers`` is then the kept
             count, ``params`` the copy's own), or ``None`` for a released model.
+        access: how the training job reaches an external teacher (Bedrock, a SageMaker endpoint), or ``None`` for
+            a model the job loads (:class:`TeacherAccess`). An external teacher's
+            ``params`` is 0 when its size is unpublished.
     """
 
     id: str
@@ -195,6 +232,7 @@ class ModelSpec:
     priors: Mapping[TaskKind, Prior]
     sources: Mapping[str, Source] = field(default_factory=dict)
     pruned_from: str | None = None
+    access: TeacherAccess | None = None
 
     @property
     def staged_id(self) -> str:

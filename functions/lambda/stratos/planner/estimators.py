@@ -423,10 +423,11 @@ def training_flops(
 ) -> float:
     """FLOPs of the training passes: ``tokens x (6 N_s + 2 N_t)`` (alignment, teacher ``colocated``: its
     forward every epoch), ``tokens x 6 N_s + tokens / epochs x 2 N_t`` (alignment, ``topk_cache``: the teacher
-    runs once, before training) or ``tokens x 6 N_s`` (injection)."""
+    runs once, before training) or ``tokens x 6 N_s`` (injection, or an ``external`` teacher: its work is done
+    elsewhere and timed by :func:`stratos.planner.external.api_usage`)."""
     tokens = workload.train_tokens(mode)
     flops = tokens * 6.0 * student.params
-    if mode == "alignment":
+    if mode == "alignment" and placement != "external":
         teacher_tokens = tokens if placement == "colocated" else tokens / workload.epochs
         flops += teacher_tokens * 2.0 * teacher.params
     return flops
@@ -658,6 +659,16 @@ PLACEMENTS: dict[Mode, tuple[TeacherPlacement, ...]] = {
     "alignment": ("colocated", "topk_cache"),
     "injection": ("generation_only",),
 }
+#: The only placement of an external teacher (Bedrock, a SageMaker endpoint), in either mode.
+EXTERNAL_PLACEMENTS: tuple[TeacherPlacement, ...] = ("external",)
+
+
+def placements(mode: Mode, teacher: ModelSpec) -> tuple[TeacherPlacement, ...]:
+    """Teacher placements the planner tries for ``mode``: :data:`PLACEMENTS`, or ``external`` for a teacher the
+    job calls instead of loading."""
+    return EXTERNAL_PLACEMENTS if teacher.access is not None else PLACEMENTS[mode]
+
+
 _STRATEGIES: tuple[Strategy, ...] = ("single_device", "ddp", "fsdp_full_shard")
 
 
@@ -735,7 +746,7 @@ def training_memory_terms(
     coefficients = {
         (strategy, placement): tuple(_sums(items) for items in memory_phases(base, strategy, placement).values())
         for strategy in _STRATEGIES
-        for placement in PLACEMENTS[mode]
+        for placement in placements(mode, teacher)
     }
     return replace(base, coefficients=coefficients)
 
@@ -752,8 +763,10 @@ def memory_phases(
     * ``teacher_topk`` (``topk_cache`` only) — the teacher alone filling the top-k cache: its weights, one
       layer's activations and :data:`TEACHER_TOPK_LOGIT_COPIES` logit copies per sequence; freed before the
       student trains, so its peak and the student's do not add.
-    * ``teacher_generation`` (every placement) — the teacher generating (evaluation and probe in every mode;
-      the training data in injection): its weights and the KV cache of each sequence of the generation batch.
+    * ``teacher_generation`` (every placement but ``external``) — the teacher generating (evaluation and probe in
+      every mode; the training data in injection): its weights and the KV cache of each sequence of the
+      generation batch.
+    * ``external`` placement: the student's ``training`` phase only (the teacher runs elsewhere).
 
     Returns:
         Phase name -> its named terms (:data:`MemoryTerm`), bytes before the plan's scaling.
@@ -776,6 +789,8 @@ def memory_phases(
     if placement == "colocated":
         colocated = (*student, *teacher, teacher_act, ("teacher_logits", terms.teacher_logit_bytes, "sequence"))
         return {"training": colocated, "teacher_generation": generation}
+    if placement == "external":
+        return {"training": tuple(student)}
     if placement == "topk_cache":
         topk_logits = terms.teacher_logit_bytes * TEACHER_TOPK_LOGIT_COPIES
         forward = (*teacher, teacher_act, ("teacher_logits", topk_logits, "sequence"))
@@ -879,7 +894,7 @@ def training_memory(
     plan = ParallelismPlan(
         strategy="fsdp_full_shard" if devices > 1 else "single_device",
         devices_per_node=devices,
-        teacher_placement=PLACEMENTS[mode][0],
+        teacher_placement=placements(mode, teacher)[0],
     )
     return plan_memory(student, teacher, mode, workload, plan, instance)
 
@@ -943,7 +958,7 @@ def parallelism_for(terms: TrainingMemoryTerms, instance: InstanceSpec) -> Paral
     """:func:`choose_parallelism` from precomputed terms (the planner computes them once per pair and mode)."""
     capacity = device_capacity_gib(instance) * GIB
     devices = instance.devices
-    placements = PLACEMENTS[terms.mode]
+    placements = tuple(dict.fromkeys(placement for _, placement in terms.coefficients))  # in preference order
     one_node: tuple[Strategy, ...] = ("single_device",) if devices == 1 else ("ddp", "fsdp_full_shard")
     for placement in placements:
         for strategy in one_node:

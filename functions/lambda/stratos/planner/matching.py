@@ -18,6 +18,15 @@ Rules, in order (the first that fails names the reason):
    fine: Qwen2.5-7B's 152,064 embedding rows and Qwen2.5-1.5B's 151,936 both cover the same 151,665 real
    ids, and the trainer slices both logit tensors to the shared real vocabulary. Any other pair can still
    use Knowledge Injection (teacher-written text, re-tokenised by the student).
+4. ``text-only-teacher`` (alignment only) — an external teacher that returns text and no log-probabilities
+   (every Bedrock model through Converse; a SageMaker endpoint with ``top_logprobs`` 0) has no distribution to
+   align to: Knowledge Injection only.
+5. ``external-top-k`` (alignment only) — an endpoint that returns top-k log-probabilities with the student's
+   tokenizer family could be aligned to by top-k logit distillation on its own generations; the training job
+   does not build that yet (``stratos_train.job`` refuses it), so such a pair is planned as injection too.
+
+An external teacher whose size is unpublished (Bedrock's Nova models) skips rule 2: its ratio is unknown, and
+the capacity-gap term of the accuracy estimate is left out for it (:func:`pair_ratio`).
 """
 
 from __future__ import annotations
@@ -25,12 +34,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stratos.planner.catalog import ModelSpec
-from stratos.planner.estimators import MAX_CAPACITY_RATIO, MIN_CAPACITY_RATIO, Mode, capacity_ratio
+from stratos.planner.estimators import (
+    CAPACITY_GAP_R0,
+    MAX_CAPACITY_RATIO,
+    MIN_CAPACITY_RATIO,
+    Mode,
+    capacity_ratio,
+)
 from stratos.spec import DistillationMode
 
 SAME_MODEL = "same-model"
 CAPACITY_RATIO = "capacity-ratio"
 TOKENIZER_MISMATCH = "tokenizer-mismatch"
+TEXT_ONLY_TEACHER = "text-only-teacher"
+EXTERNAL_TOP_K = "external-top-k"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +77,33 @@ class PairVerdict:
         return self.alignment if mode == "alignment" else self.injection
 
 
+def pair_ratio(teacher: ModelSpec, student: ModelSpec) -> float:
+    """Teacher over student parameters; :data:`~stratos.planner.estimators.CAPACITY_GAP_R0` (no capacity-gap
+    penalty) for an external teacher of unpublished size (``params`` 0)."""
+    if teacher.params <= 0:
+        return CAPACITY_GAP_R0
+    return capacity_ratio(teacher, student)
+
+
 def match_pair(teacher: ModelSpec, student: ModelSpec) -> PairVerdict:
     """Apply the matching rules (module docstring) to one pair."""
-    ratio = capacity_ratio(teacher, student)
+    ratio = pair_ratio(teacher, student)
     if teacher.id == student.id:
         return PairVerdict(
             teacher.id, student.id, ratio, SAME_MODEL, SAME_MODEL, None, "teacher and student are one model"
         )
-    if not MIN_CAPACITY_RATIO <= ratio <= MAX_CAPACITY_RATIO:
+    if teacher.access is not None and teacher.access.interface == "text":
+        detail = f"{teacher.access.kind} teacher returns text only: injection only"
+        if teacher.params <= 0:
+            detail += " (size unpublished: capacity ratio not checked)"
+        elif not MIN_CAPACITY_RATIO <= ratio <= MAX_CAPACITY_RATIO:
+            detail = (
+                f"teacher/student parameter ratio {ratio:.2f} is outside [{MIN_CAPACITY_RATIO:g}, "
+                f"{MAX_CAPACITY_RATIO:g}]"
+            )
+            return PairVerdict(teacher.id, student.id, ratio, CAPACITY_RATIO, CAPACITY_RATIO, None, detail)
+        return PairVerdict(teacher.id, student.id, ratio, TEXT_ONLY_TEACHER, None, None, detail)
+    if teacher.params > 0 and not MIN_CAPACITY_RATIO <= ratio <= MAX_CAPACITY_RATIO:
         detail = (
             f"teacher/student parameter ratio {ratio:.2f} is outside [{MIN_CAPACITY_RATIO:g}, {MAX_CAPACITY_RATIO:g}]"
         )
@@ -80,6 +116,12 @@ def match_pair(teacher: ModelSpec, student: ModelSpec) -> PairVerdict:
         f"same tokenizer ({teacher.tokenizer_family}); alignment over the {shared} shared real ids "
         f"(embedding rows {teacher.vocab_size_padded} / {student.vocab_size_padded})"
     )
+    if teacher.access is not None:  # rule 5: top-k log-probabilities from an endpoint, the same tokenizer
+        detail = (
+            f"same tokenizer ({teacher.tokenizer_family}), top-{teacher.access.top_logprobs} log-probabilities: "
+            "alignment to an external teacher is not built in the training job yet, injection only"
+        )
+        return PairVerdict(teacher.id, student.id, ratio, EXTERNAL_TOP_K, None, None, detail)
     return PairVerdict(teacher.id, student.id, ratio, None, None, shared, detail)
 
 
@@ -93,6 +135,8 @@ def candidate_modes(requested: DistillationMode, verdict: PairVerdict) -> list[M
         return ["alignment"]
     if requested is DistillationMode.INJECTION:
         return ["injection"]
-    modes: list[Mode] = [] if verdict.alignment == TOKENIZER_MISMATCH else ["alignment"]
+    modes: list[Mode] = (
+        [] if verdict.alignment in (TOKENIZER_MISMATCH, TEXT_ONLY_TEACHER, EXTERNAL_TOP_K) else ["alignment"]
+    )
     modes.append("injection")
     return modes

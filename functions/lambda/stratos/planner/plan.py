@@ -46,6 +46,7 @@ from stratos.payloads import FRONTIER_INLINE_K, EstimateBand, PlanRef, PlanSumma
 from stratos.planner import estimators as est
 from stratos.planner.calibration import NO_CALIBRATION, Calibration
 from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec, load_catalog
+from stratos.planner.external import api_usage, external_teachers
 from stratos.planner.matching import PairVerdict, candidate_modes, match_pair
 from stratos.planner.pricing import PriceTable
 from stratos.planner.selection import (
@@ -310,6 +311,8 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         accuracy_band=_band(d.get("accuracy_band"), 6),
         training_hours_band=_band(d.get("training_hours_band"), 6),
         p50_latency_band=_band(d.get("p50_latency_band"), 3),
+        teacher_tokens=round(d.get("teacher_tokens") or 0.0),
+        teacher_tokens_usd=round(d.get("teacher_tokens_usd") or 0.0, 4),
     )
 
 
@@ -396,7 +399,12 @@ def build_problem(
         SpecValidationError: a candidate model id or an ``accuracy_priors`` key is not in the catalog.
     """
     cands = spec.candidates
-    teachers, errors = _resolve(cands.teachers, "teacher", "candidates.teachers", catalog)
+    # Named external teachers with no catalog teachers named: the external ones only (Candidates' docstring).
+    named = [] if cands.teachers is None and cands.external_teachers else cands.teachers
+    teachers, errors = _resolve(named, "teacher", "candidates.teachers", catalog)
+    external, more = external_teachers(spec, catalog)
+    teachers += external
+    errors += more
     students, more = _resolve(cands.students, "student", "candidates.students", catalog)
     errors += more
     prior_override: dict[str, float] = {}
@@ -487,10 +495,18 @@ def build_problem(
                 )
                 raw_accuracy[(teacher.id, student.id, mode)] = uncalibrated
                 accuracy = calibration.for_accuracy(kind.value, student.id, mode).apply(uncalibrated)
-                pair_modes.append(PairMode(teacher.id, student.id, mode, accuracy, si, None))
+                api = (
+                    api_usage(teacher.access, mode, workload.examples, workload.eval_examples, workload)
+                    if teacher.access is not None
+                    else None
+                )
+                tokens = (api.input_tokens + api.output_tokens) if api is not None else 0.0
+                pair_modes.append(
+                    PairMode(teacher.id, student.id, mode, accuracy, si, None, tokens, api.usd if api else 0.0)
+                )
                 flops = {
                     placement: est.training_flops(student, teacher, mode, workload, placement)
-                    for placement in est.PLACEMENTS[mode]
+                    for placement in est.placements(mode, teacher)
                 }
                 terms = est.training_memory_terms(student, teacher, mode, workload)
                 options_t: list[TrainOption] = []
@@ -520,8 +536,12 @@ def build_problem(
                     # A job over several nodes is billed for every node: its rate is nodes x the price.
                     job_rate = rate * layout.nodes
                     train_s = est.training_seconds(flops[layout.teacher_placement], inst, layout.nodes)
-                    generation = gen_s(teacher, idx, inst) if mode == "injection" else 0.0
-                    evaluation = eval_s(student, idx, inst, 2.0) + eval_s(teacher, idx, inst, 1.0)
+                    if api is not None:  # the job waits for the external teacher's answers on this instance
+                        generation = api.seconds
+                        evaluation = eval_s(student, idx, inst, 2.0)
+                    else:
+                        generation = gen_s(teacher, idx, inst) if mode == "injection" else 0.0
+                        evaluation = eval_s(student, idx, inst, 2.0) + eval_s(teacher, idx, inst, 1.0)
                     hours = est.training_hours(train_s, generation, evaluation)
                     hours = calibration.for_training(kind.value, student.id, mode, inst.instance_type).apply(hours)
                     on_spot = None
@@ -532,10 +552,13 @@ def build_problem(
                         if spot_policy == "on" or (priced.cheaper and priced.hours <= c.max_training_hours):
                             on_spot = priced
                     spots.append(on_spot)
+                    tokens_usd = api.usd if api is not None else 0.0  # the external teacher's tokens
                     if on_spot is None:
-                        options_t.append((hours, hours * job_rate, job_rate, idx, None))
+                        options_t.append((hours, hours * job_rate + tokens_usd, job_rate, idx, None))
                     else:
-                        options_t.append((on_spot.hours, on_spot.cost_usd, on_spot.usd_per_hour, idx, None))
+                        options_t.append(
+                            (on_spot.hours, on_spot.cost_usd + tokens_usd, on_spot.usd_per_hour, idx, None)
+                        )
                 training.append(options_t)
                 parallelism.append(layouts)
                 spot_table.append(spots)

@@ -93,7 +93,10 @@ class PairMode:
         mode: alignment or injection.
         accuracy: expected accuracy after distillation, 0..1.
         student_index: index of the student's serving options in :attr:`PlanningProblem.serving`.
-        reason: rejection reason key (``same-model``, ``capacity-ratio``, ``tokenizer-mismatch``) or ``None``.
+        reason: rejection reason key (``same-model``, ``capacity-ratio``, ``tokenizer-mismatch``,
+            ``text-only-teacher``) or ``None``.
+        teacher_tokens, teacher_tokens_usd: an external teacher's expected tokens (input + output, count) and their
+            price (USD, already in every training option's cost); 0 for a teacher the job loads.
     """
 
     teacher: str
@@ -102,6 +105,8 @@ class PairMode:
     accuracy: float
     student_index: int
     reason: str | None = None
+    teacher_tokens: float = 0.0
+    teacher_tokens_usd: float = 0.0
 
 
 @dataclass
@@ -205,6 +210,8 @@ class Plan:
             ``training_cost_usd`` are then its figures), None on-demand.
         accuracy_band, training_hours_band, p50_latency_band: each estimate's :class:`Band` (fraction, hours,
             ms), set by :func:`stratos.planner.uncertainty.decide`; None before.
+        teacher_tokens, teacher_tokens_usd: an external teacher's expected tokens and their price, USD (included in
+            ``training_cost_usd``; :attr:`PairMode.teacher_tokens`).
     """
 
     teacher: str
@@ -227,6 +234,8 @@ class Plan:
     accuracy_band: Band | None = None
     training_hours_band: Band | None = None
     p50_latency_band: Band | None = None
+    teacher_tokens: float = 0.0
+    teacher_tokens_usd: float = 0.0
 
     def ids(self) -> tuple[str, str, str, str, str]:
         """``(teacher, student, mode, training instance, serving instance)``."""
@@ -260,13 +269,19 @@ class Plan:
             "spot": spot is not None,
             "on_demand_usd_per_hour": self.training_usd_per_hour if spot is None else spot.on_demand_usd_per_hour,
             "on_demand_training_hours": self.training_hours if spot is None else spot.on_demand_hours,
-            "on_demand_training_cost_usd": self.training_cost_usd if spot is None else spot.on_demand_cost_usd,
-            "spot_saving_usd": 0.0 if spot is None else spot.on_demand_cost_usd - self.training_cost_usd,
+            "on_demand_training_cost_usd": (
+                self.training_cost_usd if spot is None else spot.on_demand_cost_usd + self.teacher_tokens_usd
+            ),
+            "spot_saving_usd": (
+                0.0 if spot is None else spot.on_demand_cost_usd + self.teacher_tokens_usd - self.training_cost_usd
+            ),
             "spot_savings_fraction": None if spot is None else spot.savings_fraction,
             "spot_overhead_fraction": None if spot is None else spot.overhead_fraction,
             "accuracy_band": None if self.accuracy_band is None else self.accuracy_band.as_dict(),
             "training_hours_band": None if self.training_hours_band is None else self.training_hours_band.as_dict(),
             "p50_latency_band": None if self.p50_latency_band is None else self.p50_latency_band.as_dict(),
+            "teacher_tokens": self.teacher_tokens,
+            "teacher_tokens_usd": self.teacher_tokens_usd,
         }
 
 
@@ -596,6 +611,8 @@ def select(
             max_runtime_seconds=max_runtime_seconds(budget, rec[9], rec[10], hours_limit),
             parallelism=problem.parallelism[rec[5]][rec[6]] if problem.parallelism else None,
             spot=problem.spot[rec[5]][rec[6]] if problem.spot else None,
+            teacher_tokens=pm.teacher_tokens,
+            teacher_tokens_usd=pm.teacher_tokens_usd,
         )
 
     baselines = {"accuracy_first": plan(acc_first), "cost_first": plan(cost_first), "latency_first": plan(lat_first)}
