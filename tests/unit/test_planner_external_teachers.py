@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stratos.errors import NoFeasiblePlanError, SpecValidationError
+from stratos.errors import SpecValidationError
 from stratos.planner import estimators as est
 from stratos.planner.catalog import load_catalog
 from stratos.planner.external import RATIONALE_PROMPT_TOKENS, api_usage, bedrock_snapshot, external_teachers
@@ -44,7 +44,7 @@ def cat():
 
 def test_the_spec_names_each_external_teacher_field_it_refuses():
     bad_id = _errors(external_teachers=[{**NOVA_LITE, "model_id": "Nova Lite"}])
-    assert "candidates.external_teachers[0].model_id: must be a Bedrock model or inference-profile id" in bad_id
+    assert "candidates.external_teachers[0].model_id: must be a Bedrock foundation-model id" in bad_id
     assert "(got 'Nova Lite')" in bad_id
     assert "external_teachers[0].kind: must be one of 'bedrock', 'sagemaker-endpoint'" in _errors(
         external_teachers=[{"kind": "openai", "model_id": "gpt-4o"}]
@@ -66,16 +66,13 @@ def test_named_external_teachers_replace_the_catalog_unless_teachers_are_named_t
     assert _spec().candidates.teacher_ids() is None  # the whole catalog
 
 
-def test_bedrock_ids_resolve_through_inference_profiles_and_arns_and_unknown_ones_say_what_is_known(cat):
-    snapshot = bedrock_snapshot()
-    for model_id in (
-        "amazon.nova-lite-v1:0",
-        "us.amazon.nova-lite-v1:0",
-        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
-        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
-    ):
-        found = snapshot.model(model_id)
-        assert found is not None and found.model_id == "amazon.nova-lite-v1:0", model_id
+def test_inference_profiles_are_refused_and_unknown_models_say_what_is_known(cat):
+    # The stack's IAM grants bedrock:InvokeModel on foundation models only, so the spec takes nothing else.
+    for model_id in ("us.amazon.nova-lite-v1:0", "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"):
+        assert "must be a Bedrock foundation-model id" in _errors(
+            external_teachers=[{**NOVA_LITE, "model_id": model_id}]
+        )
+    assert bedrock_snapshot().model("amazon.nova-lite-v1:0") is not None
     spec = _spec(external_teachers=[{**NOVA_LITE, "model_id": "anthropic.claude-v2:1"}])
     models, errors = external_teachers(spec, cat)
     assert models == [] and len(errors) == 1
@@ -86,6 +83,7 @@ def test_bedrock_ids_resolve_through_inference_profiles_and_arns_and_unknown_one
 def test_a_bedrock_model_not_offered_in_the_spec_region_is_refused(cat):
     doc = json.loads((REPO / "events/specs/gsm8k.json").read_text())
     doc["constraints"]["region"] = "eu-west-1"
+    doc["distillation"]["mode"] = "auto"
     doc["candidates"] = {"external_teachers": [NOVA_LITE]}
     spec = parse_spec(json.dumps(doc).encode(), "test")
     _, errors = external_teachers(spec, cat)
@@ -145,13 +143,15 @@ def test_api_usage_counts_the_evaluation_and_the_training_calls(cat):
     assert (aligned.calls, aligned.input_tokens) == (1200, 1200 * 300)
 
 
-def test_a_text_only_teacher_under_forced_alignment_is_no_plan_with_the_reason(cat):
+def test_a_forced_alignment_with_an_external_teacher_is_refused_at_distillation_mode():
     doc = json.loads((REPO / "events/specs/gsm8k.json").read_text())
     doc["distillation"]["mode"] = "alignment"
     doc["candidates"] = {"external_teachers": [NOVA_LITE]}
-    spec = parse_spec(json.dumps(doc).encode(), "test")
-    with pytest.raises(NoFeasiblePlanError, match="removed by text-only-teacher"):
-        plan(spec, snapshot_price_table(spec.constraints.region, cat), catalog=cat)
+    with pytest.raises(SpecValidationError) as caught:
+        parse_spec(json.dumps(doc).encode(), "test")
+    [error] = caught.value.errors
+    assert error.path == "distillation.mode"
+    assert "bedrock:amazon.nova-lite-v1:0 is an external teacher, taught from by injection only" in error.reason
 
 
 def test_a_bedrock_teacher_plans_injection_with_its_tokens_priced_and_no_teacher_memory(cat):
@@ -190,11 +190,9 @@ def test_validate_spec_refuses_teachers_the_stack_may_not_call_and_endpoints_not
     from stratos.pipeline.settings import Settings
     from stratos.pipeline.validate import external_teacher_errors, teacher_endpoint_errors
 
-    spec = _spec(external_teachers=[NOVA_LITE, QWEN_ENDPOINT, {**NOVA_LITE, "model_id": "us.amazon.nova-pro-v1:0"}])
+    spec = _spec(external_teachers=[NOVA_LITE, QWEN_ENDPOINT])
     allowed = Settings(bedrock_teachers=("amazon.nova-lite-v1:0",), teacher_endpoints=("qwen-teacher",))
-    [profile] = external_teacher_errors(spec, allowed)
-    assert profile.path == "candidates.external_teachers[2].model_id"
-    assert "name the foundation model (amazon.nova-pro-v1:0)" in profile.reason
+    assert external_teacher_errors(spec, allowed) == []
     errors = {e.path: e.reason for e in external_teacher_errors(spec, Settings())}
     assert "BedrockTeacherModelIds: none" in errors["candidates.external_teachers[0].model_id"]
     assert "TeacherEndpointNames: none" in errors["candidates.external_teachers[1].endpoint_name"]

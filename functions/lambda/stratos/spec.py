@@ -162,15 +162,15 @@ SageMakerName = Annotated[
 ModelId = Annotated[
     str, _Pattern(_MODEL_ID_RE, "a model id like Qwen/Qwen2.5-0.5B-Instruct or smollm2-135m-instruct", 128)
 ]
-# Bedrock model ids (``amazon.nova-lite-v1:0``), cross-region inference profile ids (``us.amazon.nova-lite-v1:0``)
-# and their ARNs. A pattern of our own (Bedrock's own one is looser): provider "." model, then ":" versions.
+# Bedrock foundation-model ids (``amazon.nova-lite-v1:0``): provider "." model, then ":" versions (a pattern of our
+# own; Bedrock's is looser). Inference-profile ids (``us.amazon...``) and ARNs are not accepted: the stack's IAM
+# grants bedrock:InvokeModel on foundation models only.
 _BEDROCK_MODEL_RE = (
-    r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]+:[0-9]{0,12}:(foundation-model|inference-profile)/)?"
-    r"([a-z]{2,4}\.)?[a-z0-9-]+\.[a-z0-9.-]+(:[0-9]+(:[0-9a-z]+)?)?$"
+    r"^(?!(us|us-gov|eu|apac|jp|au|ca|global)\.)[a-z0-9-]+\.[a-z0-9-]+(\.[a-z0-9-]+)*-v[0-9]+(:[0-9]+(:[0-9a-z]+)?)?$"
 )
 BedrockModelId = Annotated[
     str,
-    _Pattern(_BEDROCK_MODEL_RE, "a Bedrock model or inference-profile id like amazon.nova-lite-v1:0", 200),
+    _Pattern(_BEDROCK_MODEL_RE, "a Bedrock foundation-model id like amazon.nova-lite-v1:0", 200),
 ]
 InstanceType = Annotated[str, _Pattern(_INSTANCE_TYPE_RE, "a SageMaker instance type like ml.g5.xlarge", 32)]
 _FAMILY_MAX_CHARS = 16
@@ -417,7 +417,7 @@ class BedrockTeacher(_Strict):
 
     kind: Literal["bedrock"]
     model_id: BedrockModelId = Field(
-        description="Bedrock model id or inference-profile id (or its ARN), e.g. amazon.nova-lite-v1:0. It must be "
+        description="Bedrock foundation-model id, e.g. amazon.nova-lite-v1:0 (not an inference profile). It must be "
         "in the stack's BedrockTeacherModelIds (the training role may invoke only those)."
     )
     tokens_per_minute: int | None = Field(
@@ -636,6 +636,19 @@ class TaskSpec(_Strict):
             raise RuleError("task.metric", f"data.generator '{data.generator}' answers are tile sets: use 'set-match'")
         if isinstance(data, BuiltinDatasetData) and metric is not Metric.NUMERIC_MATCH:
             raise RuleError("task.metric", f"data.name '{data.name}' answers are numbers: use 'numeric-match'")
+        return self
+
+    @model_validator(mode="after")
+    def _external_teachers_fit_the_mode(self) -> TaskSpec:
+        # An external teacher is taught from by Knowledge Injection only (text; alignment to an endpoint's top-k
+        # log-probabilities is not built in the training job), so a forced alignment can never use one.
+        if self.distillation.mode is DistillationMode.ALIGNMENT and self.candidates.external_teachers:
+            source = self.candidates.external_teachers[0].source
+            raise RuleError(
+                "distillation.mode",
+                f"'alignment' needs a teacher the job loads (its logits); {source} is an external teacher, taught "
+                "from by injection only: use 'auto' or 'injection', or drop candidates.external_teachers",
+            )
         return self
 
     def budget_breakdown(self, hosting_usd_per_hour: float) -> dict[str, float]:

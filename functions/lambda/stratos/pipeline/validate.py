@@ -88,25 +88,18 @@ def external_teacher_errors(spec: TaskSpec, settings: Settings) -> list[FieldErr
     """Why the spec's external teachers cannot be used by this stack (none: they can).
 
     A Bedrock teacher must be a model the planner knows in the spec's region (:mod:`stratos.planner.external`)
-    and one of the stack's ``BedrockTeacherModelIds``; an endpoint teacher one of its ``TeacherEndpointNames``:
+    and one of the stack's ``BedrockTeacherModelIds`` (foundation models: the spec refuses inference profiles); an
+    endpoint teacher one of its ``TeacherEndpointNames``:
     the training role may invoke those only, so any other would fail inside the paid training job.
     """
     if not spec.candidates.external_teachers:
         return []
     from stratos.planner.catalog import load_catalog
-    from stratos.planner.external import bedrock_snapshot, external_teachers
+    from stratos.planner.external import external_teachers
 
     _, errors = external_teachers(spec, load_catalog())
     for i, teacher in enumerate(spec.candidates.external_teachers):
         field = f"candidates.external_teachers[{i}]"
-        known = bedrock_snapshot().model(teacher.model_id) if isinstance(teacher, BedrockTeacher) else None
-        if isinstance(teacher, BedrockTeacher) and known is not None and known.model_id != teacher.model_id:
-            why = (
-                f"name the foundation model ({known.model_id}): this stack's IAM grants bedrock:InvokeModel on "
-                "foundation models only, not on inference profiles"
-            )
-            errors.append(FieldError(f"{field}.model_id", repr(teacher.model_id), why))
-            continue
         if isinstance(teacher, BedrockTeacher) and teacher.model_id not in settings.bedrock_teachers:
             allowed = ", ".join(settings.bedrock_teachers) or "none"
             why = f"this stack's training role may not invoke it (BedrockTeacherModelIds: {allowed})"

@@ -8,8 +8,7 @@ an :class:`~stratos.planner.catalog.TeacherAccess` (:func:`external_teachers`):
 * **Bedrock** — the model must be in the packaged snapshot (``stratos/data/bedrock.json``: on-demand price per
   1,000 input and output tokens, a default tokens-per-minute quota, the published size or none, priors per task
   kind with their sources) and offered in the spec's region. Interface ``text``: Converse returns no
-  log-probabilities, so the pair can only be taught by Knowledge Injection. An inference-profile id
-  (``us.amazon.nova-lite-v1:0``) or an ARN is looked up by its model id.
+  log-probabilities, so the pair can only be taught by Knowledge Injection.
 * **SageMaker endpoint** — the record is the catalog model the endpoint ``serves`` (its size, tokenizer family
   and priors), renamed to the teacher's source. Interface ``top-k`` when the spec says the endpoint returns
   ``top_logprobs`` > 0 (top-k logit distillation on the teacher's own generations needs the student's tokenizer
@@ -37,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -54,7 +52,6 @@ RATIONALE_PROMPT_TOKENS = 120
 instruction (``stratos_train.modes.rationale_prompt``; our count of its fixed text, domain notes excluded)."""
 BEDROCK_CONTEXT_TOKENS = 128_000
 """Context length assumed for a Bedrock model (the snapshot's models all accept at least this many tokens)."""
-_GEO_PREFIX = re.compile(r"^[a-z]{2,4}\.(?=[a-z0-9-]+\.)")
 
 
 class _BedrockPrior(BaseModel):
@@ -90,9 +87,8 @@ class BedrockSnapshot(BaseModel):
     models: tuple[BedrockModel, ...]
 
     def model(self, model_id: str) -> BedrockModel | None:
-        """The snapshot's model for a model id, an inference-profile id (``us.<model id>``) or either's ARN."""
-        key = _GEO_PREFIX.sub("", model_id.rsplit("/", 1)[-1])
-        return next((m for m in self.models if m.model_id == key), None)
+        """The snapshot's model of a foundation-model id, or ``None``."""
+        return next((m for m in self.models if m.model_id == model_id), None)
 
 
 @functools.cache
