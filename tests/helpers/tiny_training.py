@@ -107,6 +107,11 @@ def main() -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         with open(a.out, "w") as fh:
             json.dump(result, fh)
+    if torch.distributed.is_initialized():
+        # Every rank leaves the group together: a rank that exits while gloo's threads still run aborts
+        # ("terminate called without an active exception"), which torchrun reports as a failed job.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
