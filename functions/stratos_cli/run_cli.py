@@ -262,6 +262,30 @@ def _comparison(console: Any, result: Any) -> None:
     console.print(table)
 
 
+def teacher_lines(metrics: dict[str, Any], calls: list[dict[str, Any]]) -> list[str]:
+    """What calling an external teacher took (``metrics.teacher_usage``), the rationales it wrote that the task's
+    checker kept, and the calls the embedded AWS counted per training process (``stratos run`` locally); no
+    lines for a teacher the job loaded."""
+    usage = metrics.get("teacher_usage")
+    if not isinstance(usage, dict):
+        return []
+    lines = [
+        f"teacher calls: {usage.get('calls', 0):,} ({usage.get('cache_hits', 0):,} answered from the run's reply "
+        f"cache), {usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out, "
+        f"{_number(usage.get('usd'), '{:,.4f}')} USD"
+    ]
+    accepted, rejected = metrics.get("injection_teacher_rationales"), metrics.get("injection_teacher_rejected")
+    if isinstance(accepted, int) and isinstance(rejected, int) and accepted + rejected:
+        lines.append(
+            f"teacher rationales kept by the checker: {accepted} of {accepted + rejected} "
+            f"({accepted / (accepted + rejected):.0%})"
+        )
+    if calls:
+        per = ", ".join(f"{row['job']} process {row['process']}: {row['calls']}" for row in calls)
+        lines.append(f"teacher endpoint calls received: {per}")
+    return lines
+
+
 def latency_line(check: Any) -> str:
     """One line on the post-deploy latency check of a run record's ``latency`` block (""; none ran): measured
     p50 / p90 and tokens/s at its concurrency, the limit and the verdict, and what the verdict did."""
@@ -347,6 +371,8 @@ def _summary(console: Any, result: Any, ask: str = "") -> None:
         before, after = m.get("heldout_kl_before"), m.get("heldout_kl_after")
         if isinstance(before, int | float) and isinstance(after, int | float):
             console.print(f"held-out KL(teacher ‖ student): {before:.3f} -> {after:.3f} nats/token", highlight=False)
+    for text in teacher_lines(m, getattr(result, "teacher_calls", None) or []):
+        console.print(text, highlight=False, soft_wrap=True)
     _comparison(console, result)
     line = latency_line(getattr(result, "latency", None))
     if line:

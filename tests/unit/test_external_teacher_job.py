@@ -22,7 +22,7 @@ from stratos_train.config import TrainConfig
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import cut_after_answer
 from stratos_train.models import load_model
-from stratos_train.modes import ModeError, decide_mode
+from stratos_train.modes import ModeError, ProbeResult, decide_mode
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Example
 from stratos_train.teachers import BedrockTeacher, ExternalTeacherRef, TeacherError, TeacherUsage, sum_usage
@@ -272,7 +272,7 @@ def test_a_text_only_teacher_means_injection_whatever_its_coverage() -> None:
         "auto",
         compatible=True,
         threshold=0.5,
-        probe=lambda: (1.0, 1.0, 3.0, 8),
+        probe=lambda: ProbeResult.from_scores([1.0] * 8, 1.0, [3.0] * 8),
         complexity_unit="decompositions",
         interface="text",
         interface_why="Bedrock's Converse API returns no log-probabilities",
@@ -285,7 +285,12 @@ def test_a_text_only_teacher_means_injection_whatever_its_coverage() -> None:
     assert forced.forced and forced.teacher_interface == "text"
     with pytest.raises(ModeError, match="returns text only"):
         decide_mode("alignment", compatible=True, threshold=0.5, probe=None, interface="text")
-    loaded = decide_mode("auto", compatible=True, threshold=0.5, probe=lambda: (0.75, 0.8, 1.0, 4))
+    loaded = decide_mode(
+        "auto",
+        compatible=True,
+        threshold=0.5,
+        probe=lambda: ProbeResult.from_scores([1.0, 1.0, 1.0, 0.0], 0.8, [1.0] * 4),
+    )
     assert loaded.mode == "alignment" and loaded.teacher_interface == "logits"
 
 

@@ -53,7 +53,8 @@ def test_only_a_generated_task_decodes_past_the_specs_output_budget():
     mahjong = _spec("us-east-1")
     gsm8k = validate_spec_document(json.loads((SPECS / "gsm8k-local.json").read_text(encoding="utf-8")))
     base = {"bf16": "true"}
-    assert sized_overrides(mahjong, base) == {"bf16": "true", "max_new_tokens": TRACE_MAX_NEW_TOKENS}
-    assert sized_overrides(gsm8k, base) == base  # the job keeps latency.output_tokens (256)
-    assert sized_overrides(mahjong, {"max_new_tokens": "64"}) == {"max_new_tokens": "64"}  # --set wins
+    off = {"teacher_rationales": "false"}  # a loaded teacher's rationales are off locally (and on for an external one)
+    assert sized_overrides(mahjong, base) == {"bf16": "true", "max_new_tokens": TRACE_MAX_NEW_TOKENS, **off}
+    assert sized_overrides(gsm8k, base) == base | off  # the job keeps latency.output_tokens (256)
+    assert sized_overrides(mahjong, {"max_new_tokens": "64"}) == {"max_new_tokens": "64", **off}  # --set wins
     assert base == {"bf16": "true"}  # the caller's mapping is left as it was

@@ -594,6 +594,21 @@ def test_an_external_teacher_travels_as_its_source_with_its_prices_and_no_teache
     assert hp.teacher == "bedrock:amazon.nova-lite-v1:0" and hp.teacher_rationales
     assert (hp.teacher_usd_per_1k_input, hp.teacher_usd_per_1k_output) == (0.00006, 0.00024)
     assert [c.ChannelName for c in bedrock.input_data_config] == ["student", "data"]
+    # A plan priced at the live Pricing API's token prices: the job counts its spending at those.
+    live = _prepared(
+        _plan_like(
+            {
+                "teacher": "bedrock:amazon.nova-lite-v1:0",
+                "mode": "injection",
+                "student": "qwen2.5-0.5b-instruct",
+                "teacher_usd_per_1k_input": 0.0001,
+                "teacher_usd_per_1k_output": 0.0004,
+            }
+        ),
+        doc,
+    )
+    hp_live = parse_hyperparameters(live.hyperparameters.to_api(), TrainingHyperparameters)
+    assert (hp_live.teacher_usd_per_1k_input, hp_live.teacher_usd_per_1k_output) == (0.0001, 0.0004)
     assert {t.Key: t.Value for t in bedrock.tags}["stratos:teacher"] == "bedrock:amazon.nova-lite-v1:0"
     endpoint = _prepared(
         _plan_like(

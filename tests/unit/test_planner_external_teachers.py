@@ -13,7 +13,14 @@ import pytest
 from stratos.errors import SpecValidationError
 from stratos.planner import estimators as est
 from stratos.planner.catalog import load_catalog
-from stratos.planner.external import RATIONALE_PROMPT_TOKENS, api_usage, bedrock_snapshot, external_teachers
+from stratos.planner.external import (
+    PROBE_SIZE,
+    RATIONALE_PROMPT_TOKENS,
+    RATIONALE_SAMPLES,
+    api_usage,
+    bedrock_snapshot,
+    external_teachers,
+)
 from stratos.planner.matching import EXTERNAL_TOP_K, TEXT_ONLY_TEACHER, TOKENIZER_MISMATCH, candidate_modes, match_pair
 from stratos.planner.plan import plan, summary
 from stratos.planner.pricing import snapshot_price_table
@@ -132,15 +139,20 @@ def test_api_usage_counts_the_evaluation_and_the_training_calls(cat):
     assert access is not None
     w = est.TrainingWorkload(1000, 200, prompt_tokens=300, output_tokens=100)
     u = api_usage(access, "injection", 1000, 200, w)
-    calls = 200 + 1000 * w.attempts
-    tokens_in = 200 * 300 + 1000 * w.attempts * (300 + RATIONALE_PROMPT_TOKENS)
-    tokens_out = 200 * 100 + 1000 * w.attempts * (w.rationale_tokens + 100)
+    # The teacher's evaluation row, the auto-mode probe, and one rationale for each of the first
+    # rationale_samples training examples (the job's defaults), not one per training example.
+    asked = RATIONALE_SAMPLES
+    calls = 200 + PROBE_SIZE + asked
+    tokens_in = (200 + PROBE_SIZE) * 300 + asked * (300 + RATIONALE_PROMPT_TOKENS)
+    tokens_out = (200 + PROBE_SIZE) * 100 + asked * (w.rationale_tokens + 100)
     assert (u.calls, u.input_tokens, u.output_tokens) == (calls, tokens_in, tokens_out)
     assert u.seconds == pytest.approx((tokens_in + tokens_out) / (access.tokens_per_minute / 60))
     usd = tokens_in / 1000 * access.usd_per_1k_input + tokens_out / 1000 * access.usd_per_1k_output
     assert u.usd == pytest.approx(usd)
-    aligned = api_usage(access, "alignment", 1000, 200, w)  # the teacher writes each training target once
+    aligned = api_usage(access, "alignment", 1000, 200, w, probe=False)  # the teacher writes each target once
     assert (aligned.calls, aligned.input_tokens) == (1200, 1200 * 300)
+    few = api_usage(access, "injection", 10, 200, w, probe=False)  # fewer examples than rationale_samples
+    assert few.calls == 200 + 10
 
 
 def test_a_forced_alignment_with_an_external_teacher_is_refused_at_distillation_mode():

@@ -11,13 +11,11 @@ import json
 from decimal import Decimal
 
 import boto3
-import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
 from stratos.planner.catalog import Component, load_catalog
 from stratos.planner.pricing import (
-    PRICING_API_REGION,
     PricingApi,
     lookup_prices,
     parse_on_demand_usd_per_hour,
@@ -89,16 +87,6 @@ def expected_params(region: str, instance_type: str, component: Component, token
     if token:
         params["NextToken"] = token
     return params
-
-
-@pytest.fixture
-def pricing_client(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("pricing", region_name=PRICING_API_REGION, config=Config(retries={"max_attempts": 1}))
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def test_client_is_created_in_us_east_1_whatever_the_lambda_region(monkeypatch):

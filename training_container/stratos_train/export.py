@@ -137,3 +137,51 @@ Distilled by Stratos from teacher `{card.get("teacher", "unknown")}` into studen
 Answers the task above in the format it was trained on. It was trained on {card.get("data_note", "task data")};
 expect it to fail outside that task. Licences of the base models apply to this derivative.
 """
+
+
+def export_source(source: str, model_dir: Path, *, max_new_tokens: int = 512) -> list[str]:
+    """Write the model a source names (:mod:`stratos_train.models`: a PyPI model, ``tiny:<seed>``, a directory,
+    ``<source>@layers=<n>``) as a deployable folder in bf16, for an endpoint to serve it as it stands (no
+    training). The local pipeline uses it to stand up a teacher endpoint (``stratos run`` with a
+    ``sagemaker-endpoint`` external teacher).
+
+    Returns:
+        The file names written (sorted).
+
+    Raises:
+        ModelLoadError: the source cannot be loaded.
+        ExportError: the result is not deployable.
+    """
+    import torch
+
+    from stratos_train.models import load_model
+
+    loaded = load_model(source, dtype=torch.bfloat16)
+    card = {"title": f"{source} as published", "teacher": source, "student": source, "mode": "none"}
+    return save_deployable(loaded.model, loaded.tokenizer, model_dir, max_new_tokens=max_new_tokens, card=card)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stratos_train.export SOURCE MODEL_DIR [--max-new-tokens N]``: :func:`export_source`; prints the
+    files written, one per line. Exit 2 with the reason on stderr when the source cannot be exported."""
+    import argparse
+    import sys
+
+    from stratos_train.models import ModelLoadError
+
+    parser = argparse.ArgumentParser(prog="python -m stratos_train.export", description=main.__doc__)
+    parser.add_argument("source", help="model source (smollm2-135m-instruct, gemma-3-270m, tiny:1, dir:<path>, ...)")
+    parser.add_argument("model_dir", type=Path, help="folder to write the deployable model into")
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="generation_config.json's budget, tokens")
+    args = parser.parse_args(argv)
+    try:
+        names = export_source(args.source, args.model_dir, max_new_tokens=args.max_new_tokens)
+    except (ModelLoadError, ExportError) as exc:
+        print(f"cannot export {args.source!r}: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

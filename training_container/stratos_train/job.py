@@ -74,6 +74,7 @@ from stratos_train.modes import (
     InjectionStats,
     ModeDecision,
     ModeError,
+    ProbeResult,
     TeacherInterface,
     build_injection_set,
     check_interface,
@@ -694,6 +695,8 @@ def note_teacher_usage(ctx: JobContext, metrics: JobMetrics) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(jobs, indent=2), encoding="utf-8")
         os.replace(tmp, path)  # a job killed mid-write leaves the previous version
+    if not jobs:  # nothing asked yet (an endpoint's reachability check is DescribeEndpoint, not a call)
+        return
     metrics.teacher_usage = TeacherUsageRecord(
         **sum_usage(jobs.values()), jobs=len(jobs), job_calls=mine["calls"], job_usd=mine["usd"]
     )
@@ -785,11 +788,10 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
     ``mode``, ``mode_reason`` and ``mode_evidence``."""
     config, task = ctx.config, ctx.task
 
-    def probe() -> tuple[float, float, float, int]:
+    def probe() -> ProbeResult:
         sample = ctx.train_examples[: config.probe_size]
         result = _eval(ctx.teacher_generator, task, sample, config, "teacher probe", ctx.shots)
-        complexity = sum(task.complexity(ex) for ex in sample) / max(1, len(sample))
-        return result.accuracy, result.partial, complexity, len(sample)
+        return ProbeResult.from_scores(result.exact, result.partial, [float(task.complexity(ex)) for ex in sample])
 
     saved = ctx.run.get("probe") if is_main() else None
     if saved is not None:
@@ -800,7 +802,7 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
             config.mode,
             compatible=ctx.shared_vocab is not None,
             threshold=config.coverage_threshold,
-            probe=probe if is_main() else lambda: (0.0, 0.0, 0.0, 0),
+            probe=probe if is_main() else lambda: ProbeResult.from_scores([], 0.0, []),
             complexity_unit=task.complexity_unit,
             interface=interface,
             interface_why=why,

@@ -6,11 +6,16 @@
    impossible: **injection**.
 2. Probe the teacher greedily on ``probe_size`` TRAINING problems (never the eval set). Coverage ``c`` is its
    exact accuracy there; partial credit is recorded too.
-3. Task complexity ``k`` is the task's own measure (Mahjong: decompositions to check; GSM8K: reasoning
-   steps), averaged over the probe.
-4. **alignment** iff ``c >= threshold`` (default 0.5): the teacher's distributions carry the skill, so
-   matching them teaches it. Otherwise **injection**: distributions of a teacher that fails the task teach
-   its failure, so the student learns from verified data instead.
+3. Task complexity ``k`` is the task's own measure per problem (Mahjong: decompositions to check; GSM8K:
+   reasoning steps). Its mean over the probe is recorded, and it splits the probe: the **harder half** is the
+   probed problems whose ``k`` is at or above the probe's median ``k_cut``; ``c_hard`` is the teacher's exact
+   accuracy on them (``c_hard = c`` when every probed problem has the same ``k``).
+4. **alignment** iff ``c >= threshold`` (default 0.5) **and** ``c_hard >= threshold``: the teacher's
+   distributions carry the skill across the task's range of difficulty, so matching them teaches it.
+   Otherwise **injection**: distributions of a teacher that fails the task, or covers its easy problems only,
+   teach its failure exactly where the task is hard (alignment imitates every step of every problem), so the
+   student learns from verified data instead. A teacher with ``c = 0.6`` that solves its one- and two-step
+   problems but few of its long ones is such a case: the harder half decides.
 
 The spec (``mode = alignment | injection``) overrides the rule; a forced alignment with incompatible
 tokenizers is an error, not a silent switch.
@@ -62,6 +67,9 @@ class ModeDecision:
         coverage: teacher exact accuracy on the probe (None when not probed), 0..1.
         coverage_partial: teacher partial credit on the probe, 0..1.
         complexity: mean task complexity over the probe, in ``complexity_unit``.
+        coverage_hard: teacher exact accuracy on the probe's harder half (complexity >= ``complexity_cut``),
+            0..1 (None when not probed).
+        complexity_cut: the probe's median complexity, where its harder half starts.
         tokenizers_compatible: teacher and student share a vocabulary (False when unknown: a text-only teacher).
         teacher_interface: what the teacher exposes (:data:`TeacherInterface`).
     """
@@ -77,9 +85,56 @@ class ModeDecision:
     threshold: float = 0.5
     tokenizers_compatible: bool = True
     teacher_interface: TeacherInterface = "logits"
+    coverage_hard: float | None = None
+    complexity_cut: float | None = None
 
     def evidence(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The teacher probe's scores (module docstring, steps 2-3).
+
+    Attributes:
+        coverage: exact accuracy over the probe, 0..1.
+        partial: mean partial credit, 0..1.
+        complexity: mean task complexity, in the task's unit.
+        size: problems probed, count.
+        coverage_hard: exact accuracy on the problems with complexity >= ``complexity_cut``, 0..1.
+        complexity_cut: the median complexity of the probe.
+    """
+
+    coverage: float
+    partial: float
+    complexity: float
+    size: int
+    coverage_hard: float
+    complexity_cut: float
+
+    @classmethod
+    def from_scores(cls, exact: Sequence[float], partial: float, complexities: Sequence[float]) -> ProbeResult:
+        """From per-problem exact scores (1.0 / 0.0) and complexities, same order.
+
+        Raises:
+            ValueError: the two lists differ in length.
+        """
+        if len(exact) != len(complexities):
+            raise ValueError(f"{len(exact)} scores for {len(complexities)} complexities")
+        if not exact:
+            return cls(0.0, partial, 0.0, 0, 0.0, 0.0)
+        ordered = sorted(complexities)
+        mid = len(ordered) // 2
+        cut = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        hard = [e for e, k in zip(exact, complexities, strict=True) if k >= cut]
+        return cls(
+            coverage=sum(exact) / len(exact),
+            partial=partial,
+            complexity=sum(complexities) / len(complexities),
+            size=len(exact),
+            coverage_hard=sum(hard) / len(hard),
+            complexity_cut=cut,
+        )
 
 
 def check_interface(requested: str, interface: TeacherInterface, why: str = "") -> None:
@@ -106,7 +161,7 @@ def decide_mode(
     *,
     compatible: bool,
     threshold: float,
-    probe: Callable[[], tuple[float, float, float, int]] | None,
+    probe: Callable[[], ProbeResult] | None,
     complexity_unit: str = "",
     interface: TeacherInterface = "logits",
     interface_why: str = "",
@@ -117,8 +172,8 @@ def decide_mode(
         requested: ``auto``, ``alignment`` or ``injection``.
         compatible: tokenizer fingerprints equal (ignored for a ``text`` teacher: recorded as False).
         threshold: coverage needed for alignment, 0..1.
-        probe: runs the teacher probe, returning (coverage, partial, mean complexity, probe size); only called
-            in auto mode with compatible tokenizers, or with a ``text`` teacher (for the evidence).
+        probe: runs the teacher probe (:class:`ProbeResult`); only called in auto mode with compatible
+            tokenizers, or with a ``text`` teacher (for the evidence).
         interface: what the teacher exposes; ``text`` means injection (module docstring).
         interface_why: why a ``text`` teacher exposes no more, for the messages.
 
@@ -140,14 +195,12 @@ def decide_mode(
     if interface == "text":
         if probe is None:
             raise ValueError("auto mode needs a probe")
-        coverage, partial, complexity, size = probe()
+        found = probe()
         reason = (
             f"the teacher returns text only{f' ({interface_why})' if interface_why else ''}: no distributions to "
-            f"align to, so learn from verified data (probe coverage {coverage:.2f})"
+            f"align to, so learn from verified data (probe coverage {found.coverage:.2f})"
         )
-        return ModeDecision(
-            "injection", False, reason, coverage, partial, complexity, complexity_unit, size, threshold, False, "text"
-        )
+        return _probed("injection", reason, found, complexity_unit, threshold, False, "text")
     if requested == "alignment":
         if not compatible:
             raise ModeError(
@@ -174,18 +227,54 @@ def decide_mode(
         )
     if probe is None:
         raise ValueError("auto mode needs a probe")
-    coverage, partial, complexity, size = probe()
-    if coverage >= threshold:
-        mode: Mode = "alignment"
-        reason = f"teacher covers the task (coverage {coverage:.2f} >= {threshold:.2f}): match its distributions"
-    else:
-        mode = "injection"
+    found = probe()
+    unit = f" {complexity_unit}" if complexity_unit else ""
+    mode: Mode = "injection"
+    if found.coverage < threshold:
         reason = (
-            f"teacher does not cover the task (coverage {coverage:.2f} < {threshold:.2f}): "
+            f"teacher does not cover the task (coverage {found.coverage:.2f} < {threshold:.2f}): "
             "learn from verified, reverse-synthesised data instead"
         )
+    elif found.coverage_hard < threshold:
+        reason = (
+            f"teacher covers the easier problems only (coverage {found.coverage:.2f}, but "
+            f"{found.coverage_hard:.2f} < {threshold:.2f} on the harder half, complexity >= "
+            f"{found.complexity_cut:g}{unit}): aligning to it would teach its failures where the task is hard; "
+            "learn from verified data instead"
+        )
+    else:
+        mode = "alignment"
+        reason = (
+            f"teacher covers the task (coverage {found.coverage:.2f}, {found.coverage_hard:.2f} on the harder half; "
+            f">= {threshold:.2f}): match its distributions"
+        )
+    return _probed(mode, reason, found, complexity_unit, threshold, True, interface)
+
+
+def _probed(
+    mode: Mode,
+    reason: str,
+    found: ProbeResult,
+    complexity_unit: str,
+    threshold: float,
+    compatible: bool,
+    interface: TeacherInterface,
+) -> ModeDecision:
+    """An ``auto`` decision with the probe's evidence."""
     return ModeDecision(
-        mode, False, reason, coverage, partial, complexity, complexity_unit, size, threshold, True, interface
+        mode,
+        False,
+        reason,
+        coverage=found.coverage,
+        coverage_partial=found.partial,
+        complexity=found.complexity,
+        complexity_unit=complexity_unit,
+        probe_size=found.size,
+        threshold=threshold,
+        tokenizers_compatible=compatible,
+        teacher_interface=interface,
+        coverage_hard=found.coverage_hard,
+        complexity_cut=found.complexity_cut,
     )
 
 

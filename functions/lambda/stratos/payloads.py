@@ -197,6 +197,15 @@ class PlanSummary(Payload):
         description="Their price (Bedrock on-demand per-token prices; 0 for an endpoint), USD; included in "
         "training_cost_usd.",
     )
+    teacher_usd_per_1k_input: float | None = Field(
+        default=None,
+        ge=0,
+        description="An external teacher's USD per 1,000 input tokens that priced them (live Pricing API or the dated "
+        "snapshot); the training job counts its spending at it. None for a teacher the job loads.",
+    )
+    teacher_usd_per_1k_output: float | None = Field(
+        default=None, ge=0, description="The same per 1,000 output tokens, USD; None for a teacher the job loads."
+    )
 
 
 class PlanRef(Payload):

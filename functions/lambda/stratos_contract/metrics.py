@@ -113,6 +113,16 @@ class ModeEvidence(_Record):
         "top-k log-probabilities per token) or 'text' (Bedrock, or an endpoint asked for text only); absent in "
         "files written before external teachers, which all had 'logits'.",
     )
+    coverage_hard: float | None = Field(
+        default=None,
+        description="Teacher exact accuracy on the probe's harder half (complexity >= complexity_cut), fraction; "
+        "null unless probed (and in files written before the harder-half rule).",
+    )
+    complexity_cut: float | None = Field(
+        default=None,
+        description="Median task complexity of the probe, where its harder half starts, in complexity_unit; "
+        "null unless probed.",
+    )
 
 
 class TeacherUsage(_Record):

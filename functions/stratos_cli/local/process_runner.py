@@ -69,6 +69,8 @@ class _Job:
     env: dict[str, str] = field(default_factory=dict)
     #: The current process's start (``time.monotonic()``); earlier processes' time is in ``earlier_seconds``.
     process_started: float = 0.0
+    #: Every process's start (``time.monotonic()``), the first one first (a restart adds one).
+    process_starts: list[float] = field(default_factory=list)
     earlier_seconds: float = 0.0
     #: Interruptions so far, and whether one is in progress (SIGTERM sent, waiting for the exit).
     interruptions: int = 0
@@ -173,7 +175,17 @@ class ProcessTrainingRunner:
         process = self._launch(log_path, env)
         now = time.monotonic()
         with self._lock:
-            self.jobs[job.name] = _Job(job, base, process, now, log_path, sources=sources, env=env, process_started=now)
+            self.jobs[job.name] = _Job(
+                job,
+                base,
+                process,
+                now,
+                log_path,
+                sources=sources,
+                env=env,
+                process_started=now,
+                process_starts=[now],
+            )
 
     def checkpoint_folder(self, uri: str) -> Path:
         """The local folder standing in for the checkpoint prefix ``uri`` (shared by every job that names it)."""
@@ -203,6 +215,7 @@ class ProcessTrainingRunner:
             log.write(f"\n[stratos-local] interruption {job.interruptions}: restarting the job\n".encode())
         job.process = self._launch(job.log_path, job.env)
         job.process_started = time.monotonic()
+        job.process_starts.append(job.process_started)
 
     def poll(self, name: str) -> TrainingStatus:
         with self._lock:

@@ -293,13 +293,15 @@ def local_prediction(
     from stratos.planner import estimators as est
     from stratos.planner.calibration import Prediction
     from stratos.planner.catalog import load_catalog
+    from stratos.planner.external import plan_model
     from stratos_contract.hyperparameters import TrainingHyperparameters, parse_hyperparameters
     from stratos_contract.parallelism import TeacherPlacement
 
     catalog = load_catalog()
-    teacher, student = catalog.model(str(plan["teacher"])), catalog.model(str(plan["student"]))
+    teacher, student = plan_model(spec, catalog, str(plan["teacher"])), catalog.model(str(plan["student"]))
     if teacher is None or student is None:
-        raise ValueError(f"plan names models outside the catalog: {plan['teacher']}, {plan['student']}")
+        unknown = [str(plan[role]) for role, m in (("teacher", teacher), ("student", student)) if m is None]
+        raise ValueError(f"plan names models the planner does not know: {', '.join(unknown)}")
     mode = cast(est.Mode, str(plan["mode"]))
     hp = parse_hyperparameters(hyperparameters, TrainingHyperparameters)
     inst = profile.instance()

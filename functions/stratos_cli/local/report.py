@@ -817,21 +817,35 @@ def _mode_section(doc: _Doc, metrics: Mapping[str, Any], plan: Mapping[str, Any]
         verdict = "as planned" if planned == mode else "the job decided differently from the plan"
         doc.para(f"The planner assumed `{planned}`; the training job ran `{mode}` ({verdict}).")
     coverage, threshold = _number(evidence.get("coverage")), _number(evidence.get("threshold"))
+    hard = _number(evidence.get("coverage_hard"))
     if coverage is not None and threshold is not None:
-        side = "≥" if coverage >= threshold else "<"
-        doc.para(
-            f"Teacher coverage on the probe {coverage:.3f} {side} threshold {threshold:.3f}: "
-            f"{'the teacher covers the task (alignment)' if side == '≥' else 'it does not (injection)'}."
-        )
+        parts = [f"Teacher coverage on the probe {coverage:.3f} ({'≥' if coverage >= threshold else '<'} threshold "]
+        parts.append(f"{threshold:.3f})")
+        if hard is not None:
+            cut = fmt(evidence.get("complexity_cut"))
+            unit = f" {evidence['complexity_unit']}" if evidence.get("complexity_unit") else ""
+            parts.append(
+                f"; on the harder half of the probe (complexity ≥ {cut}{unit}) {hard:.3f} "
+                f"({'≥' if hard >= threshold else '<'} threshold)"
+            )
+        if evidence.get("teacher_interface") == "text":
+            parts.append(": the teacher returns text only, so the mode is injection whatever its coverage.")
+        else:
+            covers = coverage >= threshold and (hard is None or hard >= threshold)
+            parts.append(": the teacher covers the task (alignment)." if covers else ": it does not (injection).")
+        doc.para("".join(parts))
     labels = {
         "forced": "forced by the spec",
         "coverage": "teacher exact accuracy on the probe (fraction)",
         "coverage_partial": "teacher partial credit on the probe (fraction)",
-        "threshold": "coverage needed for alignment (fraction)",
+        "coverage_hard": "teacher exact accuracy on the probe's harder half (fraction)",
+        "complexity_cut": "complexity where the harder half starts (probe median)",
+        "threshold": "coverage needed for alignment, overall and on the harder half (fraction)",
         "probe_size": "probe examples",
         "complexity": "mean task complexity",
         "complexity_unit": "complexity unit",
         "tokenizers_compatible": "teacher and student share a tokenizer",
+        "teacher_interface": "what the teacher exposes (logits, top-k or text)",
     }
     rows = [(labels.get(k, k), fmt(v)) for k, v in evidence.items() if k not in ("mode", "reason")]
     if rows:

@@ -37,6 +37,7 @@ would collect) are silenced for the run, and a failure is reported as the run's 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import io
@@ -47,13 +48,21 @@ import sys
 import tarfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stratos.errors import StratosError
-from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, data_fields, parse_spec
+from stratos.spec import (
+    BuiltinDatasetData,
+    EndpointTeacher,
+    GeneratorData,
+    JsonlData,
+    TaskSpec,
+    data_fields,
+    parse_spec,
+)
 from stratos.types import split_uri
 from stratos_cli.local.profile import LocalProfile
 from stratos_cli.local.sizing import describe_local_job
@@ -76,7 +85,6 @@ LOCAL_OVERRIDES: dict[str, str] = {
     "eval_batch_size": "32",
     "logging_steps": "5",
     "probe_size": "8",
-    "teacher_rationales": "false",
     # The random-tenpai set is scored for the student only: the teacher's row there costs ~1.4 min on 2 cores.
     "extra_eval_teacher": "false",
     # The plan is sized for the AWS instance (its GPUs, nodes and micro-batch); this machine runs one CPU process
@@ -97,10 +105,17 @@ def sized_overrides(spec: TaskSpec, overrides: dict[str, str]) -> dict[str, str]
     ``Answer:`` line, so the budget costs only for a model that rambles. Other tasks keep the spec's
     ``latency.output_tokens`` (a rambling student before training would otherwise decode 320 tokens a row).
     A ``max_new_tokens`` already in ``overrides`` (``--set``) wins.
+
+    The teacher's answer-conditioned rationales (``teacher_rationales``) are off for a teacher the job loads
+    (one rationale from Gemma 3 270M costs ~20 s of this machine's CPU, and the verified generator traces
+    teach the task) and on for an external teacher: asking it is the point of naming one. A value in
+    ``overrides`` wins.
     """
-    if isinstance(spec.data, GeneratorData) and "max_new_tokens" not in overrides:
-        return {**overrides, "max_new_tokens": TRACE_MAX_NEW_TOKENS}
-    return dict(overrides)
+    sized = dict(overrides)
+    if isinstance(spec.data, GeneratorData):
+        sized.setdefault("max_new_tokens", TRACE_MAX_NEW_TOKENS)
+    sized.setdefault("teacher_rationales", "true" if spec.candidates.external_teachers else "false")
+    return sized
 
 
 class LocalRunError(StratosError):
@@ -213,6 +228,9 @@ class LocalRunResult:
     predicted_vs_actual: dict[str, Any] | None = None
     profile: str = ""
     latency: dict[str, Any] | None = None
+    #: InvokeEndpoint calls each training process made to the spec's teacher endpoints, counted by the embedded
+    #: AWS as it received them (:func:`teacher_calls`).
+    teacher_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -232,7 +250,33 @@ class LocalRunResult:
             "predicted_vs_actual": self.predicted_vs_actual,
             "profile": self.profile,
             "latency": self.latency,
+            "teacher_calls": self.teacher_calls,
         }
+
+
+def teacher_calls(invocations: Iterable[Any], endpoints: Iterable[str], jobs: Iterable[Any]) -> list[dict[str, Any]]:
+    """InvokeEndpoint calls to ``endpoints`` per training process: ``[{"job", "process", "calls"}]``, one row
+    per process of each job in start order (``process`` 1 is a job's first, 2 the one restarted after an
+    interruption, ...).
+
+    A call belongs to the process that was the latest to start when the embedded AWS received it (local jobs
+    run one at a time); what the endpoint received is counted, not what the job says it asked.
+
+    Args:
+        invocations: :class:`~stratos_cli.local.moto_hooks.sagemaker.EndpointInvocation` records.
+        endpoints: the teacher endpoints' names.
+        jobs: the runner's jobs (``spec.name`` and ``process_starts``).
+    """
+    names = set(endpoints)
+    starts = sorted((t, job.spec.name, k + 1) for job in jobs for k, t in enumerate(job.process_starts))
+    rows = [{"job": name, "process": k, "calls": 0} for _, name, k in starts]
+    times = [t for t, _, _ in starts]
+    for invocation in invocations:
+        if invocation.endpoint_name in names:
+            at = bisect.bisect_right(times, invocation.received_at) - 1
+            if at >= 0:
+                rows[at]["calls"] += 1
+    return rows
 
 
 def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[str]]:
@@ -266,8 +310,11 @@ def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[
         "students": local,
     }
     cands = doc.setdefault("candidates", {})
+    external = _local_external_teachers(cands, local, notes)
     for role in ("teachers", "students"):
         chosen = cands.get(role)
+        if role == "teachers" and chosen is None and external:
+            continue  # only the external teachers are candidates (as on AWS)
         named = [model.id if (model := catalog.model(m)) else m for m in chosen or []]
         keep = [m for m in (named or defaults[role]) if m in local] or defaults[role]
         if chosen != keep:
@@ -282,6 +329,32 @@ def local_spec(raw: bytes, source: str) -> tuple[TaskSpec, dict[str, Any], list[
     if notes:
         spec = parse_spec(json.dumps(doc).encode(), source)
     return spec, doc, notes
+
+
+def _local_external_teachers(cands: dict[str, Any], local: list[str], notes: list[str]) -> list[dict[str, Any]]:
+    """Keep the external teachers a local run can call (in place in ``cands``) and return them: a
+    ``sagemaker-endpoint`` teacher serving a PyPI model (stood up locally: :mod:`stratos_cli.local.teachers`).
+    A Bedrock teacher needs an AWS account, and an endpoint serving another model has nothing to serve it here:
+    both are dropped with a note."""
+    entries = cands.get("external_teachers") or []
+    keep: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        field_name = f"candidates.external_teachers[{i}]"
+        if entry.get("kind") == "bedrock":
+            notes.append(
+                f"{field_name}: Bedrock teacher {entry.get('model_id')} dropped (Bedrock needs an AWS account; a "
+                "local run calls sagemaker-endpoint teachers, served by the local endpoint server)"
+            )
+        elif entry.get("serves") not in local:
+            notes.append(
+                f"{field_name}: endpoint {entry.get('endpoint_name')} dropped: it serves {entry.get('serves')!r}, "
+                f"and only PyPI models can be served locally ({', '.join(local)})"
+            )
+        else:
+            keep.append(entry)
+    if entries and len(keep) != len(entries):
+        cands["external_teachers"] = keep
+    return keep
 
 
 RECORD_FILE = "record.json"
@@ -358,9 +431,11 @@ def run_local(
     Raises:
         SpecValidationError: invalid spec.
         LocalRunError: data missing, no snapshot prices in the spec's region, or the stack could not be built.
+        TeacherEndpointError: a teacher endpoint the spec names could not be stood up locally.
     """
     from stratos_cli.local.process_runner import ProcessTrainingRunner
     from stratos_cli.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
+    from stratos_cli.local.teachers import deploy_teacher_endpoints, endpoint_teachers, job_environment
 
     # Lambda puts the CodeUri folder on sys.path; the handlers import as `validate_spec.app` from there.
     code_root = str(DEFAULT_TEMPLATE.parent / "functions" / "lambda")
@@ -415,6 +490,9 @@ def run_local(
     buckets = {uri.removeprefix("s3://").partition("/")[0] for _, uri in data_fields(spec)}
     if len(buckets) == 1:
         parameters["DataBucketName"] = buckets.pop()
+    teachers = endpoint_teachers(spec)
+    if teachers:  # the training role may call these endpoints only (as the stack's parameter says on AWS)
+        parameters["TeacherEndpointNames"] = ",".join(t.endpoint_name for t in teachers)
     quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}
     result: LocalRunResult
     try:
@@ -427,6 +505,12 @@ def run_local(
             stack_ref.append(stack)
             _seed_records(stack, past)
             _stage_data(stack, spec, options.data_dir)
+            if teachers:
+                # The job process calls its teacher through the embedded AWS, served over HTTP for it.
+                runner.env.update(job_environment(stack.serve_http()))
+                deploy_teacher_endpoints(
+                    stack, teachers, options.model_sources, options.home / "teacher-models", note=note
+                )
             key = f"specs/{options.spec_path.name}"
             stack.upload_spec(json.dumps(doc).encode(), key=key)
             [arn] = stack.wait_for_executions(1, timeout=60)
@@ -447,7 +531,7 @@ def _profile(home: Path, note: Callable[[str], None]) -> LocalProfile | None:
     except Exception as exc:  # the probe is best effort: whatever stops it, the run goes on without a profile
         note(f"no local instance profile ({exc}): the run's time and latency are not predicted for this machine")
         return None
-    note(f"local instance profile {profile.describe()}")
+    note(f"instance profile of this machine: {profile.describe()}")
     return profile
 
 
@@ -469,6 +553,7 @@ def _result_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
         "predicted_vs_actual": entry.get("predicted_vs_actual"),
         "profile": entry.get("profile") or "",
         "latency": entry.get("latency"),
+        "teacher_calls": entry.get("teacher_calls") or [],
     }
 
 
@@ -640,7 +725,10 @@ def _collect(
         report_path = str(paths.html)
     except Exception as exc:  # the run's outcome stands even if a figure cannot be drawn
         print(f"warning: report not written: {exc}", file=sys.stderr)
+    teachers = [t.endpoint_name for t in spec.candidates.external_teachers if isinstance(t, EndpointTeacher)]
+    calls = teacher_calls(stack.hooks.runtime.invocations, teachers, jobs) if teachers and stack.hooks else []
     return LocalRunResult(
+        teacher_calls=calls,
         status=status,
         run_id=run_id,
         plan=plan_summary,

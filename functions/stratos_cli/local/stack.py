@@ -190,6 +190,7 @@ class EmbeddedStack(StackLayout):
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._http_url = ""
 
     # ----------------------------------------------------------------------------------------------------
     # Lifecycle.
@@ -258,6 +259,29 @@ class EmbeddedStack(StackLayout):
     def runner(self) -> TrainingRunner:
         """The training runner behind the embedded SageMaker."""
         return self._runner
+
+    def serve_http(self) -> str:
+        """Serve the embedded AWS over HTTP on 127.0.0.1 (a free port) for processes outside this one (a local
+        training job calling a teacher endpoint); return its URL, ``http://127.0.0.1:<port>``. Started once,
+        stopped with the stack.
+
+        moto's threaded server answers from the same in-memory backends as this process's mock, and through
+        the same hooks (:mod:`stratos_cli.local.moto_hooks`), so an InvokeEndpoint sent to it reaches the local
+        endpoint server as one made here does.
+        """
+        if self._http_url:
+            return self._http_url
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        self._exits.append(server.stop)
+        host, port = server.get_host_and_port()
+        self._http_url = f"http://{host}:{port}"
+        return self._http_url
 
     def client(self, service: str) -> Any:
         """A boto3 client of the embedded AWS."""

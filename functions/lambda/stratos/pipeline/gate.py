@@ -67,6 +67,7 @@ EXTRA_FIRST = (
     "train_total_tokens",
     "mode_evidence.coverage",
     "mode_evidence.coverage_partial",
+    "mode_evidence.coverage_hard",
     "mode_evidence.complexity",
     "mode_evidence.threshold",
     "mode_evidence.probe_size",

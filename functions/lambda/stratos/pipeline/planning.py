@@ -29,7 +29,8 @@ MAX_FALLBACKS = 6
 def look_up_prices(
     event: Any, services: Services | None = None, quotas: SageMakerQuotas | None = None
 ) -> PriceTableRef:
-    """Price every catalog instance type in the run's region (live Pricing API, snapshot fallback), read the
+    """Price every catalog instance type in the run's region and the spec's Bedrock teachers' tokens there
+    (live Pricing API, snapshot fallback: :mod:`stratos.planner.pricing`), read the
     account's SageMaker instance quotas there (training, spot training and endpoint usage per type:
     :mod:`stratos.aws.quotas`), and store both at ``runs/<run_id>/prices.json``; SelectPlan excludes a type whose
     quota is below the plan's instance count (:mod:`stratos.planner.quotas`).
@@ -48,18 +49,32 @@ def look_up_prices(
     """
     from stratos.aws.quotas import SageMakerQuotas
     from stratos.planner.catalog import load_catalog
-    from stratos.planner.pricing import PricingApi, lookup_prices
+    from stratos.planner.pricing import PricingApi, bedrock_token_prices, lookup_prices
 
     svc = services or get_services()
     run = parse_step_event(event, RunState).state.run
     catalog = load_catalog()
     api = PricingApi() if svc.settings.price_source == "live" else None
     table = lookup_prices(run.region, catalog, api)
+    tokens = bedrock_token_prices(run.region, bedrock_models(load_spec(svc, run)), api)
     read = (quotas or SageMakerQuotas(run.region)).read(i.instance_type for i in catalog.instances)
     ref: PriceTableRef = svc.planner_store.put_price_table(
-        table.model_copy(update={"quotas": read}), svc.artifacts.bucket, f"{run_prefix(run)}prices.json"
+        table.model_copy(update={"quotas": read, "bedrock": tokens}),
+        svc.artifacts.bucket,
+        f"{run_prefix(run)}prices.json",
     )
     return ref
+
+
+def bedrock_models(spec: Any) -> list[Any]:
+    """The snapshot records of the spec's Bedrock teachers that the snapshot knows (an unknown one was refused
+    by ValidateSpec), in the spec's order."""
+    from stratos.planner.external import bedrock_snapshot
+    from stratos.spec import BedrockTeacher
+
+    snapshot = bedrock_snapshot()
+    named = [t.model_id for t in spec.candidates.external_teachers if isinstance(t, BedrockTeacher)]
+    return [m for m in (snapshot.model(i) for i in named) if m is not None]
 
 
 def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:

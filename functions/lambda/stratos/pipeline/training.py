@@ -204,15 +204,15 @@ def hyperparameters(
 
 def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec) -> dict[str, Any]:
     """The hyperparameters an external teacher adds (none for a teacher the job loads): its prices per 1,000
-    tokens (what the job counts into metrics.json) and the endpoint's prompt format. ``teacher_topk`` is never sent
+    tokens (the plan's, live or snapshot, which the job counts into metrics.json; the teacher record's for a plan
+    written before plans carried them) and the endpoint's prompt format. ``teacher_topk`` is never sent
     for one: the planner plans external teachers by injection only (:mod:`stratos.planner.matching` rule 5)."""
     access = teacher.access
     if access is None:
         return {}
-    out: dict[str, Any] = {
-        "teacher_usd_per_1k_input": access.usd_per_1k_input,
-        "teacher_usd_per_1k_output": access.usd_per_1k_output,
-    }
+    planned = (plan.teacher_usd_per_1k_input, plan.teacher_usd_per_1k_output)
+    usd_in, usd_out = (access.usd_per_1k_input, access.usd_per_1k_output) if None in planned else planned
+    out: dict[str, Any] = {"teacher_usd_per_1k_input": usd_in, "teacher_usd_per_1k_output": usd_out}
     for named in spec.candidates.external_teachers:
         if isinstance(named, EndpointTeacher) and named.source == access.source:
             out["teacher_prompt_format"] = named.prompt_format
@@ -220,14 +220,11 @@ def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelS
 
 
 def planned_teacher(spec: TaskSpec, teacher_id: str, catalog: Catalog) -> ModelSpec | None:
-    """The plan's teacher: a catalog model, or one of the spec's external teachers (by its source id)."""
-    found = catalog.model(teacher_id)
-    if found is not None or not spec.candidates.external_teachers:
-        return found
-    from stratos.planner.external import external_teachers
+    """The plan's teacher: a catalog model, or one of the spec's external teachers (by its source id;
+    :func:`stratos.planner.external.plan_model`)."""
+    from stratos.planner.external import plan_model
 
-    models, _ = external_teachers(spec, catalog)
-    return next((m for m in models if m.id == teacher_id), None)
+    return plan_model(spec, catalog, teacher_id)
 
 
 def generation_batch_for(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec) -> int | None:

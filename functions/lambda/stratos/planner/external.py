@@ -22,10 +22,15 @@ TrainingWorkload`; every call sends the prompt and receives the completion:
 call                          count                                        tokens in / out per call
 ============================  ==========================================  ======================================
 evaluation (teacher row)      ``eval_examples``                           prompt / output
-injection rationales          ``examples x attempts``                     prompt + RATIONALE_PROMPT_TOKENS /
+mode probe (``auto`` only)    ``PROBE_SIZE``                              prompt / output
+injection rationales          ``min(examples, RATIONALE_SAMPLES)``        prompt + RATIONALE_PROMPT_TOKENS /
                                                                           rationale + output
 alignment (top-k, endpoint)   ``examples`` (the teacher writes targets)   prompt / output
 ============================  ==========================================  ======================================
+
+The job asks the teacher once per example for at most ``rationale_samples`` examples (the training
+hyperparameter's default, :data:`RATIONALE_SAMPLES`; ``stratos_train.modes.build_injection_set``) and keeps the
+answers its checker accepts; the other examples get the task's own verified targets, at no teacher cost.
 
 ``seconds = (tokens in + tokens out) / (tokens_per_minute / 60)`` (the rate limit binds: the container's
 bounded concurrency keeps it busy), ``usd = in / 1000 x usd_per_1k_input + out / 1000 x usd_per_1k_output``.
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -46,10 +51,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from stratos.errors import FieldError
 from stratos.planner.catalog import Catalog, ModelSpec, Prior, TeacherAccess
 from stratos.spec import BedrockTeacher, EndpointTeacher, TaskKind, TaskSpec
+from stratos_contract.hyperparameters import TrainingHyperparameters
 
 RATIONALE_PROMPT_TOKENS = 120
 """Tokens the rationale request adds to the task's prompt: the tutor system prompt, the known answer and the
 instruction (``stratos_train.modes.rationale_prompt``; our count of its fixed text, domain notes excluded)."""
+RATIONALE_SAMPLES: int = TrainingHyperparameters.model_fields["rationale_samples"].default
+"""Examples a training job asks its teacher to explain (``rationale_samples``' default), count."""
+PROBE_SIZE: int = TrainingHyperparameters.model_fields["probe_size"].default
+"""Training examples the job's ``auto`` mode decision asks the teacher (``probe_size``' default), count."""
 BEDROCK_CONTEXT_TOKENS = 128_000
 """Context length assumed for a Bedrock model (the snapshot's models all accept at least this many tokens)."""
 
@@ -68,6 +78,7 @@ class BedrockModel(BaseModel):
 
     model_id: str
     name: str
+    price_list_model: str = Field(min_length=1, description="The Price List API's 'model' attribute value.")
     regions: tuple[str, ...]
     usd_per_1k_input: float = Field(ge=0)
     usd_per_1k_output: float = Field(ge=0)
@@ -103,7 +114,7 @@ def bedrock_snapshot() -> BedrockSnapshot:
 
 
 def _bedrock_model(
-    teacher: BedrockTeacher, region: str, field: str, snapshot: BedrockSnapshot
+    teacher: BedrockTeacher, region: str, field: str, snapshot: BedrockSnapshot, price: Any = None
 ) -> tuple[ModelSpec | None, FieldError | None]:
     found = snapshot.model(teacher.model_id)
     if found is None:
@@ -120,9 +131,15 @@ def _bedrock_model(
         interface="text",
         top_logprobs=0,
         tokens_per_minute=teacher.tokens_per_minute or found.tokens_per_minute,
-        usd_per_1k_input=found.usd_per_1k_input,
-        usd_per_1k_output=found.usd_per_1k_output,
-        price_source=f"snapshot {snapshot.snapshot_date}",
+        usd_per_1k_input=found.usd_per_1k_input if price is None else float(price.usd_per_1k_input),
+        usd_per_1k_output=found.usd_per_1k_output if price is None else float(price.usd_per_1k_output),
+        price_source=(
+            f"snapshot {snapshot.snapshot_date}"
+            if price is None
+            else "live Pricing API"
+            if price.source == "live"
+            else price.note or f"snapshot {snapshot.snapshot_date}"
+        ),
     )
     model = ModelSpec(
         id=teacher.source,
@@ -173,8 +190,16 @@ def _endpoint_model(
     return model, None
 
 
-def external_teachers(spec: TaskSpec, catalog: Catalog) -> tuple[list[ModelSpec], list[FieldError]]:
+def external_teachers(
+    spec: TaskSpec, catalog: Catalog, token_prices: Sequence[Any] = ()
+) -> tuple[list[ModelSpec], list[FieldError]]:
     """The spec's external teachers as planner records (module docstring), and the errors of those that cannot be.
+
+    Args:
+        spec: the validated spec.
+        catalog: the model catalog (an endpoint teacher is the catalog model it serves).
+        token_prices: Bedrock token prices LookUpPrices read (:class:`~stratos.planner.pricing.TokenPriceRow`,
+            live or snapshot with its note); a Bedrock teacher without a row is priced from the snapshot.
 
     Returns:
         ``(models in the spec's order, errors naming candidates.external_teachers[i].<field>)``.
@@ -185,7 +210,8 @@ def external_teachers(spec: TaskSpec, catalog: Catalog) -> tuple[list[ModelSpec]
     for i, teacher in enumerate(spec.candidates.external_teachers):
         field = f"candidates.external_teachers[{i}]"
         if isinstance(teacher, BedrockTeacher):
-            model, error = _bedrock_model(teacher, region, field, bedrock_snapshot())
+            price = next((p for p in token_prices if p.model_id == teacher.model_id), None)
+            model, error = _bedrock_model(teacher, region, field, bedrock_snapshot(), price)
             if model is not None and teacher.prior_accuracy is not None:
                 own = Prior(teacher.prior_accuracy, "the spec's candidates.external_teachers prior_accuracy")
                 model = replace(model, priors={**model.priors, spec.task.kind: own})
@@ -196,6 +222,20 @@ def external_teachers(spec: TaskSpec, catalog: Catalog) -> tuple[list[ModelSpec]
         elif model is not None:
             models.append(model)
     return models, errors
+
+
+def plan_model(spec: TaskSpec, catalog: Catalog, model_id: str) -> ModelSpec | None:
+    """The planner's record of ``model_id`` for ``spec``: a catalog model, else one of the spec's external
+    teachers by its source id (``bedrock:<model id>``, ``sagemaker-endpoint:<name>``); None when neither.
+
+    The one place a plan's model id is turned back into its record (the training job's hyperparameters, the
+    local run's own prediction), so both read the same sizes, interface and prices the planner used.
+    """
+    found = catalog.model(model_id)
+    if found is not None or not spec.candidates.external_teachers:
+        return found
+    models, _ = external_teachers(spec, catalog)
+    return next((m for m in models if m.id == model_id), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,21 +256,27 @@ class ApiUsage:
     usd: float
 
 
-def api_usage(access: TeacherAccess, mode: str, examples: int, eval_examples: int, workload: Any) -> ApiUsage:
+def api_usage(
+    access: TeacherAccess, mode: str, examples: int, eval_examples: int, workload: Any, *, probe: bool = True
+) -> ApiUsage:
     """The calls one training job makes to ``access`` (module docstring table).
 
     Args:
         access: the teacher's access record.
         mode: ``alignment`` (top-k: the teacher writes every training target) or ``injection``.
         examples, eval_examples: training and held-out examples, count.
-        workload: the :class:`~stratos.planner.estimators.TrainingWorkload` (prompt, output, rationale tokens and
-            attempts per example).
+        workload: the :class:`~stratos.planner.estimators.TrainingWorkload` (prompt, output and rationale tokens per
+            example).
+        probe: the job decides the mode itself (the spec's ``distillation.mode`` is ``auto``) and probes the
+            teacher first.
     """
     rows: list[tuple[float, float, float]] = [(eval_examples, workload.prompt_tokens, workload.output_tokens)]
+    if probe:
+        rows.append((min(PROBE_SIZE, examples), workload.prompt_tokens, workload.output_tokens))
     if mode == "injection":
         rows.append(
             (
-                examples * workload.attempts,
+                min(examples, RATIONALE_SAMPLES),
                 workload.prompt_tokens + RATIONALE_PROMPT_TOKENS,
                 workload.rationale_tokens + workload.output_tokens,
             )

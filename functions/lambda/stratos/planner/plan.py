@@ -313,6 +313,8 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         p50_latency_band=_band(d.get("p50_latency_band"), 3),
         teacher_tokens=round(d.get("teacher_tokens") or 0.0),
         teacher_tokens_usd=round(d.get("teacher_tokens_usd") or 0.0, 4),
+        teacher_usd_per_1k_input=(d.get("teacher_usd_per_1k") or [None, None])[0],
+        teacher_usd_per_1k_output=(d.get("teacher_usd_per_1k") or [None, None])[1],
     )
 
 
@@ -402,7 +404,7 @@ def build_problem(
     # Named external teachers with no catalog teachers named: the external ones only (Candidates' docstring).
     named = [] if cands.teachers is None and cands.external_teachers else cands.teachers
     teachers, errors = _resolve(named, "teacher", "candidates.teachers", catalog)
-    external, more = external_teachers(spec, catalog)
+    external, more = external_teachers(spec, catalog, prices.bedrock if isinstance(prices, PriceTable) else ())
     teachers += external
     errors += more
     students, more = _resolve(cands.students, "student", "candidates.students", catalog)
@@ -496,13 +498,31 @@ def build_problem(
                 raw_accuracy[(teacher.id, student.id, mode)] = uncalibrated
                 accuracy = calibration.for_accuracy(kind.value, student.id, mode).apply(uncalibrated)
                 api = (
-                    api_usage(teacher.access, mode, workload.examples, workload.eval_examples, workload)
+                    api_usage(
+                        teacher.access,
+                        mode,
+                        workload.examples,
+                        workload.eval_examples,
+                        workload,
+                        probe=spec.distillation.mode == "auto",
+                    )
                     if teacher.access is not None
                     else None
                 )
                 tokens = (api.input_tokens + api.output_tokens) if api is not None else 0.0
+                access = teacher.access
                 pair_modes.append(
-                    PairMode(teacher.id, student.id, mode, accuracy, si, None, tokens, api.usd if api else 0.0)
+                    PairMode(
+                        teacher.id,
+                        student.id,
+                        mode,
+                        accuracy,
+                        si,
+                        None,
+                        tokens,
+                        api.usd if api else 0.0,
+                        None if access is None else (access.usd_per_1k_input, access.usd_per_1k_output),
+                    )
                 )
                 flops = {
                     placement: est.training_flops(student, teacher, mode, workload, placement)

@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +64,18 @@ class PriceRow(BaseModel):
     note: str = Field(default="", max_length=512, description="Why the price is unknown or fell back.")
 
 
+class TokenPriceRow(BaseModel):
+    """One Bedrock model's on-demand token prices in a region (USD per 1,000 tokens), and where they came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_id: Short
+    usd_per_1k_input: Decimal = Field(ge=0)
+    usd_per_1k_output: Decimal = Field(ge=0)
+    source: Literal["live", "snapshot"] = Field(description="live = AWS Pricing API; snapshot = bedrock.json figure.")
+    note: str = Field(default="", max_length=512, description="Why the snapshot price was used.")
+
+
 class PriceTable(BaseModel):
     """Prices for one region: what LookUpPrices writes to S3 and SelectPlan reads, with the account's SageMaker
     instance quotas when LookUpPrices read them."""
@@ -79,6 +91,15 @@ class PriceTable(BaseModel):
         description="Training, spot training and endpoint quotas per instance type (stratos.aws.quotas); the "
         "planner excludes a type whose quota is below the plan's instance count. None = not read (the CLI's tables).",
     )
+    bedrock: list[TokenPriceRow] = Field(
+        default_factory=list,
+        description="On-demand token prices of the spec's Bedrock teachers (bedrock_token_prices); empty when it "
+        "names none (the planner then uses the Bedrock snapshot).",
+    )
+
+    def token_price(self, model_id: str) -> TokenPriceRow | None:
+        """The Bedrock token prices of ``model_id`` LookUpPrices read, or ``None``."""
+        return next((row for row in self.bedrock if row.model_id == model_id), None)
 
     def usd_per_hour(self, instance_type: str, component: Component) -> Decimal | None:
         """The price, or ``None`` when unknown or absent from the table."""
@@ -143,6 +164,22 @@ class PricingApiUnreachableError(Exception):
     snapshot fallback and never leaves this module."""
 
 
+def _products(
+    price_list: Iterable[str | dict[str, Any]], what: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(product attributes, OnDemand terms)`` of each GetProducts ``PriceList`` entry (a JSON string, or already
+    decoded); a malformed entry is logged (naming ``what`` was asked) and skipped."""
+    for entry in price_list:
+        try:
+            item = json.loads(entry) if isinstance(entry, str) else entry
+            attributes = item["product"]["attributes"]
+            on_demand = item.get("terms", {}).get("OnDemand", {})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning("skipping a malformed PriceList entry for %s", what)
+            continue
+        yield attributes, on_demand
+
+
 def parse_on_demand_usd_per_hour(
     price_list: Iterable[str | dict[str, Any]], region: str, instance_type: str, component: Component
 ) -> LivePrice:
@@ -156,14 +193,7 @@ def parse_on_demand_usd_per_hour(
     """
     prices: set[Decimal] = set()
     rows = 0
-    for entry in price_list:
-        try:
-            item = json.loads(entry) if isinstance(entry, str) else entry
-            attributes = item["product"]["attributes"]
-            on_demand = item.get("terms", {}).get("OnDemand", {})
-        except (ValueError, KeyError, TypeError, AttributeError):
-            logger.warning("skipping a malformed PriceList entry for %s %s %s", region, instance_type, component)
-            continue
+    for attributes, on_demand in _products(price_list, f"{region} {instance_type} {component.value}"):
         name = attributes.get("instanceName") or attributes.get("instanceType")
         if (
             attributes.get("regionCode") != region
@@ -227,7 +257,7 @@ class PricingApi:
         self._max_workers = max(1, max_workers)
         self._ttl = cache_ttl_seconds
         self._clock = clock
-        self._cache: dict[tuple[str, str, Component], tuple[float, LivePrice]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -244,39 +274,68 @@ class PricingApi:
             )
         return self._client
 
+    def _cached(self, key: tuple[Any, ...], ask: Callable[[], Any]) -> Any:
+        """The answer cached under ``key`` while fresh, else ``ask()``'s (then cached for the TTL)."""
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        answer = ask()
+        with self._lock:
+            self._cache[key] = (now + self._ttl, answer)
+        return answer
+
+    def _price_list(self, service_code: str, filters: list[dict[str, str]]) -> list[str]:
+        """Every GetProducts ``PriceList`` entry for ``filters`` (paginated, 100 a page).
+
+        Raises:
+            PricingApiUnreachableError: the API could not be asked.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        price_list: list[str] = []
+        try:
+            pages = self.client.get_paginator("get_products").paginate(
+                ServiceCode=service_code, Filters=filters, FormatVersion="aws_v1", PaginationConfig={"PageSize": 100}
+            )
+            for page in pages:
+                price_list.extend(page.get("PriceList", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise PricingApiUnreachableError(f"{type(exc).__name__}: {exc}") from exc
+        return price_list
+
     def on_demand(self, region: str, instance_type: str, component: Component) -> LivePrice:
         """The on-demand USD/hour of one (region code, instance type, component), from cache or the API.
 
         Raises:
             PricingApiUnreachableError: the API could not be asked (the caller falls back to the snapshot).
         """
-        key = (region, instance_type, component)
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        from botocore.exceptions import BotoCoreError, ClientError
 
-        price_list: list[str] = []
-        try:
-            paginator = self.client.get_paginator("get_products")
-            pages = paginator.paginate(
-                ServiceCode=SERVICE_CODE,
-                Filters=price_filters(region, instance_type, component),
-                FormatVersion="aws_v1",
-                PaginationConfig={"PageSize": 100},
-            )
-            for page in pages:
-                price_list.extend(page.get("PriceList", []))
-        except (ClientError, BotoCoreError) as exc:
-            raise PricingApiUnreachableError(f"{type(exc).__name__}: {exc}") from exc
-        answer = parse_on_demand_usd_per_hour(price_list, region, instance_type, component)
-        if answer.usd_per_hour is None:
-            logger.warning("price %s", answer.note)
-        with self._lock:
-            self._cache[key] = (now + self._ttl, answer)
-        return answer
+        def ask() -> LivePrice:
+            rows = self._price_list(SERVICE_CODE, price_filters(region, instance_type, component))
+            answer = parse_on_demand_usd_per_hour(rows, region, instance_type, component)
+            if answer.usd_per_hour is None:
+                logger.warning("price %s", answer.note)
+            return answer
+
+        found: LivePrice = self._cached((SERVICE_CODE, region, instance_type, component), ask)
+        return found
+
+    def token_prices(self, region: str, price_list_model: str) -> LiveTokenPrice:
+        """One Bedrock model's on-demand token prices in ``region`` (:func:`parse_bedrock_token_prices`), from
+        cache or the API.
+
+        Raises:
+            PricingApiUnreachableError: the API could not be asked (the caller falls back to the snapshot).
+        """
+
+        def ask() -> LiveTokenPrice:
+            rows = self._price_list(BEDROCK_SERVICE_CODE, bedrock_price_filters(region, price_list_model))
+            return parse_bedrock_token_prices(rows, region, price_list_model)
+
+        found: LiveTokenPrice = self._cached((BEDROCK_SERVICE_CODE, region, price_list_model), ask)
+        return found
 
     def prices(
         self, region: str, keys: Sequence[tuple[str, Component]]
@@ -362,3 +421,119 @@ def lookup_prices(region: str, catalog: Catalog, api: PricingApi | None = None) 
     if live_unknown and live_unknown == len(rows):
         logger.error("the Pricing API returned no price for any instance type in %s: filters drifted?", region)
     return PriceTable(region=region, snapshot_date=catalog.snapshot_date, fetched_at=datetime.now(UTC), rows=rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Amazon Bedrock on-demand token prices (external teachers).
+
+BEDROCK_SERVICE_CODE = "AmazonBedrock"
+#: Words that mark a Price List row or dimension as something other than standard on-demand text tokens
+#: (prompt caching, batch inference, provisioned throughput, latency-optimised or priority tiers, media).
+_NOT_ON_DEMAND_TOKENS = ("cache", "batch", "provisioned", "latency", "priority", "flex", "image", "video", "audio")
+#: Price List token units -> multiplier to USD per 1,000 tokens.
+_TOKEN_UNITS = {"1k tokens": 1.0, "1k token": 1.0, "1m tokens": 0.001, "1m token": 0.001, "tokens": 1000.0}
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTokenPrice:
+    """A Pricing API answer for one Bedrock model: both prices, or ``None`` with the reason in ``note``."""
+
+    usd_per_1k_input: Decimal | None
+    usd_per_1k_output: Decimal | None
+    note: str
+
+
+def parse_bedrock_token_prices(
+    price_list: Iterable[str | dict[str, Any]], region: str, price_list_model: str
+) -> LiveTokenPrice:
+    """Read one Bedrock model's on-demand input and output prices (USD per 1,000 tokens) from GetProducts
+    ``PriceList`` entries (service ``AmazonBedrock``; JSON strings, as the API sends).
+
+    A row counts when its ``regionCode`` and ``model`` attributes match; its direction is read from its
+    ``inferenceType`` / ``usagetype`` attributes or the dimension's description (``input`` / ``output``).
+    Rows and dimensions naming caching, batch, provisioned throughput, latency-optimised or priority tiers or
+    media are skipped, as are units other than tokens (``1K tokens``, ``1M tokens``, ``tokens``) and zero prices.
+
+    Returns:
+        Both prices when each direction has exactly one distinct price; otherwise ``None`` for both and a note.
+    """
+    found: dict[str, set[Decimal]] = {"input": set(), "output": set()}
+    rows = 0
+    for attributes, on_demand in _products(price_list, f"Bedrock {price_list_model} in {region}"):
+        if attributes.get("regionCode") != region or attributes.get("model") != price_list_model:
+            continue
+        rows += 1
+        labels = f"{attributes.get('inferenceType', '')} {attributes.get('usagetype', '')}".lower()
+        for offer in on_demand.values():
+            for dim in offer.get("priceDimensions", {}).values():
+                text = f"{labels} {dim.get('description', '')}".lower()
+                factor = _TOKEN_UNITS.get(str(dim.get("unit", "")).strip().lower())
+                if factor is None or any(word in text for word in _NOT_ON_DEMAND_TOKENS):
+                    continue
+                directions = [d for d in ("input", "output") if d in text]
+                if len(directions) != 1:
+                    continue
+                try:
+                    usd = Decimal(str(dim["pricePerUnit"]["USD"])) * Decimal(str(factor))
+                except (KeyError, TypeError, InvalidOperation):
+                    continue
+                if usd.is_finite() and usd > 0:
+                    found[directions[0]].add(usd.normalize())
+    if len(found["input"]) == 1 and len(found["output"]) == 1:
+        return LiveTokenPrice(next(iter(found["input"])), next(iter(found["output"])), "")
+    if rows == 0:
+        why = f"no PriceList row for model {price_list_model!r} in {region}"
+    else:
+        counts = ", ".join(f"{len(v)} {k}" for k, v in found.items())
+        why = f"{rows} row(s) for {price_list_model!r} in {region} but not one on-demand price each way ({counts})"
+    return LiveTokenPrice(None, None, f"unknown: {why}")
+
+
+def bedrock_price_filters(region: str, price_list_model: str) -> list[dict[str, str]]:
+    """GetProducts filters for one Bedrock model in one region (exact matches)."""
+    return [
+        {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+        {"Type": "TERM_MATCH", "Field": "model", "Value": price_list_model},
+    ]
+
+
+def bedrock_token_prices(region: str, models: Sequence[Any], api: PricingApi | None = None) -> list[TokenPriceRow]:
+    """On-demand token prices of ``models`` (:class:`~stratos.planner.external.BedrockModel`) in ``region``:
+    the Pricing API's when it lists one input and one output price, else the dated snapshot's with a note
+    saying why (the API could not be asked, or its rows for the model did not give one price each way: the
+    snapshot names a model offered in the region, and a renamed Price List attribute is likelier than a free
+    model). With ``api=None`` every row is the snapshot's.
+    """
+    from stratos.planner.external import bedrock_snapshot
+
+    date = bedrock_snapshot().snapshot_date
+    rows: list[TokenPriceRow] = []
+    for model in models:
+        note = f"snapshot {date}"
+        if api is not None:
+            try:
+                answer = api.token_prices(region, model.price_list_model)
+            except PricingApiUnreachableError as exc:
+                answer = LiveTokenPrice(None, None, f"Pricing API unavailable ({exc})")
+            if answer.usd_per_1k_input is not None and answer.usd_per_1k_output is not None:
+                rows.append(
+                    TokenPriceRow(
+                        model_id=model.model_id,
+                        usd_per_1k_input=answer.usd_per_1k_input,
+                        usd_per_1k_output=answer.usd_per_1k_output,
+                        source="live",
+                    )
+                )
+                continue
+            note = f"{answer.note}; snapshot {date}"
+            logger.warning("Bedrock price of %s in %s: %s", model.model_id, region, note)
+        rows.append(
+            TokenPriceRow(
+                model_id=model.model_id,
+                usd_per_1k_input=Decimal(str(model.usd_per_1k_input)),
+                usd_per_1k_output=Decimal(str(model.usd_per_1k_output)),
+                source="snapshot",
+                note=note[:512],
+            )
+        )
+    return rows

@@ -97,6 +97,8 @@ class PairMode:
             ``text-only-teacher``) or ``None``.
         teacher_tokens, teacher_tokens_usd: an external teacher's expected tokens (input + output, count) and their
             price (USD, already in every training option's cost); 0 for a teacher the job loads.
+        teacher_usd_per_1k: an external teacher's (input, output) price per 1,000 tokens, USD, that priced them;
+            None for a teacher the job loads.
     """
 
     teacher: str
@@ -107,6 +109,7 @@ class PairMode:
     reason: str | None = None
     teacher_tokens: float = 0.0
     teacher_tokens_usd: float = 0.0
+    teacher_usd_per_1k: tuple[float, float] | None = None
 
 
 @dataclass
@@ -212,6 +215,7 @@ class Plan:
             ms), set by :func:`stratos.planner.uncertainty.decide`; None before.
         teacher_tokens, teacher_tokens_usd: an external teacher's expected tokens and their price, USD (included in
             ``training_cost_usd``; :attr:`PairMode.teacher_tokens`).
+        teacher_usd_per_1k: the (input, output) USD per 1,000 tokens that priced them (:attr:`PairMode`).
     """
 
     teacher: str
@@ -236,6 +240,7 @@ class Plan:
     p50_latency_band: Band | None = None
     teacher_tokens: float = 0.0
     teacher_tokens_usd: float = 0.0
+    teacher_usd_per_1k: tuple[float, float] | None = None
 
     def ids(self) -> tuple[str, str, str, str, str]:
         """``(teacher, student, mode, training instance, serving instance)``."""
@@ -282,6 +287,7 @@ class Plan:
             "p50_latency_band": None if self.p50_latency_band is None else self.p50_latency_band.as_dict(),
             "teacher_tokens": self.teacher_tokens,
             "teacher_tokens_usd": self.teacher_tokens_usd,
+            "teacher_usd_per_1k": None if self.teacher_usd_per_1k is None else list(self.teacher_usd_per_1k),
         }
 
 
@@ -613,6 +619,7 @@ def select(
             spot=problem.spot[rec[5]][rec[6]] if problem.spot else None,
             teacher_tokens=pm.teacher_tokens,
             teacher_tokens_usd=pm.teacher_tokens_usd,
+            teacher_usd_per_1k=pm.teacher_usd_per_1k,
         )
 
     baselines = {"accuracy_first": plan(acc_first), "cost_first": plan(cost_first), "latency_first": plan(lat_first)}

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from unittest.mock import patch
 
@@ -53,6 +54,7 @@ class EndpointInvocation:
         endpoint_name, config_name, model_name: the endpoint, its current config and that config's model.
         model_data_url: the model's ``ModelDataUrl`` (``s3://.../model.tar.gz``).
         body: the request body as sent; content_type: its ``Content-Type``.
+        received_at: when the embedded AWS received it (``time.monotonic()``, s).
     """
 
     endpoint_name: str
@@ -61,6 +63,7 @@ class EndpointInvocation:
     model_data_url: str
     body: bytes
     content_type: str
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
