@@ -68,8 +68,9 @@ def register(subparsers: Any) -> None:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from stratos.planner.catalog import load_catalog
+    from stratos.planner.external import snapshot_models
     from stratos.planner.plan import plan
-    from stratos.planner.pricing import PricingApi, lookup_prices
+    from stratos.planner.pricing import PricingApi, bedrock_token_prices, lookup_prices
     from stratos.spec import parse_spec
 
     try:
@@ -80,13 +81,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         spec = parse_spec(raw, source=str(args.spec))
     except InputValidationError as exc:
+        if args.json:  # one JSON object on stdout, as for every other outcome
+            print(json.dumps(exc.to_dict(), indent=2))
         print(f"{args.spec}: INVALID", file=sys.stderr)
         for err in exc.errors:
             print(f"  {err}", file=sys.stderr)
         return 1
     catalog = load_catalog()
     api = PricingApi() if args.prices == "live" else None
-    prices = lookup_prices(spec.constraints.region, catalog, api)
+    region = spec.constraints.region
+    prices = lookup_prices(region, catalog, api)
+    prices = prices.model_copy(update={"bedrock": bedrock_token_prices(region, snapshot_models(spec), api)})
     calibration, source = past_runs(args, spec.constraints.region)
     try:
         result = plan(spec, prices, catalog=catalog, unavailable=args.unavailable, calibration=calibration)
@@ -119,6 +124,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "plan_seconds": document["plan_seconds"],
             "calibration": {**document["calibration"], "source": source},
             "tie": document["tie"],
+            "external_teachers": document["external_teachers"],
         }
         print(json.dumps(out, indent=2))
     else:
@@ -254,6 +260,9 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
     plan = doc["plan"]
     console.print(f"Training parallelism: {parallelism_text(plan.get('parallelism'))}.")
     console.print(f"Training pricing: {spot_text(plan, (doc.get('spot') or {}).get('policy'))}.")
+    teacher_line = external_teacher_text(plan, doc.get("external_teachers") or [])
+    if teacher_line:
+        console.print(teacher_line, highlight=False, soft_wrap=True)
     console.print(
         f"Training job MaxRuntimeInSeconds: {plan['max_runtime_seconds']:,} s "
         f"(what the budget left after serving buys at {plan['training_usd_per_hour']:.4f} USD/hour"
@@ -263,6 +272,22 @@ def _print_tables(doc: dict[str, Any], top: int) -> None:
     )
     for warning in doc["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def external_teacher_text(plan: dict[str, Any], teachers: list[dict[str, Any]]) -> str:
+    """One line on the chosen plan's external teacher (``""`` for a teacher the job loads): what it exposes, the
+    tokens one training job is expected to send and receive and their price, the prices per 1,000 tokens and
+    where they come from, and the rate the time estimate assumes."""
+    access = next((t for t in teachers if t.get("id") == plan.get("teacher")), None)
+    if access is None:
+        return ""
+    return (
+        f"External teacher: {plan['teacher']} ({access['interface']}: the job asks it for text and teaches by "
+        f"Knowledge Injection); ~{plan.get('teacher_tokens', 0):,.0f} tokens per training job, "
+        f"{plan.get('teacher_tokens_usd', 0.0):,.4f} USD at {access['usd_per_1k_input']:g} / "
+        f"{access['usd_per_1k_output']:g} USD per 1,000 input / output tokens ({access['price_source']}), "
+        f"timed at {access['tokens_per_minute']:,} tokens/min."
+    )
 
 
 def _parallelism_cells(layout: dict[str, Any] | None) -> list[str]:

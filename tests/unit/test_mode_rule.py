@@ -58,3 +58,29 @@ def test_low_coverage_is_injection_and_forced_modes_skip_the_probe() -> None:
         decide_mode("alignment", compatible=False, threshold=0.5, probe=never)
     differ = decide_mode("auto", compatible=False, threshold=0.5, probe=never)
     assert differ.mode == "injection" and "tokenizers differ" in differ.reason
+
+
+class _Asks:
+    """A task whose prompt is the problem's question (what rationale_prompt reads)."""
+
+    def prompt(self, example, few_shot=()):  # noqa: ANN001, ANN201 - the Task protocol's signature
+        return [{"role": "user", "content": example.problem["question"]}]
+
+
+@pytest.mark.parametrize(
+    ("answer", "stated"),
+    [
+        ("Answer: went", "went"),  # a JSONL chat target that is its own answer line
+        ("Go is irregular.\nAnswer: went", "went"),  # reasoning, then the answer line
+        ("went", "went"),
+        (("1m", "4m"), "1m 4m"),  # a set answer (Mahjong's winning tiles)
+    ],
+)
+def test_the_rationale_prompt_states_the_answer_bare(answer, stated) -> None:
+    from stratos_train.modes import rationale_prompt
+    from stratos_train.tasks.base import Example
+
+    example = Example(id="x", problem={"question": "What is the past tense of 'go'?"}, answer=answer)
+    [_, user] = rationale_prompt(_Asks(), example, "")  # type: ignore[arg-type]
+    assert f"The correct answer is: {stated}\n" in user["content"]
+    assert user["content"].endswith(f"final line 'Answer: {stated}'.") and "Answer: Answer" not in user["content"]

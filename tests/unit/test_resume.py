@@ -28,6 +28,10 @@ def test_fingerprint_ignores_layout_but_not_the_recipe() -> None:
     base = _fingerprint(per_device_batch_size=8, grad_accum=1)
     assert _fingerprint(per_device_batch_size=8, grad_accum=1, eval_batch_size=7, logging_steps=3) == base
     assert _fingerprint(per_device_batch_size=8, grad_accum=1, checkpoint_interval_minutes=1) == base
+    # How an external teacher is called and priced: the same answers (the reply cache), the same run.
+    priced = {"teacher_concurrency": 16, "teacher_usd_per_1k_input": 0.001, "teacher_usd_per_1k_output": 0.002}
+    assert _fingerprint(per_device_batch_size=8, grad_accum=1, **priced) == base
+    assert _fingerprint(per_device_batch_size=8, grad_accum=1, teacher_prompt_format="chat") != base  # other asks
     assert _fingerprint(per_device_batch_size=4, grad_accum=2) == base  # the same global batch
     assert _fingerprint(per_device_batch_size=4, grad_accum=1) != base  # another global batch
     assert _fingerprint(per_device_batch_size=8, grad_accum=1, student="tiny:3") != base  # a fallback pair

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from stratos_train.tasks.base import Example, Message, NoVerifierError, Task
+from stratos_train.tasks.scoring import answer_segment
 
 Mode = Literal["alignment", "injection"]
 TeacherInterface = Literal["logits", "top-k", "text"]
@@ -296,11 +297,17 @@ class InjectionStats:
 
 
 def rationale_prompt(task: Task, example: Example, domain_notes: str) -> list[Message]:
-    """Ask the teacher to explain a KNOWN answer (answer-conditioned rationale), with the domain notes."""
+    """Ask the teacher to explain a KNOWN answer (answer-conditioned rationale), with the domain notes.
+
+    The answer is stated bare: a reference that carries its own answer line (a JSONL chat target such as
+    ``Answer: went``, or reasoning ending in one) is cut to what follows its last answer marker, so the prompt
+    never asks for ``Answer: Answer: went``.
+    """
     system = "You are an expert tutor. Explain the solution step by step, briefly and precisely."
     if domain_notes:
         system += "\n\nDomain rules:\n" + domain_notes.strip()
-    answer = " ".join(example.answer) if isinstance(example.answer, tuple) else example.answer
+    raw = " ".join(example.answer) if isinstance(example.answer, tuple) else str(example.answer)
+    answer = answer_segment(raw) or raw.strip()
     question = task.prompt(example)[-1]["content"]
     user = f"{question}\n\nThe correct answer is: {answer}\nExplain why, then end with a final line 'Answer: {answer}'."
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -44,6 +44,10 @@ LAYOUT_ONLY: frozenset[str] = frozenset(
         "parallelism",
         "per_device_batch_size",
         "grad_accum",
+        # How an external teacher is called and priced, not what it answers (the reply cache keys on requests).
+        "teacher_concurrency",
+        "teacher_usd_per_1k_input",
+        "teacher_usd_per_1k_output",
     }
 )
 #: Phases whose results are kept, in run order.

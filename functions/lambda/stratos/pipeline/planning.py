@@ -49,6 +49,7 @@ def look_up_prices(
     """
     from stratos.aws.quotas import SageMakerQuotas
     from stratos.planner.catalog import load_catalog
+    from stratos.planner.external import snapshot_models
     from stratos.planner.pricing import PricingApi, bedrock_token_prices, lookup_prices
 
     svc = services or get_services()
@@ -56,7 +57,7 @@ def look_up_prices(
     catalog = load_catalog()
     api = PricingApi() if svc.settings.price_source == "live" else None
     table = lookup_prices(run.region, catalog, api)
-    tokens = bedrock_token_prices(run.region, bedrock_models(load_spec(svc, run)), api)
+    tokens = bedrock_token_prices(run.region, snapshot_models(load_spec(svc, run)), api)
     read = (quotas or SageMakerQuotas(run.region)).read(i.instance_type for i in catalog.instances)
     ref: PriceTableRef = svc.planner_store.put_price_table(
         table.model_copy(update={"quotas": read, "bedrock": tokens}),
@@ -64,17 +65,6 @@ def look_up_prices(
         f"{run_prefix(run)}prices.json",
     )
     return ref
-
-
-def bedrock_models(spec: Any) -> list[Any]:
-    """The snapshot records of the spec's Bedrock teachers that the snapshot knows (an unknown one was refused
-    by ValidateSpec), in the spec's order."""
-    from stratos.planner.external import bedrock_snapshot
-    from stratos.spec import BedrockTeacher
-
-    snapshot = bedrock_snapshot()
-    named = [t.model_id for t in spec.candidates.external_teachers if isinstance(t, BedrockTeacher)]
-    return [m for m in (snapshot.model(i) for i in named) if m is not None]
 
 
 def unavailable_types(allowlist: tuple[str, ...]) -> list[str]:

@@ -113,6 +113,14 @@ def bedrock_snapshot() -> BedrockSnapshot:
     return BedrockSnapshot.model_validate(json.loads(text))
 
 
+def snapshot_models(spec: TaskSpec) -> list[BedrockModel]:
+    """The snapshot records of the spec's Bedrock teachers that the snapshot knows (an unknown one is refused by
+    :func:`external_teachers`' errors), in the spec's order: what LookUpPrices prices."""
+    snapshot = bedrock_snapshot()
+    named = [t.model_id for t in spec.candidates.external_teachers if isinstance(t, BedrockTeacher)]
+    return [m for m in (snapshot.model(i) for i in named) if m is not None]
+
+
 def _bedrock_model(
     teacher: BedrockTeacher, region: str, field: str, snapshot: BedrockSnapshot, price: Any = None
 ) -> tuple[ModelSpec | None, FieldError | None]:

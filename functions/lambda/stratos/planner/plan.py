@@ -47,6 +47,7 @@ from stratos.planner import estimators as est
 from stratos.planner.calibration import NO_CALIBRATION, Calibration
 from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec, load_catalog
 from stratos.planner.external import api_usage, external_teachers
+from stratos.planner.external import describe as describe_access
 from stratos.planner.matching import PairVerdict, candidate_modes, match_pair
 from stratos.planner.pricing import PriceTable
 from stratos.planner.selection import (
@@ -145,6 +146,7 @@ class PlanContext:
     warnings: list[str] = field(default_factory=list)
     spot_snapshot_date: str = ""
     calibration: Calibration = NO_CALIBRATION
+    external_teachers: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ class PlanResult:
             "baselines": {name: self.entry(p) for name, p in sel.baselines.items()},
             "improvement": self.improvements(),
             "calibration": ctx.calibration.describe(),
+            "external_teachers": ctx.external_teachers,
             "tie": None
             if sel.tie is None
             else {
@@ -747,6 +750,7 @@ def plan(
     else:
         source, snapshot = prices_source or "given", catalog.snapshot_date
     spot_dates = sorted({i.spot.source.snapshot_date for i in catalog.instances if i.spot is not None})
+    external, _ = external_teachers(spec, catalog, prices.bedrock if isinstance(prices, PriceTable) else ())
     context = PlanContext(
         spec,
         problem,
@@ -759,6 +763,7 @@ def plan(
         warnings,
         ", ".join(spot_dates),
         calibration,
+        [{"id": m.id, **describe_access(m.access)} for m in external if m.access is not None],
     )
     return PlanResult(selection, context, time.perf_counter() - started)
 

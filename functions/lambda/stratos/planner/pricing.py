@@ -164,9 +164,7 @@ class PricingApiUnreachableError(Exception):
     snapshot fallback and never leaves this module."""
 
 
-def _products(
-    price_list: Iterable[str | dict[str, Any]], what: str
-) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def _products(price_list: Iterable[str | dict[str, Any]], what: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """``(product attributes, OnDemand terms)`` of each GetProducts ``PriceList`` entry (a JSON string, or already
     decoded); a malformed entry is logged (naming ``what`` was asked) and skipped."""
     for entry in price_list:
