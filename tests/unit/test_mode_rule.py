@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from stratos_contract.metrics import ModeEvidence
@@ -63,7 +65,7 @@ def test_low_coverage_is_injection_and_forced_modes_skip_the_probe() -> None:
 class _Asks:
     """A task whose prompt is the problem's question (what rationale_prompt reads)."""
 
-    def prompt(self, example, few_shot=()):  # noqa: ANN001, ANN201 - the Task protocol's signature
+    def prompt(self, example: Any, few_shot: Any = ()) -> list[dict[str, str]]:
         return [{"role": "user", "content": example.problem["question"]}]
 
 
