@@ -19,7 +19,13 @@ Figures:
   the reply cache answer);
 * the teacher's accuracy on the held-out rows, the student's before and after.
 
-Usage: ``python benchmarks/external_teacher_bench.py [--json] [--train N] [--eval N] [--interrupt-at F]``.
+``--serves`` puts another PyPI model behind the endpoint (``smollm2-135m-instruct``, asked in its chat template:
+``prompt_format chat``; Gemma 3 270M is a base model without one and is asked in plain text), and
+``--rationale-samples`` bounds how many training examples the teacher is asked to explain (a rationale may take
+``rationale_tokens`` 256 + ``max_new_tokens`` 16 tokens, and the local endpoint answers one request at a time).
+
+Usage: ``python benchmarks/external_teacher_bench.py [--json] [--train N] [--eval N] [--interrupt-at F]
+[--serves MODEL] [--rationale-samples N]``.
 """
 
 from __future__ import annotations
@@ -68,17 +74,30 @@ def bedrock_equivalents(region: str, tokens_in: int, tokens_out: int) -> list[di
     ]
 
 
-def run(home: Path, data: Path, interrupt_at: float) -> dict[str, Any]:
+def bench_spec(folder: Path, serves: str) -> Path:
+    """The example spec with ``serves`` behind its teacher endpoint (chat prompts for an instruct model)."""
+    doc = json.loads(SPEC.read_text(encoding="utf-8"))
+    [teacher] = doc["candidates"]["external_teachers"]
+    teacher["serves"] = serves
+    teacher["prompt_format"] = "text" if serves == "gemma-3-270m" else "chat"
+    path = folder / SPEC.name
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return path
+
+
+def run(home: Path, data: Path, spec_path: Path, interrupt_at: float, rationale_samples: int | None) -> dict[str, Any]:
     """One local run of the spec; its figures (module docstring)."""
     from stratos.spec import parse_spec
     from stratos_cli.local.run import LocalRunOptions, run_local
     from stratos_cli.local.serving import stop_all
 
-    spec = parse_spec(SPEC.read_bytes(), str(SPEC))
+    spec = parse_spec(spec_path.read_bytes(), str(spec_path))
     notes: list[str] = []
     started = time.perf_counter()
     try:
-        options = LocalRunOptions(spec_path=SPEC, data_dir=data, serve=False, home=home, interrupt_at=interrupt_at)
+        options = LocalRunOptions(spec_path=spec_path, data_dir=data, serve=False, home=home, interrupt_at=interrupt_at)
+        if rationale_samples is not None:
+            options.overrides["rationale_samples"] = str(rationale_samples)
         result = run_local(options, on_note=notes.append)
     finally:
         stop_all()
@@ -127,13 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=None, help="training rows (default: all 346)")
     parser.add_argument("--eval", type=int, default=None, help="held-out rows (default: all 87)")
     parser.add_argument("--interrupt-at", type=float, default=0.5, help="interrupt the job at this step fraction")
+    parser.add_argument(
+        "--serves",
+        default="gemma-3-270m",
+        choices=("gemma-3-270m", "smollm2-135m-instruct"),
+        help="the model behind the teacher endpoint (default gemma-3-270m, plain-text prompts)",
+    )
+    parser.add_argument("--rationale-samples", type=int, default=None, help="examples the teacher explains (64)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="stratos-external-teacher-bench-") as tmp:
         data = bench_inputs(Path(tmp), args.train, args.eval)
+        spec_path = bench_spec(Path(tmp), args.serves)
         report = {
             "spec": SPEC.name,
+            "serves": args.serves,
             "interrupt_at": args.interrupt_at,
-            **run(Path(tmp) / "home", data, args.interrupt_at),
+            "rationale_samples": args.rationale_samples,
+            **run(Path(tmp) / "home", data, spec_path, args.interrupt_at, args.rationale_samples),
         }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -159,7 +188,7 @@ def _print(report: dict[str, Any]) -> None:
         f"{report['mode']} ({report['mode_reason']})"
     )
     r, u = report["rationales"], report["teacher_usage"]
-    table = Table(title="Teacher behind a SageMaker endpoint (Gemma 3 270M, local endpoint server)")
+    table = Table(title=f"Teacher behind a SageMaker endpoint ({report['serves']}, local endpoint server)")
     table.add_column("figure")
     table.add_column("value", justify="right")
     rate = "—" if r["acceptance_rate"] is None else f"{r['acceptance_rate']:.1%}"

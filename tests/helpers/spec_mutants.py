@@ -220,12 +220,17 @@ def load_base(name: str) -> Any:
 
 
 def stack_for(base: str) -> Settings:
-    """The fixed stack a mutant of ``base`` is checked against: the base's region, its data buckets."""
+    """The fixed stack a mutant of ``base`` is checked against: the base's region, its data buckets, and the
+    external teachers it names as the ones the stack's training role may invoke (as ``stratos run`` deploys it)."""
+    doc = load_base(base)
+    external = (doc.get("candidates") or {}).get("external_teachers") or []
     return Settings(
-        region=load_base(base)["constraints"]["region"],
+        region=doc["constraints"]["region"],
         specs_bucket=SPECS_BUCKET,
         artifacts_bucket=ARTIFACTS_BUCKET,
         data_buckets=DATA_BUCKETS,
+        bedrock_teachers=tuple(t["model_id"] for t in external if t.get("kind") == "bedrock"),
+        teacher_endpoints=tuple(t["endpoint_name"] for t in external if t.get("kind") == "sagemaker-endpoint"),
     )
 
 

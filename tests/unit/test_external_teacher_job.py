@@ -162,7 +162,8 @@ def test_a_text_only_teacher_teaches_by_injection_through_its_client(
     assert check["inferenceConfig"]["maxTokens"] == 1
     rationales = [c for c in rest if "system" in c]
     questions = [c for c in rest if "system" not in c]
-    assert len(rationales) == 3 and {c["inferenceConfig"]["maxTokens"] for c in rationales} == {32}
+    # A rationale may explain for rationale_tokens (256) and then write its answer line (max_new_tokens, 16).
+    assert len(rationales) == 3 and {c["inferenceConfig"]["maxTokens"] for c in rationales} == {256 + 16}
     assert len(questions) == 4 + 4 and {c["inferenceConfig"]["maxTokens"] for c in questions} == {16}
     assert all(c["inferenceConfig"]["temperature"] == 0 for c in fake.calls)
 

@@ -892,7 +892,7 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
     same token budget and the same cut at the answer line as a loaded one; its usage goes into
     ``teacher_usage``."""
     config = ctx.config
-    budget = config.max_new_tokens * 2  # a rationale explains, then answers: twice an answer's budget
+    budget = config.rationale_tokens + config.max_new_tokens  # a rationale explains, then writes its answer line
 
     def teacher_generate(prompts: list[list[Message]]) -> list[str]:
         external = ctx.external

@@ -512,6 +512,8 @@ class Candidates(_Strict):
         max_length=8,
         description="Teachers the training job calls instead of loading: {kind: bedrock, model_id} or "
         "{kind: sagemaker-endpoint, endpoint_name, serves, top_logprobs}.",
+        # The parser refuses two entries with one source; the schema can say identical entries.
+        json_schema_extra={"uniqueItems": True},
     )
     accuracy_priors: dict[ModelId, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,

@@ -125,6 +125,13 @@ class TrainingHyperparameters(BaseModel):
         default=False, description="Ask the teacher for answer-conditioned rationales, keep verified ones."
     )
     rationale_samples: int = Field(default=64, ge=0, le=100_000, description="Examples to ask the teacher on.")
+    rationale_tokens: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="Tokens a teacher rationale may spend explaining before its answer line; a rationale's decoding "
+        "budget is this plus max_new_tokens (the planner prices the same figure).",
+    )
     domain_notes: str = Field(default="", max_length=8000, description="Put into the teacher's prompt.")
     injection_rounds: int = Field(
         default=1,

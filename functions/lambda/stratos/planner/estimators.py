@@ -150,8 +150,9 @@ TRAINING_STARTUP_HOURS = 10 / 60
 """Billable start of a training job: image pull, model download, first step; hours (our estimate)."""
 DEFAULT_EPOCHS = 3
 """Passes over the training set (the usual setting for task-specific distillation)."""
-RATIONALE_TOKENS = 256
-"""Tokens of teacher-written reasoning per example in Knowledge Injection (our estimate)."""
+RATIONALE_TOKENS: int = TrainingHyperparameters.model_fields["rationale_tokens"].default
+"""Tokens of teacher-written reasoning per example in Knowledge Injection: the training job's budget for them
+(``rationale_tokens``, our estimate of a rationale's length)."""
 GENERATION_ATTEMPTS = 1.5
 """Teacher generations per training example in injection: failed verifications are re-sampled."""
 SPOT_CHECKPOINT_INTERVAL_MINUTES: float = TrainingHyperparameters.model_fields["checkpoint_interval_minutes"].default
