@@ -4,6 +4,7 @@ the first run's outcome."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -23,6 +24,12 @@ def _record(run: Run, execution_arn: str) -> dict[str, Any]:
     record = run.stack.run_record(_run_id(run, execution_arn))
     assert record is not None
     return record
+
+
+def _frontier(run, plan: dict) -> dict:
+    """The frontier document SelectPlan stored for ``plan`` (a run record's plan)."""
+    bucket, _, key = plan["frontier"].removeprefix("s3://").partition("/")
+    return json.loads(run.stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def test_the_record_compares_and_the_second_run_plans_with_the_first_runs_outcome(make_stack):
@@ -46,6 +53,7 @@ def test_the_record_compares_and_the_second_run_plans_with_the_first_runs_outcom
     assert acc["error"] == pytest.approx(0.05 - plan["expected_accuracy"])
     assert acc["relative_error"] == pytest.approx((0.05 - plan["expected_accuracy"]) / plan["expected_accuracy"])
     assert acc["runs"] == 0 and acc["uncalibrated"] == pytest.approx(plan["expected_accuracy"])  # nothing earlier
+    assert _frontier(run, plan)["calibration"]["records"] == 0  # its own record, there from the start, is not past
     hours = pva["training_hours"]
     assert hours["actual"] == pytest.approx(600 / 3600, abs=1e-6) and hours["predicted"] == plan["training_hours"]
     assert pva["training_cost_usd"]["actual"] == pytest.approx(record["actual"]["training_cost_usd"])
@@ -55,6 +63,7 @@ def test_the_record_compares_and_the_second_run_plans_with_the_first_runs_outcom
     second = run.upload_and_wait(spec, key="specs/mahjong-again.json")
     assert second["status"] == "SUCCEEDED", second
     again = _record(run, second["executionArn"])["plan"]
+    assert _frontier(run, again)["calibration"]["records"] == 1
     assert (again["teacher"], again["student"], again["mode"]) == (plan["teacher"], plan["student"], plan["mode"])
     band = again["accuracy_band"]
     shrink = 1 / (1 + PRIOR_RUNS)  # one run moves the figure 1 / (1 + n0) of the way to what it measured

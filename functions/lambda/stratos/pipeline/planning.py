@@ -110,17 +110,18 @@ def _prices_used(svc: Services, prices: PriceTableRef, plan: PlanSummary) -> dic
     return out
 
 
-def past_runs_calibration(svc: Services) -> Any:
+def past_runs_calibration(svc: Services, current_run: str = "") -> Any:
     """What earlier runs measured, as the planner's :class:`~stratos.planner.calibration.Calibration`: the run
     records of the runs table, newest first (the ``by-kind`` index, paginated), at most
-    :data:`~stratos.planner.calibration.MAX_RECORDS` read.
+    :data:`~stratos.planner.calibration.MAX_RECORDS` read; the record of ``current_run`` (the run being planned,
+    whose record exists from its first step) is not a past run and is skipped.
 
     Raises:
         ThrottlingError: DynamoDB throttled the query.
     """
     from stratos.planner.calibration import calibrate
 
-    return calibrate(svc.records.items_of_kind("run"))
+    return calibrate(r for r in svc.records.items_of_kind("run") if not current_run or r.get("pk") != current_run)
 
 
 def select_plan(event: Any, services: Services | None = None) -> PlanRef:
@@ -146,7 +147,7 @@ def select_plan(event: Any, services: Services | None = None) -> PlanRef:
         f"{run_prefix(run)}plan/frontier.json",
         store=svc.planner_store,
         unavailable=unavailable_types(svc.settings.instance_allowlist),
-        calibration=past_runs_calibration(svc),
+        calibration=past_runs_calibration(svc, run.names.run_id),
     )
     svc.records.update(
         run.names.run_id,
