@@ -307,17 +307,19 @@ def _load_shape(args: argparse.Namespace) -> tuple[Any, float | None] | None:
                 print(f"--spec sets the load's shape; drop {', '.join(given)}", file=sys.stderr)
                 return None
             spec = parse_spec(args.spec.read_bytes(), str(args.spec))
-            shape = LoadShape.from_spec(spec, max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS)
+            shape = LoadShape.from_spec(spec, max_seconds=_given(args.max_seconds, DEFAULT_MAX_SECONDS))
             p50_ms = spec.constraints.latency.p50_ms
         else:
+            # A flag given as 0 is checked like any other value (LoadShape refuses it, naming the flag), never
+            # replaced by the default.
             defaults = LatencyConstraint.model_fields
-            concurrency = args.concurrency or defaults["concurrency"].default
+            concurrency = _given(args.concurrency, defaults["concurrency"].default)
             shape = LoadShape(
                 concurrency=concurrency,
-                prompt_tokens=args.prompt_tokens or defaults["prompt_tokens"].default,
-                output_tokens=args.output_tokens or defaults["output_tokens"].default,
-                requests=default_requests(concurrency),
-                max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
+                prompt_tokens=_given(args.prompt_tokens, defaults["prompt_tokens"].default),
+                output_tokens=_given(args.output_tokens, defaults["output_tokens"].default),
+                requests=default_requests(max(1, concurrency)),
+                max_seconds=_given(args.max_seconds, DEFAULT_MAX_SECONDS),
             )
         if args.requests is not None:
             shape = LoadShape.model_validate({**shape.model_dump(), "requests": args.requests})
@@ -333,6 +335,11 @@ def _load_shape(args: argparse.Namespace) -> tuple[Any, float | None] | None:
         print(f"{flag}: {error['msg']}", file=sys.stderr)
         return None
     return shape, p50_ms
+
+
+def _given(value: Any, default: Any) -> Any:
+    """``value`` when the flag was given (0 included), else ``default``."""
+    return default if value is None else value
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:

@@ -307,3 +307,19 @@ def test_sagemaker_runtime_transport_names_a_model_error_and_its_container_statu
     )
     with stubber, pytest.raises(TransportError, match=r"^ModelError \(container status 422\): Received client error"):
         SageMakerRuntimeTransport("stratos-x", client=client).invoke({"inputs": "x"})
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--concurrency", "0", "--concurrency: Input should be greater than or equal to 1"),
+        ("--max-seconds", "0", "--max-seconds: Input should be greater than 0"),
+        ("--output-tokens", "0", "--output-tokens: Input should be greater than or equal to 1"),
+        ("--prompt-tokens", "-3", "--prompt-tokens: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_zero_or_negative_flag_is_refused_naming_it_never_replaced_by_the_default(flag, value, message, capsys):
+    from stratos_cli.cli import main
+
+    assert main(["loadtest", "any-endpoint", flag, value]) == 2  # refused before any endpoint is looked up
+    assert message in capsys.readouterr().err
