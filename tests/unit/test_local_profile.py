@@ -109,6 +109,11 @@ def test_the_local_prediction_sizes_the_job_it_ran():
     assert short.training_hours < prediction.training_hours
     # The plan's price of a training hour (its cost / its hours) prices the local hours.
     assert prediction.training_cost_usd == pytest.approx(prediction.training_hours * 0.1 / 0.2)
+    # The local endpoint server answers one request at a time: the load test's clients queue behind each other.
+    from stratos.planner import estimators as est
+
+    single = est.p50_latency_ms(student, profile.instance(), lat.prompt_tokens, lat.output_tokens, 1)
+    assert prediction.p50_latency_ms == pytest.approx(lat.concurrency * single)
 
 
 def test_an_earlier_local_run_calibrates_the_time_on_this_machine_only():

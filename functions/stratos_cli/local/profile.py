@@ -25,7 +25,9 @@ after :data:`PROFILE_MAX_AGE_DAYS`. ``python -m stratos_cli.local.profile [--jso
 :func:`local_prediction` sizes the local run's own job on the profile: the chosen plan's teacher, student and
 mode, with the hyperparameters the job really got (training examples, passes or ``max_steps``, sequence cap,
 evaluation sizes, decoding budget, teacher rationales), started in :data:`LOCAL_STARTUP_S` instead of a SageMaker
-job's 10 minutes, and calibrated by earlier local runs (:mod:`stratos.planner.calibration`).
+job's 10 minutes, and calibrated by earlier local runs (:mod:`stratos.planner.calibration`). Its p50 latency is
+the load test's on the local endpoint server, which generates one request at a time: ``concurrency x`` the
+estimators' p50 of a single request (a batching server on AWS overlaps them instead).
 """
 
 from __future__ import annotations
@@ -332,7 +334,9 @@ def local_prediction(
     kind = spec.task.kind.value
     hours_raw = est.training_hours(train_s, generation_s, eval_s, profile.startup_s / 3600.0)
     hours, hours_band = calibration.for_training(kind, student.id, mode, inst.instance_type).estimate(hours_raw)
-    p50_raw = est.p50_latency_ms(student, inst, lat.prompt_tokens, lat.output_tokens, lat.concurrency)
+    # The local endpoint server generates one request at a time (its model's lock), so in the load test's closed
+    # loop of `concurrency` clients a request waits for those ahead of it: concurrency x one request's latency.
+    p50_raw = lat.concurrency * est.p50_latency_ms(student, inst, lat.prompt_tokens, lat.output_tokens, 1)
     p50, p50_band = calibration.for_latency(student.id, inst.instance_type).estimate(p50_raw)
     # The plan's price of an hour of training time, its managed spot saving included (SageMaker bills a spot job
     # fewer billable seconds; the record's actual cost is billable seconds x the on-demand rate).
