@@ -39,6 +39,7 @@ def _data_locations(text: str) -> list[Any]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from stratos.errors import SpecValidationError
+    from stratos.pipeline.validate import candidate_errors
     from stratos.spec import data_location_errors, parse_spec
 
     failed = 0
@@ -51,10 +52,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             continue
         try:
             spec = parse_spec(raw, source=str(path))
+            # What ValidateSpec checks beyond the spec contract without a stack: the candidates the planner
+            # knows, and with --data-bucket where the data may be.
+            found = candidate_errors(spec)
             if args.data_buckets is not None:
-                outside = data_location_errors(spec, args.data_buckets)
-                if outside:
-                    raise SpecValidationError(outside, str(path))
+                found += data_location_errors(spec, args.data_buckets)
+            if found:
+                raise SpecValidationError(found, str(path))
         except StratosError as exc:
             failed += 1
             errors = getattr(exc, "errors", ())

@@ -96,3 +96,18 @@ def test_an_allowed_bedrock_teacher_reaches_the_training_job_as_its_source(make_
     assert json.loads(hp["parallelism"])["teacher_placement"] == "external"
     tags = {t["Key"]: t["Value"] for t in job["Tags"]}
     assert tags["stratos:teacher"] == "bedrock:amazon.nova-lite-v1:0"
+
+
+def test_candidates_the_planner_does_not_know_fail_validation_before_prices_are_read(make_stack):
+    run = make_stack(BedrockTeacherModelIds="amazon.nova-lite-v1:0")
+    spec = _teacher_spec(NOVA_LITE)
+    spec["candidates"]["students"] = ["no-such-student"]
+    spec["candidates"]["external_teachers"].append({**TEACHER_ENDPOINT, "serves": "no-such-model"})
+    described = run.upload_and_wait(spec)
+    assert (described["status"], described["error"]) == ("FAILED", "SpecValidationError")
+    assert (
+        "candidates.students[0]" in described["cause"]
+        and "candidates.external_teachers[1].serves" in described["cause"]
+    )
+    visited = run.stack.visited(described["executionArn"])
+    assert "LookUpPrices" not in visited and _created(run, described["executionArn"]) == []

@@ -31,3 +31,15 @@ def test_an_invalid_spec_with_json_prints_the_errors_as_json(tmp_path: Path, cap
     assert main(["plan", str(bad), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["error"] == "SpecValidationError" and {e["path"] for e in out["errors"]} >= {"task_id", "data"}
+
+
+def test_validate_names_candidates_outside_the_catalog_as_the_pipeline_would(tmp_path: Path, capsys) -> None:
+    doc = json.loads((SPECS / "gsm8k.json").read_text())
+    doc["candidates"] = {"teachers": ["no-such-model"], "accuracy_priors": {"nor-this-one": 0.5}}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "INVALID (2 errors)" in err and "candidates.teachers[0]: not in the model catalog" in err
+    assert 'candidates.accuracy_priors["nor-this-one"]' in err
+    assert main(["validate", ENDPOINT_SPEC]) == 0

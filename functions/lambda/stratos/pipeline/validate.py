@@ -79,25 +79,29 @@ def deployment_checks(spec: TaskSpec, settings: Settings, source: str) -> None:
         )
     reserved = tuple(b for b in (settings.specs_bucket, settings.artifacts_bucket) if b)
     errors += data_location_errors(spec, allowed_data_locations(settings), reserved)
+    errors += candidate_errors(spec)
     errors += external_teacher_errors(spec, settings)
     if errors:
         raise SpecValidationError(errors, source)
 
 
-def external_teacher_errors(spec: TaskSpec, settings: Settings) -> list[FieldError]:
-    """Why the spec's external teachers cannot be used by this stack (none: they can).
-
-    A Bedrock teacher must be a model the planner knows in the spec's region (:mod:`stratos.planner.external`)
-    and one of the stack's ``BedrockTeacherModelIds`` (foundation models: the spec refuses inference profiles); an
-    endpoint teacher one of its ``TeacherEndpointNames``:
-    the training role may invoke those only, so any other would fail inside the paid training job.
-    """
-    if not spec.candidates.external_teachers:
-        return []
+def candidate_errors(spec: TaskSpec) -> list[FieldError]:
+    """Candidates the planner does not know (:func:`stratos.planner.plan.resolve_candidates`): a model id or an
+    ``accuracy_priors`` key outside the catalog, an unknown Bedrock model or one not offered in the spec's
+    region, an endpoint serving an unknown model. Found here, the run fails before it prices anything."""
     from stratos.planner.catalog import load_catalog
-    from stratos.planner.external import external_teachers
+    from stratos.planner.plan import resolve_candidates
 
-    _, errors = external_teachers(spec, load_catalog())
+    return resolve_candidates(spec, load_catalog())[3]
+
+
+def external_teacher_errors(spec: TaskSpec, settings: Settings) -> list[FieldError]:
+    """Why this stack cannot call the spec's external teachers (none: it can): a Bedrock teacher must be one of
+    the stack's ``BedrockTeacherModelIds`` (foundation models: the spec refuses inference profiles), an endpoint
+    teacher one of its ``TeacherEndpointNames``; the training role may invoke those only, so any other would
+    fail inside the paid training job. (Whether the planner knows them is :func:`candidate_errors`.)
+    """
+    errors: list[FieldError] = []
     for i, teacher in enumerate(spec.candidates.external_teachers):
         field = f"candidates.external_teachers[{i}]"
         if isinstance(teacher, BedrockTeacher) and teacher.model_id not in settings.bedrock_teachers:

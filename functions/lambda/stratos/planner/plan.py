@@ -345,6 +345,37 @@ def _baseline_summaries(baselines: Mapping[str, Plan]) -> dict[BaselineName, Pla
 # Building the problem.
 
 
+def resolve_candidates(
+    spec: TaskSpec, catalog: Catalog, token_prices: Sequence[Any] = ()
+) -> tuple[list[ModelSpec], list[ModelSpec], dict[str, float], list[FieldError]]:
+    """The spec's candidate teachers (catalog ones, then external ones) and students as planner records, its
+    ``accuracy_priors`` by catalog id, and every candidate the planner cannot know, as field errors
+    (``candidates.teachers[i]``, ``candidates.students[i]``, ``candidates.accuracy_priors["<id>"]``,
+    ``candidates.external_teachers[i].<field>``). ValidateSpec and ``stratos validate`` report the same errors
+    the planner would raise.
+
+    Args:
+        token_prices: Bedrock token prices LookUpPrices read (:func:`~stratos.planner.external.external_teachers`).
+    """
+    cands = spec.candidates
+    # Named external teachers with no catalog teachers named: the external ones only (Candidates' docstring).
+    named = [] if cands.teachers is None and cands.external_teachers else cands.teachers
+    teachers, errors = _resolve(named, "teacher", "candidates.teachers", catalog)
+    external, more = external_teachers(spec, catalog, token_prices)
+    teachers += external
+    errors += more
+    students, more = _resolve(cands.students, "student", "candidates.students", catalog)
+    errors += more
+    prior_override: dict[str, float] = {}
+    for key, value in cands.accuracy_priors.items():
+        model = catalog.model(key)
+        if model is None:
+            errors.append(FieldError(f'candidates.accuracy_priors["{key}"]', repr(key), "not in the model catalog"))
+        else:
+            prior_override[model.id] = value
+    return teachers, students, prior_override, errors
+
+
 def _resolve(
     ids: Sequence[str] | None, role: str, field_name: str, catalog: Catalog
 ) -> tuple[list[ModelSpec], list[FieldError]]:
@@ -403,22 +434,8 @@ def build_problem(
     Raises:
         SpecValidationError: a candidate model id or an ``accuracy_priors`` key is not in the catalog.
     """
-    cands = spec.candidates
-    # Named external teachers with no catalog teachers named: the external ones only (Candidates' docstring).
-    named = [] if cands.teachers is None and cands.external_teachers else cands.teachers
-    teachers, errors = _resolve(named, "teacher", "candidates.teachers", catalog)
-    external, more = external_teachers(spec, catalog, prices.bedrock if isinstance(prices, PriceTable) else ())
-    teachers += external
-    errors += more
-    students, more = _resolve(cands.students, "student", "candidates.students", catalog)
-    errors += more
-    prior_override: dict[str, float] = {}
-    for key, value in cands.accuracy_priors.items():
-        model = catalog.model(key)
-        if model is None:
-            errors.append(FieldError(f'candidates.accuracy_priors["{key}"]', repr(key), "not in the model catalog"))
-        else:
-            prior_override[model.id] = value
+    tokens = prices.bedrock if isinstance(prices, PriceTable) else ()
+    teachers, students, prior_override, errors = resolve_candidates(spec, catalog, tokens)
     if errors:
         raise SpecValidationError(errors, source=f"spec {spec.task_id}")
 
