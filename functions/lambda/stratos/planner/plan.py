@@ -434,8 +434,8 @@ def build_problem(
     Raises:
         SpecValidationError: a candidate model id or an ``accuracy_priors`` key is not in the catalog.
     """
-    tokens = prices.bedrock if isinstance(prices, PriceTable) else ()
-    teachers, students, prior_override, errors = resolve_candidates(spec, catalog, tokens)
+    token_prices = prices.bedrock if isinstance(prices, PriceTable) else ()
+    teachers, students, prior_override, errors = resolve_candidates(spec, catalog, token_prices)
     if errors:
         raise SpecValidationError(errors, source=f"spec {spec.task_id}")
 
