@@ -86,3 +86,23 @@ def test_the_rationale_prompt_states_the_answer_bare(answer, stated) -> None:
     [_, user] = rationale_prompt(_Asks(), example, "")  # type: ignore[arg-type]
     assert f"The correct answer is: {stated}\n" in user["content"]
     assert user["content"].endswith(f"final line 'Answer: {stated}'.") and "Answer: Answer" not in user["content"]
+
+
+def test_a_verified_rationale_longer_than_the_students_budget_is_not_kept() -> None:
+    from stratos_train.modes import build_injection_set
+    from stratos_train.tasks import get_task
+
+    task = get_task("mahjong-winning-tiles")  # type: ignore[arg-type]
+    examples = task.examples("train", 3, 0)
+
+    def explain(prompts: list) -> list[str]:
+        # Every rationale states the right answer; the second explains at length.
+        answers = [" ".join(ex.answer) for ex in examples]
+        return [f"{'Check every wait. ' * (20 if i == 1 else 1)}\nAnswer: {a}" for i, a in enumerate(answers)]
+
+    pairs, stats = build_injection_set(
+        task, examples, teacher_generate=explain, rationale_samples=3, domain_notes="", fits=lambda t: len(t) < 100
+    )
+    assert (stats.teacher_accepted, stats.teacher_rejected) == (2, 1)
+    assert stats.rejection_reasons == {"longer than the student's answer budget": 1}
+    assert pairs[1][1] == task.target(examples[1])  # the verified trace stands in

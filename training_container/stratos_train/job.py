@@ -914,6 +914,11 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
         )
         return texts
 
+    def fits_budget(target: str) -> bool:
+        """The student can write ``target`` within its decoding budget (its own tokens, end of turn aside)."""
+        tokens = ctx.student.tokenizer(target, add_special_tokens=False)["input_ids"]
+        return len(tokens) <= config.max_new_tokens
+
     def build_pairs(examples: list[Example], round_index: int) -> list[Pair]:
         saved = ctx.run.get("injection_data") if round_index == 1 else None
         if saved is not None:  # every rank reads it: each trains on the same pairs
@@ -926,6 +931,7 @@ def _injection_pairs(ctx: JobContext, metrics: JobMetrics) -> PairBuilder:
             teacher_generate=teacher_generate if config.teacher_rationales and round_index == 1 else None,
             rationale_samples=config.rationale_samples,
             domain_notes=config.domain_notes,
+            fits=fits_budget,
         )
         if round_index == 1:
             _record_injection_data(metrics, stats)

@@ -320,13 +320,17 @@ def build_injection_set(
     teacher_generate: Callable[[list[list[Message]]], list[str]] | None,
     rationale_samples: int,
     domain_notes: str,
+    fits: Callable[[str], bool] | None = None,
 ) -> tuple[list[tuple[list[Message], str]], InjectionStats]:
     """(prompt messages, target text) pairs for Knowledge Injection, and their provenance.
 
     Every kept target is verified: programmatic traces come from the task's generator/verifier (or the
     dataset's reference rationale); a teacher rationale is kept only if ``task.verify`` accepts the answer
     it states together with its reasoning. Tasks without a verifier accept a teacher rationale only when its
-    extracted answer scores correct against the reference.
+    extracted answer scores correct against the reference. ``fits`` (when given) must also accept it: the job
+    passes "no longer than the student's decoding budget", since a student trained to explain past its
+    ``max_new_tokens`` never reaches its answer line when it is scored or served (reason
+    ``longer than the student's answer budget``).
     """
     stats = InjectionStats()
     accepted: dict[int, str] = {}
@@ -349,6 +353,8 @@ def build_injection_set(
                 except NoVerifierError:
                     ok = task.score(example, text).correct
                     why = () if ok else ("answer differs from the reference",)
+            if ok and reasoning and fits is not None and not fits(text.strip()):
+                ok, why = False, ("longer than the student's answer budget",)
             if ok and reasoning:
                 accepted[i] = text.strip()  # verified: its reasoning and its own final answer line
                 stats.teacher_accepted += 1
