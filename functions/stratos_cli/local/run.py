@@ -54,18 +54,11 @@ from pathlib import Path
 from typing import Any
 
 from stratos.errors import StratosError
-from stratos.spec import (
-    BuiltinDatasetData,
-    EndpointTeacher,
-    GeneratorData,
-    JsonlData,
-    TaskSpec,
-    data_fields,
-    parse_spec,
-)
+from stratos.spec import BuiltinDatasetData, GeneratorData, JsonlData, TaskSpec, data_fields, parse_spec
 from stratos.types import split_uri
 from stratos_cli.local.profile import LocalProfile
 from stratos_cli.local.sizing import describe_local_job
+from stratos_cli.local.teachers import deploy_teacher_endpoints, endpoint_teachers, job_environment
 
 #: Catalog models that install from PyPI, and the source the training container loads each from.
 LOCAL_MODEL_SOURCES: dict[str, str] = {
@@ -435,7 +428,6 @@ def run_local(
     """
     from stratos_cli.local.process_runner import ProcessTrainingRunner
     from stratos_cli.local.stack import DEFAULT_TEMPLATE, EmbeddedStack
-    from stratos_cli.local.teachers import deploy_teacher_endpoints, endpoint_teachers, job_environment
 
     # Lambda puts the CodeUri folder on sys.path; the handlers import as `validate_spec.app` from there.
     code_root = str(DEFAULT_TEMPLATE.parent / "functions" / "lambda")
@@ -725,7 +717,7 @@ def _collect(
         report_path = str(paths.html)
     except Exception as exc:  # the run's outcome stands even if a figure cannot be drawn
         print(f"warning: report not written: {exc}", file=sys.stderr)
-    teachers = [t.endpoint_name for t in spec.candidates.external_teachers if isinstance(t, EndpointTeacher)]
+    teachers = [t.endpoint_name for t in endpoint_teachers(spec)]
     calls = teacher_calls(stack.hooks.runtime.invocations, teachers, jobs) if teachers and stack.hooks else []
     return LocalRunResult(
         teacher_calls=calls,

@@ -42,7 +42,7 @@ from stratos_contract.hyperparameters import TrainingHyperparameters, encode_hyp
 from stratos_contract.runs import Stage
 
 if TYPE_CHECKING:
-    from stratos.planner.catalog import Catalog, InstanceSpec, ModelSpec
+    from stratos.planner.catalog import InstanceSpec, ModelSpec
 
 #: Students above this many parameters train LoRA adapters (merged for deployment) instead of all weights:
 #: full fine-tuning needs ~16 bytes/parameter (fp32 master weights, gradients, Adam moments).
@@ -219,14 +219,6 @@ def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelS
     return out
 
 
-def planned_teacher(spec: TaskSpec, teacher_id: str, catalog: Catalog) -> ModelSpec | None:
-    """The plan's teacher: a catalog model, or one of the spec's external teachers (by its source id;
-    :func:`stratos.planner.external.plan_model`)."""
-    from stratos.planner.external import plan_model
-
-    return plan_model(spec, catalog, teacher_id)
-
-
 def generation_batch_for(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec, student: ModelSpec) -> int | None:
     """Sequences the job generates together under ``plan``'s parallelism: the batch the planner's memory
     estimate assumed (:func:`stratos.planner.estimators.plan_generation_batch`, the teacher's KV cache beside its
@@ -272,10 +264,11 @@ def training_request(
     """
     from stratos.errors import FieldError
     from stratos.planner.catalog import load_catalog
+    from stratos.planner.external import plan_model
 
     catalog = load_catalog()
     chosen = plan.plan
-    teacher, student = planned_teacher(spec, chosen.teacher, catalog), catalog.model(chosen.student)
+    teacher, student = plan_model(spec, catalog, chosen.teacher), catalog.model(chosen.student)
     instance = catalog.instance(chosen.training_instance)
     if teacher is None or student is None or instance is None:
         missing = [n for n, v in ((chosen.teacher, teacher), (chosen.student, student)) if v is None]

@@ -293,6 +293,7 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
     """A :class:`~stratos.payloads.PlanSummary` of a plan or of a frontier-document entry (numbers rounded
     for the state payload: accuracy and hours to 6 decimals, ms to 3, USD to 4, score to 9)."""
     d = plan.as_dict() if isinstance(plan, Plan) else plan
+    usd_in, usd_out = d.get("teacher_usd_per_1k") or (None, None)
     return PlanSummary(
         teacher=d["teacher"],
         student=d["student"],
@@ -316,8 +317,8 @@ def summary(plan: Plan | Mapping[str, Any]) -> PlanSummary:
         p50_latency_band=_band(d.get("p50_latency_band"), 3),
         teacher_tokens=round(d.get("teacher_tokens") or 0.0),
         teacher_tokens_usd=round(d.get("teacher_tokens_usd") or 0.0, 4),
-        teacher_usd_per_1k_input=(d.get("teacher_usd_per_1k") or [None, None])[0],
-        teacher_usd_per_1k_output=(d.get("teacher_usd_per_1k") or [None, None])[1],
+        teacher_usd_per_1k_input=usd_in,
+        teacher_usd_per_1k_output=usd_out,
     )
 
 

@@ -97,10 +97,6 @@ class PriceTable(BaseModel):
         "names none (the planner then uses the Bedrock snapshot).",
     )
 
-    def token_price(self, model_id: str) -> TokenPriceRow | None:
-        """The Bedrock token prices of ``model_id`` LookUpPrices read, or ``None``."""
-        return next((row for row in self.bedrock if row.model_id == model_id), None)
-
     def usd_per_hour(self, instance_type: str, component: Component) -> Decimal | None:
         """The price, or ``None`` when unknown or absent from the table."""
         for row in self.rows:
