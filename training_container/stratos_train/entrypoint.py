@@ -31,6 +31,7 @@ from stratos_train.parallel import (
     Topology,
     check_worker,
     describe,
+    leave_process_group,
     runtime_topology,
     socket_environment,
     torchrun_arguments,
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     env = SageMakerEnv.from_environ(args.base_dir)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    finished = False
     try:
         config = parse_hyperparameters(env.read_hyperparameters())
         topology = _check_topology(config, env)
@@ -124,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stratos_train.job import run_job  # heavy imports after the cheap checks
 
         run_job(config, env)
+        finished = True
     except HyperparameterError as exc:
         env.write_failure(f"invalid hyperparameters: {exc}")
         logger.error("invalid hyperparameters: %s", exc)
@@ -140,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.write_failure(_failure_reason(exc))
         logger.exception("training job failed")
         return 1
+    finally:
+        leave_process_group(together=finished)
     return 0
 
 

@@ -187,6 +187,24 @@ def init_process_group() -> None:
     PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
 
 
+def leave_process_group(*, together: bool) -> None:
+    """Leave ``torch.distributed`` before the process exits (no-op when it was never started).
+
+    A rank that exits while gloo's worker threads still run aborts (``terminate called without an active
+    exception``, SIGABRT), torchrun reports the job failed, and the other ranks wait for it until their
+    collective timeout. ``together``: the job ended normally on every rank, so they meet at a barrier first and
+    none leaves while another still talks to it; after a failure a barrier could wait for a rank that is gone,
+    so each rank only tears its own group down.
+    """
+    if not _distributed():
+        return
+    import torch
+
+    if together:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
 def _distributed() -> bool:
     import torch
 
