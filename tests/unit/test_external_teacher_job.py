@@ -250,18 +250,12 @@ def test_forced_alignment_with_a_text_only_teacher_is_refused_before_anything_ru
     assert fake.calls == [] and loads == []
 
 
-@pytest.mark.parametrize(
-    ("source", "why"),
-    [
-        ("sagemaker-endpoint:stratos-teacher", "not implemented in the training container"),
-        (SOURCE, "Converse API returns no log-probabilities"),
-    ],
-)
-def test_top_k_alignment_through_an_external_teacher_is_refused(
-    tmp_path: Path, fake: FakeConverse, loads: list[str], source: str, why: str
-) -> None:
-    with pytest.raises(ModeError, match=f"teacher_topk 5 with the external teacher {source}: .*{why}"):
-        _run(tmp_path, teacher=source, teacher_topk=5)
+def test_top_k_alignment_through_bedrock_is_refused(tmp_path: Path, fake: FakeConverse, loads: list[str]) -> None:
+    """Converse returns no log-probabilities (an endpoint's top-k: tests/unit/test_endpoint_topk_job.py)."""
+    with pytest.raises(
+        ModeError, match=f"teacher_topk 5 with the external teacher {SOURCE}: .*Converse API returns no"
+    ):
+        _run(tmp_path, teacher_topk=5)
     assert fake.calls == [] and loads == []
 
 

@@ -430,10 +430,11 @@ def test_endpoint_request_is_tgi_shaped() -> None:
 
 def test_the_chat_request_is_one_the_local_endpoint_server_accepts() -> None:
     request_module = pytest.importorskip("stratos_cli.local.serving.request")
-    teacher = SageMakerEndpointTeacher(ENDPOINT, region=REGION)  # top_k 0: the local server takes no top_n_tokens
+    teacher = SageMakerEndpointTeacher(ENDPOINT, region=REGION, top_k=5)
     body = json.dumps(teacher.request_body(PROMPT, 48)).encode()
     parsed = request_module.parse_request(body)
     assert parsed.messages == tuple(PROMPT)
+    assert (parsed.top_n_tokens, parsed.details) == (5, True)
     assert (parsed.max_new_tokens, parsed.do_sample, parsed.details, parsed.decoder_input_details) == (
         48,
         False,
@@ -449,7 +450,11 @@ def test_endpoint_tgi_answer_with_details_and_top_tokens() -> None:
         [reply] = teacher.generate([PROMPT], max_new_tokens=8)
     assert reply.text == " 5" and reply.stop == "end"
     assert (reply.input_tokens, reply.output_tokens) == (3, 2)
-    assert reply.top_logprobs == (((" ", -0.11), (" 6", -2.3)), (("5", -0.02), ("4", -4.0)))
+    assert reply.top_logprobs == (
+        ((235248, " ", -0.11), (235274, " 6", -2.3)),
+        ((235308, "5", -0.02), (235310, "4", -4.0)),
+    )
+    assert reply.tokens == ((235248, " ", -0.11), (235308, "5", -0.02))
     assert teacher.usage.as_dict()["output_tokens"] == 2
 
 
@@ -616,6 +621,7 @@ def test_cache_round_trips_top_logprobs_and_ignores_damaged_files(tmp_path: Any)
     assert json.loads(path.read_text())["request"] == teacher.request_body(PROMPT, 8)
     [hit] = teacher.generate([PROMPT], max_new_tokens=8)
     assert hit.top_logprobs == called.top_logprobs and hit == TeacherReply(**{**called.__dict__, "cached": True})
+    assert hit.tokens == called.tokens and hit.tokens is not None
 
     path.write_text("{not json")
     with Stubber(teacher.client) as stub:

@@ -115,6 +115,8 @@ REJECTIONS = [
         body({"inputs": "x", "parameters": {"details": True, "decoder_input_details": 1}}),
         "parameters.decoder_input_details",
     ),
+    (body({"inputs": "x", "parameters": {"details": True, "top_n_tokens": 21}}), "parameters.top_n_tokens"),
+    (body({"inputs": "x", "parameters": {"details": True, "top_n_tokens": -1}}), "parameters.top_n_tokens"),
 ]
 """Bodies the parser must reject, with the field each rejection names."""
 

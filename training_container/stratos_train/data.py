@@ -36,12 +36,15 @@ class EncodedExample:
         input_ids: prompt + completion token ids.
         labels: same length; ``-100`` on prompt tokens.
         index: position in the training set (keys the offline teacher top-k cache); -1 when unset.
+        source: position of the (prompt, completion) pair it was encoded from (:func:`encode_all` drops rows, so
+            it can differ from ``index``); -1 when unset.
         completion_tokens: labels that count (>= 1).
     """
 
     input_ids: list[int]
     labels: list[int]
     index: int = -1
+    source: int = -1
 
     @property
     def completion_tokens(self) -> int:
@@ -135,13 +138,13 @@ def encode_all(
     out: list[EncodedExample] = []
     stats = EncodeStats()
     stops = stop_token_ids(tokenizer)
-    for messages, completion in pairs:
+    for source, (messages, completion) in enumerate(pairs):
         example, truncated = encode_example(tokenizer, messages, completion, max_seq_len, stops)
         stats.truncated += int(truncated)
         if example is None:
             stats.dropped_no_completion += 1
             continue
-        out.append(EncodedExample(example.input_ids, example.labels, len(out)))
+        out.append(EncodedExample(example.input_ids, example.labels, len(out), source))
         stats.encoded += 1
         stats.completion_tokens += example.completion_tokens
         stats.total_tokens += len(example.input_ids)

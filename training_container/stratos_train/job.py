@@ -21,10 +21,13 @@ written to ``output/data/metrics.json`` at the end:
 :mod:`stratos_train.teachers`): no teacher model is loaded. :func:`external_teacher` builds the client and checks
 it answers before the student is loaded; everything the job asks of the teacher goes through it, on rank 0: the
 probe and the teacher's evaluation row (its completions scored by the same score function as a loaded model's),
-and Knowledge Injection's answer-conditioned rationales (kept only when the task's verifier accepts them). It
-exposes text only here, so the mode is Knowledge Injection (:mod:`stratos_train.modes`); the held-out KL needs
-the teacher's logits and is not measured. Its replies are cached by content hash under the checkpoint folder
-(:data:`TEACHER_REPLIES`), and what it cost goes into ``teacher_usage`` (:func:`note_teacher_usage`).
+and Knowledge Injection's answer-conditioned rationales (kept only when the task's verifier accepts them). A
+Bedrock model, or an endpoint asked for text (``teacher_topk`` 0), exposes text only: the mode is Knowledge
+Injection (:mod:`stratos_train.modes`). An endpoint asked for ``teacher_topk`` > 0 log-probabilities exposes
+top-k: once its token ids are checked to be the student's, alignment is top-k KD on its own verified answers
+(:mod:`stratos_train.sequence_kd`). The held-out KL needs the teacher's full logits and is not measured. Its
+replies are cached by content hash under the checkpoint folder (:data:`TEACHER_REPLIES`), and what it cost goes
+into ``teacher_usage`` (:func:`note_teacher_usage`).
 
 Under torchrun every rank loads, trains and joins the collectives; rank 0 alone probes the teacher (and tells
 the others the mode), evaluates, exports and writes metrics: the other ranks stop after training.
@@ -114,6 +117,14 @@ from stratos_train.rounds import (
     round_sizes,
     uniform_weights,
 )
+from stratos_train.sequence_kd import (
+    TOKEN_CHECK_REPLIES,
+    SequenceKDStats,
+    TokenSpaceCheck,
+    check_token_space,
+    endpoint_topk_cache,
+    teacher_targets,
+)
 from stratos_train.tasks import get_task
 from stratos_train.tasks.base import Answer, Example, Message, Task, pick_few_shot
 from stratos_train.tasks.scoring import wilson_interval
@@ -121,6 +132,7 @@ from stratos_train.teachers import (
     ExternalTeacher,
     ExternalTeacherRef,
     TeacherError,
+    TeacherReply,
     build_external_teacher,
     parse_teacher_source,
     sum_usage,
@@ -565,9 +577,9 @@ _TEACHER_PHASES = ("probe", "evaluate_before")
 
 def teacher_interface(config: TrainConfig) -> tuple[TeacherInterface, str]:
     """What ``config.teacher`` exposes to this job (:data:`~stratos_train.modes.TeacherInterface`) and, for
-    ``text``, why it exposes no more (for messages). A loaded teacher: ``logits``. An external one: ``text``
-    (the job asks it for text only: Bedrock returns nothing else, and top-k alignment through an endpoint is
-    refused by :func:`external_teacher`).
+    ``text``, why it exposes no more (for messages). A loaded teacher: ``logits``. Bedrock: ``text`` (Converse
+    returns nothing else). An endpoint: ``top-k`` when ``teacher_topk`` > 0 (TGI's ``top_n_tokens``; Knowledge
+    Injection forced by the spec asks for text only), else ``text``.
 
     Raises:
         TeacherError: the source starts ``bedrock:`` / ``sagemaker-endpoint:`` but is malformed.
@@ -577,6 +589,8 @@ def teacher_interface(config: TrainConfig) -> tuple[TeacherInterface, str]:
         return "logits", ""
     if ref.kind == "bedrock":
         return "text", "Bedrock's Converse API returns no log-probabilities"
+    if config.teacher_topk and config.mode != "injection":
+        return "top-k", ""
     return "text", "teacher_topk is 0: the endpoint is asked for its text only"
 
 
@@ -602,14 +616,15 @@ def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> E
     job at once, never mid-training.
 
     The client: region :func:`teacher_region`; the config's prompt format, concurrency and prices; its reply
-    cache in :data:`TEACHER_REPLIES` under the checkpoint folder. It is asked for text only: top-k alignment
-    through an endpoint's log-probabilities is not implemented here, so ``teacher_topk`` > 0 is refused unless
-    the mode is ``injection`` (which ignores it). The reachability check (a 1-token Converse, or
+    cache in :data:`TEACHER_REPLIES` under the checkpoint folder. An endpoint is asked for ``teacher_topk``
+    log-probabilities per generated token unless the mode is ``injection`` (which uses text); Bedrock with
+    ``teacher_topk`` > 0 is refused (Converse returns none). The reachability check (a 1-token Converse, or
     DescribeEndpoint) runs on rank 0 unless an earlier job of the run already kept every phase that calls the
     teacher (:data:`_TEACHER_PHASES`), so a re-run of a finished job makes no call at all.
 
     Raises:
-        ModeError: ``alignment`` forced with a text-only teacher, or ``teacher_topk`` > 0 outside ``injection``.
+        ModeError: ``alignment`` forced with a text-only teacher, or ``teacher_topk`` > 0 with Bedrock outside
+            ``injection``.
         TeacherError: a malformed source, no region, a bad setting, or the teacher is unreachable (the message
             says which and why; it becomes ``output/failure``).
     """
@@ -617,25 +632,21 @@ def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> E
     if ref is None:
         return None
     interface, why = teacher_interface(config)
-    if config.teacher_topk and config.mode != "injection":
-        offered = (
-            "Bedrock's Converse API returns no log-probabilities"
-            if ref.kind == "bedrock"
-            else "top-k alignment from an endpoint's log-probabilities is not implemented in the training container"
-        )
+    if config.teacher_topk and config.mode != "injection" and ref.kind == "bedrock":
         raise ModeError(
-            f"teacher_topk {config.teacher_topk} with the external teacher {ref.source}: {offered}; set teacher_topk "
-            "0 (the job then distils by Knowledge Injection from the teacher's text) or mode 'injection'"
+            f"teacher_topk {config.teacher_topk} with the external teacher {ref.source}: Bedrock's Converse API "
+            "returns no log-probabilities; set teacher_topk 0 (the job then distils by Knowledge Injection from the "
+            "teacher's text) or mode 'injection'"
         )
     check_interface(config.mode, interface, why)
-    if config.teacher_topk:
+    if config.teacher_topk and interface != "top-k":
         logger.info(
             "teacher %s: teacher_topk %d ignored (Knowledge Injection uses text)", ref.source, config.teacher_topk
         )
     teacher = build_external_teacher(
         ref,
         region=teacher_region(ref),
-        top_k=0,
+        top_k=config.teacher_topk if interface == "top-k" else 0,
         prompt_format=config.teacher_prompt_format,
         concurrency=config.teacher_concurrency,
         cache_dir=env.checkpoint_dir / TEACHER_REPLIES,
@@ -647,6 +658,7 @@ def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> E
         phases = [
             *_TEACHER_PHASES,
             *(["injection_data"] if config.teacher_rationales and config.rationale_samples else []),
+            *(["train"] if interface == "top-k" else []),  # top-k KD asks the teacher for every training target
         ]
         if all((run.state_dir / f"{phase}.json").exists() for phase in phases):
             logger.info("teacher %s: an earlier job of this run did all it is asked for: not checked", ref.source)
@@ -798,9 +810,19 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
         decision = ModeDecision(**saved["decision"])
     else:
         interface, why = teacher_interface(config)
+        compatible = ctx.shared_vocab is not None
+        if interface == "top-k":
+            check = endpoint_token_check(ctx)
+            compatible, why = check.ok, check.why
+            logger.info(
+                "teacher %s: %d token ids checked against the student's tokenizer: %s",
+                config.teacher,
+                check.tokens,
+                "the same" if check.ok else check.why,
+            )
         decision = decide_mode(
             config.mode,
-            compatible=ctx.shared_vocab is not None,
+            compatible=compatible,
             threshold=config.coverage_threshold,
             probe=probe if is_main() else lambda: ProbeResult.from_scores([], 0.0, []),
             complexity_unit=task.complexity_unit,
@@ -815,6 +837,28 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
     metrics.mode_reason = decision.reason
     metrics.mode_evidence = ModeEvidence.model_validate(decision.evidence())
     return decision
+
+
+def endpoint_token_check(ctx: JobContext) -> TokenSpaceCheck:
+    """Ask the endpoint teacher for the first :data:`~stratos_train.sequence_kd.TOKEN_CHECK_REPLIES` training
+    targets (the very requests top-k training sends, so training reads them from the reply cache) and check that
+    its token ids are the student's (:func:`~stratos_train.sequence_kd.check_token_space`). Rank 0 calls; every
+    rank gets the result (a collective).
+
+    Raises:
+        TeacherError: the teacher failed on rank 0 in a way the client raises (a bad prompt).
+    """
+    external = ctx.external
+    if external is None:
+        raise ValueError("the token check needs an external teacher")
+    prompts = [ctx.task.prompt(ex) for ex in ctx.train_examples[:TOKEN_CHECK_REPLIES]]
+
+    def check() -> TokenSpaceCheck:
+        replies = external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens)
+        return check_token_space(replies, ctx.student.tokenizer, ctx.student.real_vocab_size)
+
+    result: TokenSpaceCheck = on_main(check)
+    return result
 
 
 def evaluate_before_phase(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) -> None:
@@ -1019,11 +1063,41 @@ def _train_mode(ctx: JobContext, decision: ModeDecision, metrics: JobMetrics) ->
             model = _trainable_student(config, ctx.student)
             model = train_in_rounds(config, ctx.run, ctx.task, ctx.student, model, build_pairs, metrics)
             return Trained(model, None) if is_main() else None
-        return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision, metrics)
-    if ctx.teacher is None:  # external_teacher refuses alignment before anything is loaded
+        return _train(ctx, build_pairs(ctx.train_examples, 1), None, decision=decision, metrics=metrics)
+    if ctx.external is not None:  # the mode rule allows it only for an endpoint with checked top-k
+        return _train(ctx, *_endpoint_topk_targets(ctx, metrics), decision=decision, metrics=metrics)
+    if ctx.teacher is None:
         raise ModeError(f"alignment needs a teacher loaded in the job; {config.teacher} is external")
     pairs = [(task.prompt(ex), task.target(ex)) for ex in ctx.train_examples]
-    return _train(ctx, pairs, ctx.teacher.model, decision, metrics)
+    return _train(ctx, pairs, ctx.teacher.model, decision=decision, metrics=metrics)
+
+
+#: The endpoint teacher's answers to the training prompts with their top-k: (replies used, one per pair, None
+#: for a reference row; what the targets were made of).
+EndpointTopK = tuple[list[TeacherReply | None], SequenceKDStats]
+
+
+def _endpoint_topk_targets(ctx: JobContext, metrics: JobMetrics) -> tuple[list[Pair], None, EndpointTopK]:
+    """Top-k KD from an endpoint (:mod:`stratos_train.sequence_kd`): the teacher answers every training prompt
+    (rank 0 calls, through the reply cache, so a resumed job pays nothing; every rank gets the replies), and its
+    verified answers become the targets. Returns ``_train``'s ``(pairs, teacher, endpoint_topk)``."""
+    external = ctx.external
+    if external is None:
+        raise ValueError("top-k targets need an external teacher")
+    prompts = [ctx.task.prompt(ex) for ex in ctx.train_examples]
+    start = time.perf_counter()
+    replies: list[TeacherReply] = on_main(lambda: external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens))
+    note_teacher_usage(ctx, metrics)
+    pairs, used, stats = teacher_targets(ctx.task, ctx.train_examples, replies)
+    metrics.teacher_topk_cache_seconds = round(time.perf_counter() - start, 2)
+    logger.info(
+        "top-k targets from %s: %d teacher answers verified, %d reference targets (%s)",
+        ctx.config.teacher,
+        stats.rows_teacher,
+        stats.rows_reference,
+        ", ".join(f"{n} {why}" for why, n in sorted((stats.reference_reasons or {}).items())) or "none",
+    )
+    return pairs, None, (used, stats)
 
 
 def _trained_by_earlier_job(
@@ -1063,10 +1137,17 @@ def _teacher_cache_k(config: TrainConfig, placement: str | None) -> int:
 
 
 def _train(
-    ctx: JobContext, pairs: list[Pair], teacher: Any, decision: ModeDecision, metrics: JobMetrics
+    ctx: JobContext,
+    pairs: list[Pair],
+    teacher: Any,
+    endpoint_topk: EndpointTopK | None = None,
+    *,
+    decision: ModeDecision,
+    metrics: JobMetrics,
 ) -> Trained | None:
-    """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``), placed as
-    the ``parallelism`` plan says. Returns the whole trained model on rank 0, ``None`` on the other ranks."""
+    """One training run over ``pairs`` (``teacher``: the live teacher for alignment, else ``None``;
+    ``endpoint_topk``: an endpoint teacher's top-k per pair, for top-k KD), placed as the ``parallelism`` plan
+    says. Returns the whole trained model on rank 0, ``None`` on the other ranks."""
     config = ctx.config
     plan = config.parallelism
     placement = plan.placement_for(decision.mode) if plan is not None else None
@@ -1108,8 +1189,14 @@ def _train(
     kd = config.kd_loss_config(cross_entropy_only=decision.mode == "injection")
     collator = CompletionCollator(ctx.student.tokenizer.pad_token_id)
     topk_cache = None
+    vocab = ctx.shared_vocab
     k = _teacher_cache_k(config, placement) if teacher is not None else 0
-    if k:
+    if endpoint_topk is not None:
+        used, kd_stats = endpoint_topk
+        topk_cache = endpoint_topk_cache(encoded, used, config.teacher_topk, kd_stats)
+        _record_endpoint_topk(metrics, kd_stats)
+        vocab = ctx.student.real_vocab_size  # the token check found the endpoint's ids are the student's
+    elif k:
         # Every rank caches the whole training set (each needs the rows its sampler gives it).
         topk_cache = _teacher_topk_cache(ctx, teacher, encoded, collator, k, metrics)
         teacher = None  # the cache replaces the live teacher
@@ -1117,7 +1204,7 @@ def _train(
             _release_teacher(ctx, f"the plan's topk_cache: top-{k} logits cached")
     elif teacher is not None and fsdp:
         shard_frozen(teacher)  # colocated under FSDP: sharded like the student, forward on every rank
-    trainer, _ = _build_trainer(model, args, encoded, collator, kd, teacher, ctx.shared_vocab, config, topk_cache)
+    trainer, _ = _build_trainer(model, args, encoded, collator, kd, teacher, vocab, config, topk_cache)
     last = broadcast_from_main(_resume_point(checkpoints, total_steps))  # every rank resumes from the same step
     carried = read_carried(last, rank())
     trainer.loss_sum_carried = carried.loss_sum
@@ -1143,6 +1230,17 @@ def _train(
     if not is_main():
         return None
     return Trained(trainer.model, _held_teacher(ctx))
+
+
+def _record_endpoint_topk(metrics: JobMetrics, stats: SequenceKDStats) -> None:
+    """The ``teacher_topk_*`` figures of top-k KD from an endpoint."""
+    metrics.teacher_topk_rows_teacher = stats.rows_teacher
+    metrics.teacher_topk_rows_reference = stats.rows_reference
+    metrics.teacher_topk_reference_reasons = dict(stats.reference_reasons or {})
+    metrics.teacher_topk_positions = stats.positions
+    metrics.teacher_topk_positions_teacher = stats.positions_teacher
+    tail = stats.tail_mass
+    metrics.teacher_topk_tail_mass = None if tail is None else round(tail, 6)
 
 
 def _held_teacher(ctx: JobContext) -> Any | None:

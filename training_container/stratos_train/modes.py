@@ -23,10 +23,12 @@ tokenizers is an error, not a silent switch.
 **What the teacher exposes** (``teacher_interface``, recorded in the evidence) comes first:
 
 * ``logits`` — a model the job loads (every rule above applies);
-* ``top-k`` — an external endpoint that returns top-k log-probabilities per generated token: alignment would be
-  top-k KD on the teacher's own generations. The training container does not run it yet: the job refuses
-  ``teacher_topk`` > 0 with an external teacher outside ``injection``, before loading anything
-  (:class:`ModeError`), and otherwise asks the teacher for text only;
+* ``top-k`` — an external endpoint that returns top-k log-probabilities per generated token: alignment is top-k
+  KD on the teacher's own verified answers (:mod:`stratos_train.sequence_kd`). Rule 1's tokenizer test is then
+  measured, not assumed: the endpoint's token ids and texts on the first training prompts must be the student's
+  (:func:`~stratos_train.sequence_kd.check_token_space`); if any differs, or the container returns no top-k,
+  the mode is injection (a forced alignment is a :class:`ModeError` naming the mismatch). Rules 2-4 apply as for
+  a loaded teacher;
 * ``text`` — an external teacher that returns text only (a Bedrock model; an endpoint asked without top-k):
   there are no distributions to match, so the mode is **injection** whatever the coverage. ``auto`` still
   probes it (the same probe and scoring as a loaded teacher) so the evidence records its coverage and the
@@ -171,12 +173,14 @@ def decide_mode(
 
     Args:
         requested: ``auto``, ``alignment`` or ``injection``.
-        compatible: tokenizer fingerprints equal (ignored for a ``text`` teacher: recorded as False).
+        compatible: tokenizer fingerprints equal, or for a ``top-k`` teacher the token check passed (ignored for a
+            ``text`` teacher: recorded as False).
         threshold: coverage needed for alignment, 0..1.
         probe: runs the teacher probe (:class:`ProbeResult`); only called in auto mode with compatible
             tokenizers, or with a ``text`` teacher (for the evidence).
         interface: what the teacher exposes; ``text`` means injection (module docstring).
-        interface_why: why a ``text`` teacher exposes no more, for the messages.
+        interface_why: why a ``text`` teacher exposes no more, or why a ``top-k`` teacher's token check failed,
+            for the messages.
 
     Raises:
         ModeError: ``alignment`` forced with incompatible tokenizers or with a ``text`` teacher.
@@ -202,11 +206,14 @@ def decide_mode(
             f"align to, so learn from verified data (probe coverage {found.coverage:.2f})"
         )
         return _probed("injection", reason, found, complexity_unit, threshold, False, "text")
+    differ = "teacher and student tokenizers differ"
+    if interface == "top-k":
+        differ = f"the endpoint's top-k tokens are not the student's ({interface_why or 'token check failed'})"
     if requested == "alignment":
         if not compatible:
             raise ModeError(
                 "distillation.mode 'alignment' needs teacher and student with the same tokenizer; "
-                "these differ (use 'injection' or 'auto')"
+                f"{differ} (use 'injection' or 'auto')"
             )
         return ModeDecision(
             "alignment",
@@ -220,7 +227,7 @@ def decide_mode(
         return ModeDecision(
             "injection",
             False,
-            "teacher and student tokenizers differ: logit-level alignment is impossible",
+            f"{differ}: logit-level alignment is impossible",
             threshold=threshold,
             tokenizers_compatible=False,
             complexity_unit=complexity_unit,

@@ -80,8 +80,9 @@ DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_READ_TIMEOUT_S = 300.0
 #: Seconds to open a connection (botocore's own default, written out so it is visible).
 DEFAULT_CONNECT_TIMEOUT_S = 60.0
-#: Bump when the reply or request shapes change: older cache files are then never read.
-CACHE_FORMAT = 1
+#: Bump when the reply or request shapes change: older cache files are then never read (2: token ids in
+#: ``tokens`` and ``top_logprobs``).
+CACHE_FORMAT = 2
 
 HYPERPARAMETER = "teacher"
 """The hyperparameter a teacher source comes from (named in every :class:`TeacherError` about a source)."""
@@ -182,9 +183,10 @@ def parse_teacher_source(source: str) -> ExternalTeacherRef | None:
     return ExternalTeacherRef(kind="sagemaker-endpoint", target=target, source=source)
 
 
-TopLogprobs = tuple[tuple[tuple[str, float], ...], ...]
-"""Per generated token, the teacher's top-k alternatives as ``(token text, natural-log probability)``, most
-likely first (TGI's ``details.top_tokens``)."""
+TokenLogprob = tuple[int, str, float]
+"""One token as TGI reports it: ``(token id, token text, natural-log probability)``."""
+TopLogprobs = tuple[tuple[TokenLogprob, ...], ...]
+"""Per generated token, the teacher's top-k alternatives, most likely first (TGI's ``details.top_tokens``)."""
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,10 @@ class TeacherReply:
             length of ``details.prefill``, chat template and BOS included); 0 when not reported.
         output_tokens: generated tokens (Bedrock ``usage.outputTokens``; TGI ``details.generated_tokens``, the
             stop token included); 0 when not reported.
-        top_logprobs: per generated token, the top-k ``(token text, logprob)`` pairs (TGI with ``top_k`` > 0
-            and a container that returns them); None otherwise.
+        top_logprobs: per generated token, the top-k ``(id, text, logprob)`` (TGI with ``top_k`` > 0 and a
+            container that returns them); None otherwise.
+        tokens: the generated tokens ``(id, text, logprob)``, the stop token included (TGI's ``details.tokens``);
+            None when the answer does not list them.
         cached: True when the reply came from the :class:`ReplyCache` (no call was made for it).
         detail: ``error``: the error code and message; ``filtered``: the provider's stop reason; else ``""``.
     """
@@ -209,6 +213,7 @@ class TeacherReply:
     input_tokens: int = 0
     output_tokens: int = 0
     top_logprobs: TopLogprobs | None = None
+    tokens: tuple[TokenLogprob, ...] | None = None
     cached: bool = False
     detail: str = ""
 
@@ -221,7 +226,8 @@ class TeacherReply:
             "output_tokens": self.output_tokens,
             "top_logprobs": None
             if self.top_logprobs is None
-            else [[[t, lp] for t, lp in token] for token in self.top_logprobs],
+            else [[list(alternative) for alternative in token] for token in self.top_logprobs],
+            "tokens": None if self.tokens is None else [list(token) for token in self.tokens],
             "detail": self.detail,
         }
 
@@ -236,16 +242,26 @@ class TeacherReply:
         if stop not in STOP_REASONS:
             raise ValueError(f"unknown stop {stop!r}")
         raw = data["top_logprobs"]
-        top = None if raw is None else tuple(tuple((str(t), float(lp)) for t, lp in token) for token in raw)
+        top = None if raw is None else tuple(tuple(_token_logprob(*alt) for alt in token) for token in raw)
+        raw_tokens = data.get("tokens")
+        tokens = None if raw_tokens is None else tuple(_token_logprob(*token) for token in raw_tokens)
         return cls(
             text=str(data["text"]),
             stop=stop,
             input_tokens=int(data["input_tokens"]),
             output_tokens=int(data["output_tokens"]),
             top_logprobs=top,
+            tokens=tokens,
             cached=cached,
             detail=str(data.get("detail", "")),
         )
+
+
+def _token_logprob(token_id: Any, text: Any, logprob: Any) -> TokenLogprob:
+    """One ``(id, text, logprob)``, typed (``ValueError``/``TypeError`` when it is not one)."""
+    if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 0:
+        raise ValueError(f"token id {token_id!r} is not a non-negative integer")
+    return int(token_id), str(text), float(logprob)
 
 
 @dataclass
@@ -772,9 +788,10 @@ class SageMakerEndpointTeacher(ExternalTeacher):
     The answer, ``[{"generated_text", "details"}]`` (or the object alone): the text; ``details.finish_reason``
     -> stop (``eos_token`` / ``stop_sequence`` -> end, ``length`` -> max_tokens; none -> end);
     ``details.generated_tokens`` -> output tokens; ``len(details.prefill)`` -> input tokens;
-    ``details.top_tokens`` (per generated token, TGI's ``[{"id", "text", "logprob", "special"}]``) ->
-    ``top_logprobs``. TGI refuses ``top_n_tokens`` above its ``--max-top-n-tokens`` (default 5) and the local
-    endpoint server does not take it at all: either refusal is an ``error`` reply for every prompt. A
+    ``details.tokens`` (TGI's ``[{"id", "text", "logprob", "special"}]``) -> ``tokens``; ``details.top_tokens``
+    (per generated token, a list of the same objects) -> ``top_logprobs``. TGI refuses ``top_n_tokens`` above its
+    ``--max-top-n-tokens`` (default 5; Stratos's local endpoint server takes up to 20): the refusal is an
+    ``error`` reply for every prompt. A
     ``ModelError`` (the container answered HTTP >= 400), any other API error and a body that is not TGI's are
     ``error`` replies with the message.
 
@@ -878,13 +895,18 @@ class SageMakerEndpointTeacher(ExternalTeacher):
         raw_top = details.get("top_tokens")
         top: TopLogprobs | None = None
         if raw_top:
-            top = tuple(tuple((str(t["text"]), float(t["logprob"])) for t in token) for token in raw_top)
+            top = tuple(tuple(_token_logprob(t["id"], t["text"], t["logprob"]) for t in token) for token in raw_top)
+        raw_tokens = details.get("tokens")
+        tokens = (
+            tuple(_token_logprob(t["id"], t["text"], t["logprob"] or 0.0) for t in raw_tokens) if raw_tokens else None
+        )
         return TeacherReply(
             text=text,
             stop=stop,
             input_tokens=len(details.get("prefill") or ()),
             output_tokens=int(details.get("generated_tokens") or 0),
             top_logprobs=top,
+            tokens=tokens,
         )
 
     def check_reachable(self) -> None:

@@ -242,7 +242,41 @@ class JobMetrics(_Record):
         default=None, ge=0, description="Prompt + completion tokens of the training rows, count."
     )
     teacher_topk_cache_seconds: float | None = Field(
-        default=None, ge=0, description="Building the teacher top-k logit cache (teacher_topk > 0), s."
+        default=None,
+        ge=0,
+        description="Building the teacher top-k logit cache (teacher_topk > 0; an endpoint teacher: asking it for "
+        "every training target), s.",
+    )
+    teacher_topk_rows_teacher: int | None = Field(
+        default=None,
+        ge=0,
+        description="Top-k KD from an endpoint: rows whose target is the teacher's own answer, verified, count.",
+    )
+    teacher_topk_rows_reference: int | None = Field(
+        default=None,
+        ge=0,
+        description="Top-k KD from an endpoint: rows trained on the reference target instead (cross-entropy only), "
+        "count.",
+    )
+    teacher_topk_reference_reasons: dict[str, int] | None = Field(
+        default=None,
+        description="Why those rows took the reference: 'answer differs', 'error', 'filtered', 'no top-k' -> count.",
+    )
+    teacher_topk_positions: int | None = Field(
+        default=None, ge=0, description="Top-k KD from an endpoint: completion positions trained on, count."
+    )
+    teacher_topk_positions_teacher: int | None = Field(
+        default=None,
+        ge=0,
+        description="Of those, positions matched to the teacher's top-k (the student's token equals the teacher's "
+        "there and at every position before it); the rest are one-hot (cross-entropy), count.",
+    )
+    teacher_topk_tail_mass: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Mean teacher probability outside its top-k at the matched positions (the mass top-k KD "
+        "drops), 0..1.",
     )
     final_loss: float | None = Field(
         default=None,

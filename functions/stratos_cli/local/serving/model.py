@@ -30,6 +30,10 @@ class TextGenerator(Protocol):
         ...
 
 
+TokenInfo = tuple[int, str, float]
+"""One generated token as TGI lists it: ``(id, text, natural-log probability)``."""
+
+
 @dataclass(frozen=True)
 class Generation:
     """One completion with what TGI's ``details`` report of it.
@@ -40,25 +44,41 @@ class Generation:
         finish_reason: ``eos_token`` (a stop id ended it), ``stop_sequence`` (a stop string cut it) or ``length``
             (``max_new_tokens`` reached), TGI's names.
         prefill: the prompt's tokens as ``(id, text)``, chat template included.
+        tokens: the generated tokens, stop token included (``generated_tokens`` of them), each ``(id, text,
+            logprob)``: the log-softmax of the model's logits at that step; empty when not computed.
+        top_tokens: per generated token, the ``top_n_tokens`` likeliest ``(id, text, logprob)``, likeliest first;
+            empty when not asked.
+        special_ids: ids of the tokenizer's special tokens (TGI's ``special`` flag).
     """
 
     text: str
     generated_tokens: int
     finish_reason: Literal["eos_token", "stop_sequence", "length"]
     prefill: tuple[tuple[int, str], ...]
+    tokens: tuple[TokenInfo, ...] = ()
+    top_tokens: tuple[tuple[TokenInfo, ...], ...] = ()
+    special_ids: frozenset[int] = frozenset()
 
     def details(self, seed: int | None, with_prefill: bool) -> dict[str, Any]:
-        """TGI's ``details`` object, the fields this server knows: ``finish_reason``, ``generated_tokens``,
-        ``seed`` and ``prefill`` (``[{"id", "text", "logprob": null}]``, listed with ``with_prefill``: TGI's
-        ``decoder_input_details``; log-probabilities are not computed). TGI's per-token ``tokens`` list is left
-        out."""
+        """TGI's ``details`` object: ``finish_reason``, ``generated_tokens``, ``seed``, ``prefill``
+        (``[{"id", "text", "logprob": null}]``, listed with ``with_prefill``: TGI's ``decoder_input_details``;
+        prompt log-probabilities are not computed), ``tokens`` (``[{"id", "text", "logprob", "special"}]``) and,
+        when asked, ``top_tokens`` (per generated token, a list of the same objects)."""
         prefill = [{"id": i, "text": t, "logprob": None} for i, t in self.prefill] if with_prefill else []
-        return {
+        out: dict[str, Any] = {
             "finish_reason": self.finish_reason,
             "generated_tokens": self.generated_tokens,
             "seed": seed,
             "prefill": prefill,
+            "tokens": [self._token(t) for t in self.tokens],
         }
+        if self.top_tokens:
+            out["top_tokens"] = [[self._token(t) for t in step] for step in self.top_tokens]
+        return out
+
+    def _token(self, token: TokenInfo) -> dict[str, Any]:
+        token_id, text, logprob = token
+        return {"id": token_id, "text": text, "logprob": logprob, "special": token_id in self.special_ids}
 
 
 @runtime_checkable
@@ -114,6 +134,7 @@ class ServingModel:
         self.pad_id: int = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.context_tokens: int = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self.default_max_new_tokens: int = int(gen.max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
+        self.special_ids: frozenset[int] = frozenset(int(i) for i in self.tokenizer.all_special_ids)
         self._lock = threading.Lock()
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
@@ -173,19 +194,55 @@ class ServingModel:
                 max_new_tokens=max_new,
                 eos_token_id=self.stop_ids,
                 pad_token_id=self.pad_id,
+                return_dict_in_generate=True,
+                output_logits=request.details,
                 **options,
             )
-        new = out[0, len(ids) :].tolist()
+        new = out.sequences[0, len(ids) :].tolist()
         cut = next((k for k, t in enumerate(new) if t in self.stop_ids), len(new))
         reason: Literal["eos_token", "stop_sequence", "length"] = "eos_token" if cut < len(new) else "length"
         text: str = self.tokenizer.decode(new[:cut], skip_special_tokens=True)
+        # Decoding steps run: up to and including the stop id (the batch of one stops there), as TGI counts them.
+        steps = min(len(new), cut + 1)
         for marker in request.stop:
             position = text.find(marker)
             if position >= 0:
                 text, reason = text[:position], "stop_sequence"
+                # TGI stops at the step that completes the stop string: the fewest tokens whose text holds it.
+                steps = next(
+                    (
+                        n
+                        for n in range(1, cut + 1)
+                        if marker in self.tokenizer.decode(new[:n], skip_special_tokens=True)
+                    ),
+                    steps,
+                )
         prefill: tuple[tuple[int, str], ...] = ()
         if request.decoder_input_details:
             prefill = tuple((int(i), str(self.tokenizer.decode([i]))) for i in ids)
-        # Decoding steps run: up to and including the stop id (the batch of one stops there), as TGI counts them.
-        steps = min(len(new), cut + 1)
-        return Generation(text=text, generated_tokens=steps, finish_reason=reason, prefill=prefill)
+        tokens: tuple[TokenInfo, ...] = ()
+        top: tuple[tuple[TokenInfo, ...], ...] = ()
+        if request.details:
+            # Raw logits per step (before any sampling warper), as log-probabilities: (steps, vocab).
+            logprobs = torch.log_softmax(torch.stack(out.logits[:steps])[:, 0].float(), dim=-1)
+            chosen = logprobs.gather(-1, torch.tensor(new[:steps]).unsqueeze(-1)).squeeze(-1).tolist()
+            tokens = tuple((int(t), self._text(t), float(lp)) for t, lp in zip(new[:steps], chosen, strict=True))
+            if request.top_n_tokens:
+                values, indices = logprobs.topk(request.top_n_tokens, dim=-1)
+                top = tuple(
+                    tuple((int(i), self._text(int(i)), float(v)) for v, i in zip(vs, ix, strict=True))
+                    for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
+                )
+        return Generation(
+            text=text,
+            generated_tokens=steps,
+            finish_reason=reason,
+            prefill=prefill,
+            tokens=tokens,
+            top_tokens=top,
+            special_ids=self.special_ids,
+        )
+
+    def _text(self, token_id: int) -> str:
+        """One token's text as TGI reports it (the token decoded alone, special tokens written out)."""
+        return str(self.tokenizer.decode([token_id]))

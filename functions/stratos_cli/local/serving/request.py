@@ -26,6 +26,9 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 MAX_NEW_TOKENS_LIMIT = 4096
 """Upper bound on ``parameters.max_new_tokens``, tokens (a CPU guard; the context length also bounds it)."""
+MAX_TOP_N_TOKENS = 20
+"""Upper bound on ``parameters.top_n_tokens`` (TGI's is its launcher's ``--max-top-n-tokens``, default 5; 20 is the
+most a hosted API returns, and what a Stratos spec's ``top_logprobs`` allows)."""
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = get_args(Role)
 """Chat roles a message may have."""
@@ -123,6 +126,11 @@ class Parameters(BaseModel):
     decoder_input_details: bool | None = Field(
         None, description="true or false: with details, also the prompt's tokens (details.prefill, as TGI)"
     )
+    top_n_tokens: Annotated[int, Field(ge=0, le=MAX_TOP_N_TOKENS)] | None = Field(
+        None,
+        description=f"an integer 0..{MAX_TOP_N_TOKENS}: with details, the likeliest tokens and their log-probabilities "
+        "at every generated position (details.top_tokens, as TGI; 0 = none)",
+    )
 
     @model_validator(mode="after")
     def _sampling_needs_a_temperature(self) -> Self:
@@ -187,6 +195,7 @@ class InvocationBody(BaseModel):
             stop=tuple(params.stop or ()),
             details=bool(params.details),
             decoder_input_details=bool(params.details and params.decoder_input_details),
+            top_n_tokens=params.top_n_tokens or 0,
         )
 
 
@@ -204,6 +213,8 @@ class GenerationRequest(BaseModel):
         stop: strings that end the text (cut before the first occurrence), in addition to the stop token ids.
         details: answer with TGI's ``details`` (how many tokens were generated and why generation ended).
         decoder_input_details: with ``details``, also list the prompt's tokens (``details.prefill``).
+        top_n_tokens: with ``details``, the ``top_n_tokens`` likeliest tokens per generated position
+            (``details.top_tokens``); 0 = none.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -218,6 +229,7 @@ class GenerationRequest(BaseModel):
     stop: tuple[str, ...] = ()
     details: bool = False
     decoder_input_details: bool = False
+    top_n_tokens: int = 0
 
 
 def parse_request(body: bytes) -> GenerationRequest:
