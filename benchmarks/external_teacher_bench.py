@@ -24,8 +24,14 @@ Figures:
 ``--rationale-samples`` bounds how many training examples the teacher is asked to explain (a rationale may take
 ``rationale_tokens`` 256 + ``max_new_tokens`` 16 tokens, and the local endpoint answers one request at a time).
 
+``--top-k K`` makes the endpoint return its top-K log-probabilities per generated token (the spec's
+``top_logprobs``): the job checks that the endpoint's token ids are the student's (SmolLM2-135M-Instruct and its
+depth-pruned copy share them; Gemma's do not) and, when the probe finds the teacher covers the task, aligns the
+student by top-k KD on the teacher's own verified answers (:mod:`stratos_train.sequence_kd`). The table then shows
+the teacher answers kept as targets, the positions matched to the teacher's top-k, and the tail mass top-k drops.
+
 Usage: ``python benchmarks/external_teacher_bench.py [--json] [--train N] [--eval N] [--interrupt-at F]
-[--serves MODEL] [--rationale-samples N]``.
+[--serves MODEL] [--rationale-samples N] [--top-k K]``.
 """
 
 from __future__ import annotations
@@ -74,12 +80,14 @@ def bedrock_equivalents(region: str, tokens_in: int, tokens_out: int) -> list[di
     ]
 
 
-def bench_spec(folder: Path, serves: str) -> Path:
-    """The example spec with ``serves`` behind its teacher endpoint (chat prompts for an instruct model)."""
+def bench_spec(folder: Path, serves: str, top_k: int = 0) -> Path:
+    """The example spec with ``serves`` behind its teacher endpoint (chat prompts for an instruct model), returning
+    ``top_k`` log-probabilities per generated token."""
     doc = json.loads(SPEC.read_text(encoding="utf-8"))
     [teacher] = doc["candidates"]["external_teachers"]
     teacher["serves"] = serves
     teacher["prompt_format"] = "text" if serves == "gemma-3-270m" else "chat"
+    teacher["top_logprobs"] = top_k
     path = folder / SPEC.name
     path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return path
@@ -133,6 +141,17 @@ def run(home: Path, data: Path, spec_path: Path, interrupt_at: float, rationale_
                 spec.constraints.region, int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
             ),
         },
+        "top_k": {
+            "rows_teacher": m.get("teacher_topk_rows_teacher"),
+            "rows_reference": m.get("teacher_topk_rows_reference"),
+            "reference_reasons": m.get("teacher_topk_reference_reasons") or {},
+            "positions": m.get("teacher_topk_positions"),
+            "positions_teacher": m.get("teacher_topk_positions_teacher"),
+            "tail_mass": m.get("teacher_topk_tail_mass"),
+            "targets_seconds": m.get("teacher_topk_cache_seconds"),
+            "tokenizers_compatible": (m.get("mode_evidence") or {}).get("tokenizers_compatible"),
+        },
+        "train_seconds": m.get("train_seconds"),
         "calls_per_process": calls,
         "restarted_process_calls": sum(row["calls"] for row in calls if row["process"] > 1),
         "calls_received": sum(row["calls"] for row in calls),
@@ -153,13 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the model behind the teacher endpoint (default gemma-3-270m, plain-text prompts)",
     )
     parser.add_argument("--rationale-samples", type=int, default=None, help="examples the teacher explains (64)")
+    parser.add_argument(
+        "--top-k", type=int, default=0, help="top log-probabilities the endpoint returns per token (0: text only)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="stratos-external-teacher-bench-") as tmp:
         data = bench_inputs(Path(tmp), args.train, args.eval)
-        spec_path = bench_spec(Path(tmp), args.serves)
+        spec_path = bench_spec(Path(tmp), args.serves, args.top_k)
         report = {
             "spec": SPEC.name,
             "serves": args.serves,
+            "top_logprobs": args.top_k,
             "interrupt_at": args.interrupt_at,
             "rationale_samples": args.rationale_samples,
             **run(Path(tmp) / "home", data, spec_path, args.interrupt_at, args.rationale_samples),
@@ -201,6 +224,7 @@ def _print(report: dict[str, Any]) -> None:
         ),
         ("rationales asked / kept by the checker", f"{r['asked']} / {r['accepted']} ({rate})"),
         ("rejection reasons", json.dumps(r["rejection_reasons"])),
+        *_top_k_rows(report),
         ("teacher calls (job's count) / cache hits", f"{u.get('calls')} / {u.get('cache_hits')}"),
         ("tokens in / out", f"{u.get('input_tokens'):,} / {u.get('output_tokens'):,}"),
         ("endpoint price of the run (USD)", f"{report['priced_as_aws']['endpoint_usd']}"),
@@ -218,6 +242,25 @@ def _print(report: dict[str, Any]) -> None:
             row["model_id"], f"{row['usd_per_1k_input']:g}", f"{row['usd_per_1k_output']:g}", f"{row['usd']:.6f}"
         )
     console.print(priced)
+
+
+def _top_k_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The top-k KD rows of the table (none when the endpoint was asked for text, or the job did not align)."""
+    k = report["top_k"]
+    if not report.get("top_logprobs"):
+        return []
+    rows = [("endpoint token ids are the student's", str(k["tokenizers_compatible"]))]
+    if k["rows_teacher"] is None:
+        return rows
+    tail = "—" if k["tail_mass"] is None else f"{k['tail_mass']:.4f}"
+    return [
+        *rows,
+        ("targets: teacher's verified answers / reference", f"{k['rows_teacher']} / {k['rows_reference']}"),
+        ("reference because", json.dumps(k["reference_reasons"])),
+        ("positions matched to the teacher's top-k", f"{k['positions_teacher']} / {k['positions']}"),
+        ("teacher mass outside its top-k (mean)", tail),
+        ("asking for the targets, s", f"{k['targets_seconds']}"),
+    ]
 
 
 if __name__ == "__main__":

@@ -281,9 +281,19 @@ def external_teacher_text(plan: dict[str, Any], teachers: list[dict[str, Any]]) 
     access = next((t for t in teachers if t.get("id") == plan.get("teacher")), None)
     if access is None:
         return ""
+    if access["interface"] == "top-k":
+        how = (
+            f"top-{access['top_logprobs']} log-probabilities: the job checks that its token ids are the student's, "
+            + (
+                "then asks it for every training target and aligns to its top-k (top-k KD)"
+                if plan.get("mode") == "alignment"
+                else "and may align to them if its probe finds the teacher covers the task; planned as injection"
+            )
+        )
+    else:
+        how = "text: the job asks it for text and teaches by Knowledge Injection"
     return (
-        f"External teacher: {plan['teacher']} ({access['interface']}: the job asks it for text and teaches by "
-        f"Knowledge Injection); ~{plan.get('teacher_tokens', 0):,.0f} tokens per training job, "
+        f"External teacher: {plan['teacher']} ({how}); ~{plan.get('teacher_tokens', 0):,.0f} tokens per training job, "
         f"{plan.get('teacher_tokens_usd', 0.0):,.4f} USD at {access['usd_per_1k_input']:g} / "
         f"{access['usd_per_1k_output']:g} USD per 1,000 input / output tokens ({access['price_source']}), "
         f"timed at {access['tokens_per_minute']:,} tokens/min."

@@ -28,8 +28,21 @@ def test_generation_details_are_tgis_fields():
         "generated_tokens": 5,
         "seed": None,
         "prefill": [{"id": 1, "text": "<s>", "logprob": None}, {"id": 9, "text": "hi", "logprob": None}],
+        "tokens": [],  # not computed for this generation
     }
     assert generation.details(seed=7, with_prefill=False)["prefill"] == []
+    scored = Generation(
+        text="2m",
+        generated_tokens=2,
+        finish_reason="eos_token",
+        prefill=(),
+        tokens=((5, "2m", -0.1), (2, "</s>", -0.3)),
+        top_tokens=(((5, "2m", -0.1), (6, "3m", -2.5)), ((2, "</s>", -0.3), (7, "\n", -1.6))),
+        special_ids=frozenset({2}),
+    )
+    details = scored.details(seed=None, with_prefill=False)
+    assert details["tokens"][1] == {"id": 2, "text": "</s>", "logprob": -0.3, "special": True}
+    assert details["top_tokens"][0][1] == {"id": 6, "text": "3m", "logprob": -2.5, "special": False}
 
 
 def test_the_default_account_lets_the_endpoints_model_answer():

@@ -617,9 +617,16 @@ def test_an_external_teacher_travels_as_its_source_with_its_prices_and_no_teache
         doc,
     )
     hp = parse_hyperparameters(endpoint.hyperparameters.to_api(), TrainingHyperparameters)
-    assert hp.teacher == "sagemaker-endpoint:qwen-teacher" and hp.teacher_topk == 0  # injection: text only
+    # auto: the job may align to the endpoint's top-5 (its mode rule decides, after its token check)
+    assert hp.teacher == "sagemaker-endpoint:qwen-teacher" and hp.teacher_topk == 5 and hp.mode == "auto"
     assert hp.teacher_prompt_format == "chat" and hp.teacher_usd_per_1k_input == 0.0
     assert "teacher" not in [c.ChannelName for c in endpoint.input_data_config]
+    forced = {**doc, "distillation": {"mode": "injection"}}
+    plan = _plan_like(
+        {"teacher": "sagemaker-endpoint:qwen-teacher", "mode": "injection", "student": "qwen2.5-0.5b-instruct"}
+    )
+    hp = parse_hyperparameters(_prepared(plan, forced).hyperparameters.to_api(), TrainingHyperparameters)
+    assert hp.teacher_topk == 0 and hp.mode == "injection"  # forced injection asks for text only
 
 
 def test_training_request_refuses_a_parallelism_the_catalog_instance_cannot_honour():

@@ -21,7 +21,7 @@ from stratos.planner.external import (
     bedrock_snapshot,
     external_teachers,
 )
-from stratos.planner.matching import EXTERNAL_TOP_K, TEXT_ONLY_TEACHER, TOKENIZER_MISMATCH, candidate_modes, match_pair
+from stratos.planner.matching import TEXT_ONLY_TEACHER, TOKENIZER_MISMATCH, candidate_modes, match_pair
 from stratos.planner.plan import plan, summary
 from stratos.planner.pricing import snapshot_price_table
 from stratos.spec import DistillationMode, TaskSpec, parse_spec
@@ -126,9 +126,10 @@ def test_the_teacher_interface_decides_which_modes_a_pair_allows(cat):
     v = match_pair(bedrock, student)
     assert v.alignment == TEXT_ONLY_TEACHER and v.injection is None and "size unpublished" in v.detail
     assert candidate_modes(DistillationMode.AUTO, v) == ["injection"]
-    v = match_pair(topk, student)  # top-k from an endpoint: not built in the training job yet
-    assert v.alignment == EXTERNAL_TOP_K and v.injection is None and "top-5 log-probabilities" in v.detail
-    assert candidate_modes(DistillationMode.AUTO, v) == ["injection"]
+    v = match_pair(topk, student)  # top-k from an endpoint, the same tokenizer family: top-k alignment
+    assert v.alignment is None and v.injection is None and "top-5 log-probabilities" in v.detail
+    assert v.shared_vocab == min(topk.vocab_size, student.vocab_size)
+    assert candidate_modes(DistillationMode.AUTO, v) == ["alignment", "injection"]
     assert match_pair(text, student).alignment == TEXT_ONLY_TEACHER
     assert match_pair(topk, cat.model("smollm2-135m-instruct-l15")).alignment == TOKENIZER_MISMATCH
 
@@ -155,15 +156,25 @@ def test_api_usage_counts_the_evaluation_and_the_training_calls(cat):
     assert few.calls == 200 + 10
 
 
-def test_a_forced_alignment_with_an_external_teacher_is_refused_at_distillation_mode():
+@pytest.mark.parametrize(
+    ("teacher", "why"),
+    [
+        (NOVA_LITE, "(bedrock:amazon.nova-lite-v1:0): Bedrock's Converse API returns text only"),
+        (QWEN_ENDPOINT, "(sagemaker-endpoint:qwen-teacher): top_logprobs is 0"),
+    ],
+)
+def test_a_forced_alignment_with_a_text_only_external_teacher_is_refused_at_distillation_mode(teacher, why):
     doc = json.loads((REPO / "events/specs/gsm8k.json").read_text())
     doc["distillation"]["mode"] = "alignment"
-    doc["candidates"] = {"external_teachers": [NOVA_LITE]}
+    doc["candidates"] = {"external_teachers": [teacher]}
     with pytest.raises(SpecValidationError) as caught:
         parse_spec(json.dumps(doc).encode(), "test")
     [error] = caught.value.errors
     assert error.path == "distillation.mode"
-    assert "bedrock:amazon.nova-lite-v1:0 is an external teacher, taught from by injection only" in error.reason
+    assert f"candidates.external_teachers[0] {why}" in error.reason and "injection only" in error.reason
+    # An endpoint that returns top-k log-probabilities can be aligned to (top-k KD).
+    doc["candidates"] = {"external_teachers": [{**QWEN_ENDPOINT, "top_logprobs": 5}]}
+    assert parse_spec(json.dumps(doc).encode(), "test").distillation.mode.value == "alignment"
 
 
 def test_a_bedrock_teacher_plans_injection_with_its_tokens_priced_and_no_teacher_memory(cat):

@@ -458,9 +458,9 @@ class EndpointTeacher(_Strict):
         default=0,
         ge=0,
         le=MAX_TOP_LOGPROBS,
-        description="Log-probabilities per generated token the endpoint returns (TGI top_n_tokens); 0 = text only. "
-        "Recorded for the plan; alignment to them (top-k logit distillation) is not built in the training job yet, "
-        "so an endpoint teacher teaches by Knowledge Injection.",
+        description="Log-probabilities per generated token the endpoint returns (TGI top_n_tokens, at most its "
+        "--max-top-n-tokens); 0 = text only. With > 0 and the student's tokenizer family, the job may align to them "
+        "(top-k KD on the endpoint's own verified answers), after checking its token ids are the student's.",
     )
     prompt_format: Literal["text", "chat"] = Field(
         default="text",
@@ -642,14 +642,23 @@ class TaskSpec(_Strict):
 
     @model_validator(mode="after")
     def _external_teachers_fit_the_mode(self) -> TaskSpec:
-        # An external teacher is taught from by Knowledge Injection only (text; alignment to an endpoint's top-k
-        # log-probabilities is not built in the training job), so a forced alignment can never use one.
-        if self.distillation.mode is DistillationMode.ALIGNMENT and self.candidates.external_teachers:
-            source = self.candidates.external_teachers[0].source
+        # Alignment needs distributions: a Bedrock teacher and an endpoint asked for text (top_logprobs 0) give none,
+        # so a forced alignment can never use them (an endpoint with top_logprobs > 0 is aligned to by top-k KD).
+        if self.distillation.mode is not DistillationMode.ALIGNMENT:
+            return self
+        for i, teacher in enumerate(self.candidates.external_teachers):
+            if isinstance(teacher, EndpointTeacher) and teacher.top_logprobs > 0:
+                continue
+            why = (
+                "Bedrock's Converse API returns text only"
+                if isinstance(teacher, BedrockTeacher)
+                else "top_logprobs is 0: the endpoint is asked for text only"
+            )
             raise RuleError(
                 "distillation.mode",
-                f"'alignment' needs a teacher the job loads (its logits); {source} is an external teacher, taught "
-                "from by injection only: use 'auto' or 'injection', or drop candidates.external_teachers",
+                f"'alignment' needs the teacher's token distributions; candidates.external_teachers[{i}] "
+                f"({teacher.source}): {why}, so it teaches by injection only: use 'auto' or 'injection', give the "
+                "endpoint's top_logprobs, or drop it",
             )
         return self
 

@@ -205,8 +205,9 @@ def hyperparameters(
 def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelSpec) -> dict[str, Any]:
     """The hyperparameters an external teacher adds (none for a teacher the job loads): its prices per 1,000
     tokens (the plan's, live or snapshot, which the job counts into metrics.json; the teacher record's for a plan
-    written before plans carried them) and the endpoint's prompt format. ``teacher_topk`` is never sent
-    for one: the planner plans external teachers by injection only (:mod:`stratos.planner.matching` rule 5)."""
+    written before plans carried them), the endpoint's prompt format and, for an endpoint that returns top-k
+    log-probabilities, ``teacher_topk`` = its ``top_logprobs`` unless the spec forces injection (the job then
+    aligns by top-k KD when its mode rule says so: :mod:`stratos.planner.matching` rule 5)."""
     access = teacher.access
     if access is None:
         return {}
@@ -216,6 +217,8 @@ def external_teacher_settings(spec: TaskSpec, plan: PlanSummary, teacher: ModelS
     for named in spec.candidates.external_teachers:
         if isinstance(named, EndpointTeacher) and named.source == access.source:
             out["teacher_prompt_format"] = named.prompt_format
+    if access.interface == "top-k" and spec.distillation.mode is not DistillationMode.INJECTION:
+        out["teacher_topk"] = access.top_logprobs
     return out
 
 

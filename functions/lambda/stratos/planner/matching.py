@@ -21,9 +21,11 @@ Rules, in order (the first that fails names the reason):
 4. ``text-only-teacher`` (alignment only) — an external teacher that returns text and no log-probabilities
    (every Bedrock model through Converse; a SageMaker endpoint with ``top_logprobs`` 0) has no distribution to
    align to: Knowledge Injection only.
-5. ``external-top-k`` (alignment only) — an endpoint that returns top-k log-probabilities with the student's
-   tokenizer family could be aligned to by top-k logit distillation on its own generations; the training job
-   does not build that yet (``stratos_train.job`` refuses it), so such a pair is planned as injection too.
+5. An endpoint that returns top-k log-probabilities (``top_logprobs`` > 0) is aligned to by top-k KD on its own
+   verified answers (``stratos_train.sequence_kd``), so rules 2-3 apply to it as to a loaded teacher: the same
+   tokenizer family allows alignment over the shared real ids. The training job then measures what the catalog
+   assumes (the endpoint's token ids must decode to the same text with the student's tokenizer) and falls back to
+   injection when they do not.
 
 An external teacher whose size is unpublished (Bedrock's Nova models) skips rule 2: its ratio is unknown, and
 the capacity-gap term of the accuracy estimate is left out for it (:func:`pair_ratio`).
@@ -47,7 +49,6 @@ SAME_MODEL = "same-model"
 CAPACITY_RATIO = "capacity-ratio"
 TOKENIZER_MISMATCH = "tokenizer-mismatch"
 TEXT_ONLY_TEACHER = "text-only-teacher"
-EXTERNAL_TOP_K = "external-top-k"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +120,8 @@ def match_pair(teacher: ModelSpec, student: ModelSpec) -> PairVerdict:
     if teacher.access is not None:  # rule 5: top-k log-probabilities from an endpoint, the same tokenizer
         detail = (
             f"same tokenizer ({teacher.tokenizer_family}), top-{teacher.access.top_logprobs} log-probabilities: "
-            "alignment to an external teacher is not built in the training job yet, injection only"
+            f"top-k alignment on the endpoint's own answers over the {shared} shared real ids"
         )
-        return PairVerdict(teacher.id, student.id, ratio, EXTERNAL_TOP_K, None, None, detail)
     return PairVerdict(teacher.id, student.id, ratio, None, None, shared, detail)
 
 
@@ -135,8 +135,6 @@ def candidate_modes(requested: DistillationMode, verdict: PairVerdict) -> list[M
         return ["alignment"]
     if requested is DistillationMode.INJECTION:
         return ["injection"]
-    modes: list[Mode] = (
-        [] if verdict.alignment in (TOKENIZER_MISMATCH, TEXT_ONLY_TEACHER, EXTERNAL_TOP_K) else ["alignment"]
-    )
+    modes: list[Mode] = [] if verdict.alignment in (TOKENIZER_MISMATCH, TEXT_ONLY_TEACHER) else ["alignment"]
     modes.append("injection")
     return modes
