@@ -17,6 +17,17 @@ from tests.e2e.test_local_run import TINY_SOURCES
 SPEC = SPECS / "word-forms-endpoint-teacher-local.json"
 DATA = SPECS.parent / "data" / "word-forms"
 TRAIN, EVAL, PROBE = 16, 4, 4
+#: A short local run interrupted at 20 % of its steps, with an endpoint teacher (shared by test_endpoint_topk).
+ENDPOINT_RUN = {
+    "max_steps": "300",  # long enough (seconds) for the 2 s status polls to see 20 %
+    "train_size": str(TRAIN),
+    "eval_size": str(EVAL),
+    "probe_size": str(PROBE),
+    "max_new_tokens": "8",
+    "bf16": "false",
+    "logging_steps": "1",
+    "extra_eval": "false",
+}
 
 
 @pytest.fixture
@@ -28,18 +39,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_an_endpoint_teacher_teaches_through_the_embedded_aws_and_a_restart_never_calls_it_again(home: Path) -> None:
     options = LocalRunOptions(spec_path=SPEC, data_dir=DATA, serve=False, home=home, interrupt_at=0.2)
     options.model_sources = dict(TINY_SOURCES)
-    options.overrides.update(
-        {
-            "max_steps": "300",  # long enough (seconds) for the 2 s status polls to see 20 %
-            "train_size": str(TRAIN),
-            "eval_size": str(EVAL),
-            "probe_size": str(PROBE),
-            "max_new_tokens": "8",
-            "bf16": "false",
-            "logging_steps": "1",
-            "extra_eval": "false",
-        }
-    )
+    options.overrides.update(ENDPOINT_RUN)
     states: list[str] = []
     result = run_local(options, on_state=states.append)
     assert result.status == "SUCCEEDED", (result.error, result.reason, states)

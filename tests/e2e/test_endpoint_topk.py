@@ -17,10 +17,9 @@ import pytest
 from stratos_cli.local.run import LocalRunOptions, run_local
 from stratos_train.export import export_source
 from tests.conftest import SPECS
+from tests.e2e.test_endpoint_teacher import DATA, ENDPOINT_RUN, EVAL, PROBE, TRAIN
 
 SPEC = SPECS / "word-forms-endpoint-topk-local.json"
-DATA = SPECS.parent / "data" / "word-forms"
-TRAIN, EVAL, PROBE = 16, 4, 4
 
 
 @pytest.fixture
@@ -37,19 +36,8 @@ def test_an_endpoint_teacher_with_top_k_aligns_the_student_through_the_embedded_
         "smollm2-135m-instruct": str(teacher_dir),
         "smollm2-135m-instruct-l15": f"{teacher_dir}@layers=1",
     }
-    options.overrides.update(
-        {
-            "max_steps": "300",  # long enough (seconds) for the 2 s status polls to see 20 %
-            "train_size": str(TRAIN),
-            "eval_size": str(EVAL),
-            "probe_size": str(PROBE),
-            "max_new_tokens": "8",
-            "bf16": "false",
-            "logging_steps": "1",
-            "extra_eval": "false",
-            "coverage_threshold": "0",  # a random tiny teacher covers nothing: let the rule align to it anyway
-        }
-    )
+    # A random tiny teacher covers nothing: threshold 0 lets the mode rule align to it anyway.
+    options.overrides.update({**ENDPOINT_RUN, "coverage_threshold": "0"})
     states: list[str] = []
     result = run_local(options, on_state=states.append)
     assert result.status == "SUCCEEDED", (result.error, result.reason, states)

@@ -73,7 +73,14 @@ def start_train(base: Path, hyperparameters: dict[str, str], **environ: str) -> 
 
 
 def finish(process: subprocess.Popen[str], timeout: int = 240) -> tuple[int, str]:
-    out, _ = process.communicate(timeout=timeout)
+    """Wait for ``process``; on a timeout kill it and return -9 with its output so far (so a hang shows where it
+    stood, on every host, instead of one host's TimeoutExpired)."""
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        return -9, f"{out}\n[killed: still running after {timeout} s]"
     return process.returncode, out
 
 

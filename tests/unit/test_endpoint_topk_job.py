@@ -183,6 +183,16 @@ def test_an_endpoint_with_top_k_teaches_by_top_k_kd_on_its_verified_answers(
     assert len(fake.calls) == made and again["teacher_usage"]["job_calls"] == 0
     assert again["teacher_topk_rows_teacher"] == 10
 
+    # A job of the run that must train again (its training result lost, e.g. interrupted before the end) reads
+    # the teacher's answers from the run's state: no call, not even a cache read, and the first job's timing.
+    state = next((tmp_path / "checkpoints").glob("run-*"))
+    (state / "state" / "train.json").unlink()
+    hits = again["teacher_usage"]["cache_hits"]
+    third = _run(tmp_path)
+    assert len(fake.calls) == made and third["teacher_usage"]["cache_hits"] == hits
+    assert third["teacher_topk_cache_seconds"] == metrics["teacher_topk_cache_seconds"]
+    assert "topk_targets" in third["phases_reused"]
+
 
 @pytest.mark.parametrize(
     ("fake", "why"),

@@ -658,7 +658,7 @@ def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> E
         phases = [
             *_TEACHER_PHASES,
             *(["injection_data"] if config.teacher_rationales and config.rationale_samples else []),
-            *(["train"] if interface == "top-k" else []),  # top-k KD asks the teacher for every training target
+            *([TOPK_TARGETS] if interface == "top-k" else []),  # top-k KD asks the teacher every training prompt
         ]
         if all((run.state_dir / f"{phase}.json").exists() for phase in phases):
             logger.info("teacher %s: an earlier job of this run did all it is asked for: not checked", ref.source)
@@ -1079,17 +1079,26 @@ EndpointTopK = tuple[list[TeacherReply | None], SequenceKDStats]
 
 def _endpoint_topk_targets(ctx: JobContext, metrics: JobMetrics) -> tuple[list[Pair], None, EndpointTopK]:
     """Top-k KD from an endpoint (:mod:`stratos_train.sequence_kd`): the teacher answers every training prompt
-    (rank 0 calls, through the reply cache, so a resumed job pays nothing; every rank gets the replies), and its
-    verified answers become the targets. Returns ``_train``'s ``(pairs, teacher, endpoint_topk)``."""
+    (rank 0 calls, through the reply cache; every rank gets the replies), and its verified answers become the
+    targets. The answers are kept in the run's state (phase ``topk_targets``), so a job resumed after an
+    interruption reads them without asking the teacher again, not even its cache. Returns ``_train``'s
+    ``(pairs, teacher, endpoint_topk)``."""
     external = ctx.external
     if external is None:
         raise ValueError("top-k targets need an external teacher")
-    prompts = [ctx.task.prompt(ex) for ex in ctx.train_examples]
-    start = time.perf_counter()
-    replies: list[TeacherReply] = on_main(lambda: external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens))
-    note_teacher_usage(ctx, metrics)
+    saved = ctx.run.get(TOPK_TARGETS)  # every rank reads it: each trains on the same pairs
+    if saved is not None:
+        replies = [TeacherReply.from_json(reply) for reply in saved["replies"]]
+        seconds = float(saved["seconds"])
+    else:
+        prompts = [ctx.task.prompt(ex) for ex in ctx.train_examples]
+        start = time.perf_counter()
+        replies = on_main(lambda: external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens))
+        seconds = round(time.perf_counter() - start, 2)
+        note_teacher_usage(ctx, metrics)
+        ctx.run.put(TOPK_TARGETS, {"replies": [reply.to_json() for reply in replies], "seconds": seconds})
     pairs, used, stats = teacher_targets(ctx.task, ctx.train_examples, replies)
-    metrics.teacher_topk_cache_seconds = round(time.perf_counter() - start, 2)
+    metrics.teacher_topk_cache_seconds = seconds
     logger.info(
         "top-k targets from %s: %d teacher answers verified, %d reference targets (%s)",
         ctx.config.teacher,
@@ -1098,6 +1107,10 @@ def _endpoint_topk_targets(ctx: JobContext, metrics: JobMetrics) -> tuple[list[P
         ", ".join(f"{n} {why}" for why, n in sorted((stats.reference_reasons or {}).items())) or "none",
     )
     return pairs, None, (used, stats)
+
+
+#: The run-state phase that keeps an endpoint teacher's answers to the training prompts (top-k KD).
+TOPK_TARGETS = "topk_targets"
 
 
 def _trained_by_earlier_job(
