@@ -242,8 +242,13 @@ def test_token_space_check_counts_every_kind_of_mismatch() -> None:
     assert not big.ok and big.out_of_vocab == 1  # 99's alternative 100 is past the vocabulary
     bare = check_token_space([TeacherReply(text="x", stop="end")], _Tok(), vocab_size=100)
     assert bare.without_topk == 1 and not bare.ok
-    failed = check_token_space([TeacherReply(text="", stop="error")], _Tok(), vocab_size=100)
-    assert not failed.ok and "no token to compare" in failed.why
+    refused = TeacherReply(text="", stop="error", detail="ModelError: top_n_tokens 10 > max 5")
+    failed = check_token_space([refused, refused], _Tok(), vocab_size=100)
+    assert not failed.ok and failed.failed == 2
+    assert (
+        failed.why
+        == "no token to compare (2 replies failed, the others were empty): error: ModelError: top_n_tokens 10 > max 5"
+    )
 
 
 def test_align_topk_uses_the_teacher_on_the_common_prefix_and_one_hot_after() -> None:
@@ -266,6 +271,10 @@ def test_align_topk_uses_the_teacher_on_the_common_prefix_and_one_hot_after() ->
     assert torch.isfinite(kl).all() and torch.allclose(kl[2:], ce[2:], atol=1e-5)
     none, _ = align_topk([3, 3], None, k=2)
     assert none[:, 0].tolist() == [0.0, 0.0]
+    # Alternatives past the student's vocabulary are dropped (its logits have no such rows): filler instead.
+    values, indices = align_topk([8, 9], _reply([8, 9], k=3), k=3, vocab_size=10)
+    assert indices[1].tolist() == [9, 9, 9] and values[1].tolist() == pytest.approx([-0.2, ONE_HOT_FILL, ONE_HOT_FILL])
+    assert indices[0].tolist() == [8, 9, 8]
 
 
 def test_teacher_targets_keep_verified_answers_only() -> None:

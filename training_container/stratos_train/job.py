@@ -1206,9 +1206,9 @@ def _train(
     k = _teacher_cache_k(config, placement) if teacher is not None else 0
     if endpoint_topk is not None:
         used, kd_stats = endpoint_topk
-        topk_cache = endpoint_topk_cache(encoded, used, config.teacher_topk, kd_stats)
-        _record_endpoint_topk(metrics, kd_stats)
         vocab = ctx.student.real_vocab_size  # the token check found the endpoint's ids are the student's
+        topk_cache = endpoint_topk_cache(encoded, used, config.teacher_topk, kd_stats, vocab)
+        _record_endpoint_topk(metrics, kd_stats)
     elif k:
         # Every rank caches the whole training set (each needs the rows its sampler gives it).
         topk_cache = _teacher_topk_cache(ctx, teacher, encoded, collator, k, metrics)

@@ -60,6 +60,8 @@ class TokenSpaceCheck:
         without_topk: replies that listed no top-k alternatives or no generated tokens (the container does not
             return them), count.
         first_mismatch: the first mismatch, as ``id: endpoint text vs student text``, for the message.
+        failed: replies that failed (stop ``error`` or ``filtered``), count.
+        first_failure: the first failed reply's detail (e.g. the container refusing ``top_n_tokens``).
     """
 
     tokens: int
@@ -67,6 +69,8 @@ class TokenSpaceCheck:
     out_of_vocab: int
     without_topk: int
     first_mismatch: str = ""
+    failed: int = 0
+    first_failure: str = ""
 
     @property
     def ok(self) -> bool:
@@ -86,7 +90,8 @@ class TokenSpaceCheck:
                 f"tokenizer ({self.first_mismatch})"
             )
         if not self.tokens:
-            return "no token to compare (every reply failed or was empty)"
+            why = f": {self.first_failure}" if self.first_failure else ""
+            return f"no token to compare ({self.failed} replies failed, the others were empty){why}"
         return ""
 
 
@@ -101,11 +106,13 @@ def check_token_space(replies: Sequence[TeacherReply], tokenizer: object, vocab_
         tokenizer: the student's tokenizer (``decode``).
         vocab_size: the student's real vocabulary size (ids at or above it have no embedding row of meaning).
     """
-    tokens = mismatched = out_of_vocab = without = 0
-    first = ""
+    tokens = mismatched = out_of_vocab = without = failed = 0
+    first = first_failure = ""
     decoded: dict[int, str] = {}
     for reply in replies:
         if reply.stop in ("error", "filtered"):
+            failed += 1
+            first_failure = first_failure or f"{reply.stop}: {reply.detail}"[:300]
             continue
         if not reply.tokens or not reply.top_logprobs or len(reply.top_logprobs) != len(reply.tokens):
             without += 1
@@ -121,7 +128,7 @@ def check_token_space(replies: Sequence[TeacherReply], tokenizer: object, vocab_
             if decoded[token_id] != text:
                 mismatched += 1
                 first = first or f"id {token_id}: endpoint {text!r} vs student {decoded[token_id]!r}"
-    return TokenSpaceCheck(tokens, mismatched, out_of_vocab, without, first)
+    return TokenSpaceCheck(tokens, mismatched, out_of_vocab, without, first, failed, first_failure)
 
 
 @dataclass
@@ -194,14 +201,19 @@ def completion_labels(row: EncodedExample) -> list[int]:
 
 
 def align_topk(
-    labels: Sequence[int], reply: TeacherReply | None, k: int, stats: SequenceKDStats | None = None
+    labels: Sequence[int],
+    reply: TeacherReply | None,
+    k: int,
+    stats: SequenceKDStats | None = None,
+    vocab_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One row's top-k target (module docstring, step 3): ``(values (kept, k) fp32 log-probabilities, indices
     (kept, k) int64)`` for the ``kept = len(labels)`` completion positions.
 
     A position takes the teacher's alternatives while every generated id so far equals the student's label
-    (padded with :data:`ONE_HOT_FILL` entries on the label when the endpoint listed fewer than ``k``); every
-    other position is one-hot on the label.
+    (padded with :data:`ONE_HOT_FILL` entries on the label when the endpoint listed fewer than ``k``, or listed
+    ids at or above ``vocab_size``, which the student's logits do not have); every other position is one-hot on
+    the label.
     """
     kept = len(labels)
     values = torch.full((kept, k), ONE_HOT_FILL, dtype=torch.float32)
@@ -212,14 +224,14 @@ def align_topk(
         for j, label in enumerate(labels):
             if j >= len(reply.tokens) or j >= len(reply.top_logprobs) or reply.tokens[j][0] != label:
                 break
-            alternatives = reply.top_logprobs[j][:k]
+            alternatives = [a for a in reply.top_logprobs[j] if vocab_size is None or a[0] < vocab_size][:k]
             values[j] = ONE_HOT_FILL
             indices[j] = label
             for slot, (token_id, _, logprob) in enumerate(alternatives):
                 values[j, slot] = logprob
                 indices[j, slot] = token_id
             matched += 1
-            if stats is not None:
+            if stats is not None and alternatives:
                 stats.tail_mass_sum += max(0.0, 1.0 - float(torch.tensor([a[2] for a in alternatives]).exp().sum()))
     if stats is not None:
         stats.positions += kept
@@ -232,8 +244,10 @@ def endpoint_topk_cache(
     used: Sequence[TeacherReply | None],
     k: int,
     stats: SequenceKDStats | None = None,
+    vocab_size: int | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The trainer's top-k cache for ``encoded`` (each row's ``source`` is its pair's position in ``used``).
+    """The trainer's top-k cache for ``encoded`` (each row's ``source`` is its pair's position in ``used``;
+    ``vocab_size``: :func:`align_topk`'s).
 
     Raises:
         ValueError: a row has no ``source``, or ``k`` < 1.
@@ -244,5 +258,5 @@ def endpoint_topk_cache(
     for row in encoded:
         if row.source < 0:
             raise ValueError("an encoded row without its pair's position (source)")
-        cache.append(align_topk(completion_labels(row), used[row.source], k, stats))
+        cache.append(align_topk(completion_labels(row), used[row.source], k, stats, vocab_size))
     return cache
