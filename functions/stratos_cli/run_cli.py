@@ -264,8 +264,9 @@ def _comparison(console: Any, result: Any) -> None:
 
 def teacher_lines(metrics: dict[str, Any], calls: list[dict[str, Any]]) -> list[str]:
     """What calling an external teacher took (``metrics.teacher_usage``), the rationales it wrote that the task's
-    checker kept, and the calls the embedded AWS counted per training process (``stratos run`` locally); no
-    lines for a teacher the job loaded."""
+    checker kept (or, in top-k alignment, its answers kept as targets and the positions on its top-k), and the
+    calls the embedded AWS counted per training process (``stratos run`` locally); no lines for a teacher the job
+    loaded."""
     usage = metrics.get("teacher_usage")
     if not isinstance(usage, dict):
         return []
@@ -279,6 +280,14 @@ def teacher_lines(metrics: dict[str, Any], calls: list[dict[str, Any]]) -> list[
         lines.append(
             f"teacher rationales kept by the checker: {accepted} of {accepted + rejected} "
             f"({accepted / (accepted + rejected):.0%})"
+        )
+    kept, reference = metrics.get("teacher_topk_rows_teacher"), metrics.get("teacher_topk_rows_reference")
+    if isinstance(kept, int) and isinstance(reference, int):
+        matched, positions = metrics.get("teacher_topk_positions_teacher"), metrics.get("teacher_topk_positions")
+        lines.append(
+            f"top-k targets: {kept} of {kept + reference} are the teacher's verified answers; "
+            f"{_number(matched, '{:,}')} of {_number(positions, '{:,}')} positions on its top-k, tail mass "
+            f"{_number(metrics.get('teacher_topk_tail_mass'), '{:.3f}')}"
         )
     if calls:
         per = ", ".join(f"{row['job']} process {row['process']}: {row['calls']}" for row in calls)

@@ -92,3 +92,15 @@ def test_the_run_summary_says_what_the_teacher_cost_and_what_its_checker_kept() 
     assert lines[1] == "teacher rationales kept by the checker: 12 of 16 (75%)"
     assert lines[2] == "teacher endpoint calls received: j process 1: 24, j process 2: 0"
     assert teacher_lines({"teacher_accuracy": 0.5}, []) == []  # a loaded teacher: nothing to say
+    topk = {
+        "teacher_usage": metrics["teacher_usage"],
+        "teacher_topk_rows_teacher": 300,
+        "teacher_topk_rows_reference": 46,
+        "teacher_topk_positions": 1419,
+        "teacher_topk_positions_teacher": 1207,
+        "teacher_topk_tail_mass": 0.062673,
+    }
+    assert teacher_lines(topk, [])[1] == (
+        "top-k targets: 300 of 346 are the teacher's verified answers; 1,207 of 1,419 positions on its top-k, "
+        "tail mass 0.063"
+    )

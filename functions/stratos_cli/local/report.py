@@ -512,6 +512,12 @@ TRAINING_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("injection_teacher_rejection_rate", "injection: teacher rejection rate (fraction)", ".3f"),
     ("injection_programmatic_reasoning", "injection: examples with programmatic reasoning", ","),
     ("injection_reference_reasoning", "injection: examples with reference reasoning", ","),
+    ("teacher_topk_rows_teacher", "top-k alignment: targets that are the teacher's verified answers", ","),
+    ("teacher_topk_rows_reference", "top-k alignment: reference targets (teacher answer rejected)", ","),
+    ("teacher_topk_positions", "top-k alignment: completion positions", ","),
+    ("teacher_topk_positions_teacher", "top-k alignment: positions on the teacher's top-k", ","),
+    ("teacher_topk_tail_mass", "top-k alignment: teacher mass outside its top-k (mean)", ".4f"),
+    ("teacher_topk_cache_seconds", "teacher top-k targets / cache, s", ",.1f"),
     ("job_seconds", "whole job wall time, s", ",.1f"),
 )
 
