@@ -211,6 +211,10 @@ def test_an_endpoint_whose_tokens_are_not_the_students_falls_back_to_injection(
     evidence = metrics["mode_evidence"]
     assert evidence["teacher_interface"] == "top-k" and evidence["tokenizers_compatible"] is False
     assert why in evidence["reason"] and "teacher_topk_rows_teacher" not in metrics
+    # The token check asked the first 4 training prompts with top-k; injection then asks for text only (a
+    # container that refuses top_n_tokens still answers the probe, the evaluation and the rationales).
+    assert [("top_n_tokens" in call["parameters"]) for call in fake.calls[:5]] == [True] * 4 + [False]
+    assert not any("top_n_tokens" in call["parameters"] for call in fake.calls[4:])
 
     with pytest.raises(ModeError, match=f"not the student's \\(.*{why}"):
         _run(tmp_path / "forced", mode="alignment")
@@ -222,24 +226,36 @@ def test_an_endpoint_whose_tokens_are_not_the_students_falls_back_to_injection(
 class _Tok:
     """A tokenizer whose id i decodes to ``t<i>``."""
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(f"t{i}" for i in ids)
+    all_special_ids = (0,)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join(f"t{i}" for i in ids if not (skip_special_tokens and i in self.all_special_ids))
 
 
-def _reply(ids: list[int], *, k: int = 2, text: str = "Answer: 1m", stop: str = "end") -> TeacherReply:
+def _reply(ids: list[int], *, k: int = 2, text: str | None = None, stop: str = "end") -> TeacherReply:
+    """A reply generating ``ids`` (text: their decoding, unless given), each with ``k`` alternatives."""
+    text = "".join(f"t{i}" for i in ids if i) if text is None else text
     tokens = tuple((i, f"t{i}", -0.2) for i in ids)
     top = tuple(((i, f"t{i}", -0.2), *((i + j, f"t{i + j}", -2.0 * j) for j in range(1, k))) for i in ids)
     return TeacherReply(text=text, stop=stop, tokens=tokens, top_logprobs=top)  # type: ignore[arg-type]
 
 
 def test_token_space_check_counts_every_kind_of_mismatch() -> None:
-    good = check_token_space([_reply([1, 2, 3])], _Tok(), vocab_size=100)
-    assert good.ok and good.tokens == 3 + 3 * 2 and good.why == ""
-    shifted = TeacherReply(text="x", stop="end", tokens=((5, "t6", 0.0),), top_logprobs=(((5, "t6", 0.0),),))
+    good = check_token_space([_reply([1, 2, 3, 0])], _Tok(), vocab_size=100)  # 0: its end token (special)
+    assert good.ok and (good.replies, good.tokens) == (1, 4) and good.why == "" and good.aligned is None
+    # Per-token texts are not compared (TGI writes them as differences of decodings): the ids' decoding is.
+    shifted = TeacherReply(text="t6", stop="end", tokens=((5, "t6", 0.0),), top_logprobs=(((5, "t6", 0.0),),))
     bad = check_token_space([shifted], _Tok(), vocab_size=100)
-    assert not bad.ok and bad.mismatched == 2 and "id 5: endpoint 't6' vs student 't5'" in bad.why
-    big = check_token_space([_reply([98, 99])], _Tok(), vocab_size=100)
-    assert not big.ok and big.out_of_vocab == 1  # 99's alternative 100 is past the vocabulary
+    assert not bad.ok and bad.mismatched == 1 and "endpoint 't6' vs student 't5'" in bad.why
+    assert check_token_space([_reply([98, 99])], _Tok(), vocab_size=100).ok  # alternative 100: dropped later
+    big = check_token_space([_reply([98, 100])], _Tok(), vocab_size=100)
+    assert not big.ok and big.out_of_vocab == 1 and "generated token ids are outside" in big.why
+    # With the student's own labels: an answer it re-tokenises differently does not align.
+    aligned = check_token_space([_reply([1, 2, 0]), _reply([3, 4, 0])], _Tok(), 100, labels=[[1, 2, 7], [3, 4, 7]])
+    assert aligned.ok and aligned.aligned == 2  # the end tokens differ (0 vs 7): the answers align
+    three = [_reply([1, 2]), _reply([3, 4]), _reply([5, 6])]
+    apart = check_token_space(three, _Tok(), 100, labels=[[1, 2], [12, 7], [13, 7]])
+    assert not apart.ok and apart.aligned == 1 and "only 1 of 3 answers re-tokenise" in apart.why
     bare = check_token_space([TeacherReply(text="x", stop="end")], _Tok(), vocab_size=100)
     assert bare.without_topk == 1 and not bare.ok
     refused = TeacherReply(text="", stop="error", detail="ModelError: top_n_tokens 10 > max 5")
@@ -247,7 +263,7 @@ def test_token_space_check_counts_every_kind_of_mismatch() -> None:
     assert not failed.ok and failed.failed == 2
     assert (
         failed.why
-        == "no token to compare (2 replies failed, the others were empty): error: ModelError: top_n_tokens 10 > max 5"
+        == "no reply to compare (2 replies failed, the others were empty): error: ModelError: top_n_tokens 10 > max 5"
     )
 
 
@@ -297,3 +313,12 @@ def test_endpoint_topk_cache_follows_each_rows_source_pair() -> None:
     assert indices[:, 0].tolist() == [1, 2] and values[0].tolist() == pytest.approx([-0.2, -2.0])
     with pytest.raises(ValueError, match="without its pair's position"):
         endpoint_topk_cache([EncodedExample([0, 1], [IGNORE_INDEX, 1])], [None], k=2)
+
+
+def test_plain_text_prompts_expose_text_only() -> None:
+    """In plain text the answer follows 'Assistant:', not the student's chat turn: no top-k alignment."""
+    assert job.teacher_interface(TrainConfig(**SETTINGS)) == ("top-k", "")
+    interface, why = job.teacher_interface(TrainConfig(**{**SETTINGS, "teacher_prompt_format": "text"}))
+    assert interface == "text" and "needs teacher_prompt_format 'chat'" in why
+    forced = job.teacher_interface(TrainConfig(**{**SETTINGS, "mode": "injection"}))
+    assert forced[0] == "text"

@@ -100,7 +100,9 @@ def test_a_bedrock_model_not_offered_in_the_spec_region_is_refused(cat):
 
 
 def test_an_endpoint_teacher_is_the_model_it_serves_under_its_own_id(cat):
-    spec = _spec(external_teachers=[{**QWEN_ENDPOINT, "top_logprobs": 5, "tokens_per_minute": 30_000}])
+    spec = _spec(
+        external_teachers=[{**QWEN_ENDPOINT, "top_logprobs": 5, "prompt_format": "chat", "tokens_per_minute": 30_000}]
+    )
     [model], errors = external_teachers(spec, cat)
     assert errors == []
     served = cat.model("qwen2.5-7b-instruct")
@@ -118,11 +120,12 @@ def test_the_teacher_interface_decides_which_modes_a_pair_allows(cat):
     spec = _spec(
         external_teachers=[
             NOVA_LITE,
-            {**QWEN_ENDPOINT, "top_logprobs": 5},
+            {**QWEN_ENDPOINT, "top_logprobs": 5, "prompt_format": "chat"},
             {**QWEN_ENDPOINT, "endpoint_name": "qwen-text"},
+            {**QWEN_ENDPOINT, "endpoint_name": "qwen-plain", "top_logprobs": 5},  # plain-text prompts
         ]
     )
-    bedrock, topk, text = external_teachers(spec, cat)[0]
+    bedrock, topk, text, plain = external_teachers(spec, cat)[0]
     v = match_pair(bedrock, student)
     assert v.alignment == TEXT_ONLY_TEACHER and v.injection is None and "size unpublished" in v.detail
     assert candidate_modes(DistillationMode.AUTO, v) == ["injection"]
@@ -131,6 +134,8 @@ def test_the_teacher_interface_decides_which_modes_a_pair_allows(cat):
     assert v.shared_vocab == min(topk.vocab_size, student.vocab_size)
     assert candidate_modes(DistillationMode.AUTO, v) == ["alignment", "injection"]
     assert match_pair(text, student).alignment == TEXT_ONLY_TEACHER
+    assert plain.access is not None and plain.access.interface == "text"  # not the student's chat turn
+    assert match_pair(plain, student).alignment == TEXT_ONLY_TEACHER
     assert match_pair(topk, cat.model("smollm2-135m-instruct-l15")).alignment == TOKENIZER_MISMATCH
 
 
@@ -161,6 +166,7 @@ def test_api_usage_counts_the_evaluation_and_the_training_calls(cat):
     [
         (NOVA_LITE, "(bedrock:amazon.nova-lite-v1:0): Bedrock's Converse API returns text only"),
         (QWEN_ENDPOINT, "(sagemaker-endpoint:qwen-teacher): top_logprobs is 0"),
+        ({**QWEN_ENDPOINT, "top_logprobs": 5}, "(sagemaker-endpoint:qwen-teacher): prompt_format 'text'"),
     ],
 )
 def test_a_forced_alignment_with_a_text_only_external_teacher_is_refused_at_distillation_mode(teacher, why):
@@ -173,7 +179,7 @@ def test_a_forced_alignment_with_a_text_only_external_teacher_is_refused_at_dist
     assert error.path == "distillation.mode"
     assert f"candidates.external_teachers[0] {why}" in error.reason and "injection only" in error.reason
     # An endpoint that returns top-k log-probabilities can be aligned to (top-k KD).
-    doc["candidates"] = {"external_teachers": [{**QWEN_ENDPOINT, "top_logprobs": 5}]}
+    doc["candidates"] = {"external_teachers": [{**QWEN_ENDPOINT, "top_logprobs": 5, "prompt_format": "chat"}]}
     assert parse_spec(json.dumps(doc).encode(), "test").distillation.mode.value == "alignment"
 
 

@@ -67,7 +67,7 @@ from stratos_contract.metrics import (
 from stratos_contract.metrics import TeacherUsage as TeacherUsageRecord
 from stratos_contract.parallelism import ParallelismError
 from stratos_train.config import KDLossConfig, TrainConfig
-from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all
+from stratos_train.data import CompletionCollator, EncodedExample, ListDataset, encode_all, encode_example
 from stratos_train.env import SageMakerEnv
 from stratos_train.evaluate import EvalResult, cut_after_answer, evaluate, generate, heldout_kl, score_completions
 from stratos_train.export import save_deployable
@@ -122,6 +122,7 @@ from stratos_train.sequence_kd import (
     SequenceKDStats,
     TokenSpaceCheck,
     check_token_space,
+    completion_labels,
     endpoint_topk_cache,
     teacher_targets,
 )
@@ -131,6 +132,7 @@ from stratos_train.tasks.scoring import wilson_interval
 from stratos_train.teachers import (
     ExternalTeacher,
     ExternalTeacherRef,
+    SageMakerEndpointTeacher,
     TeacherError,
     TeacherReply,
     build_external_teacher,
@@ -570,8 +572,8 @@ TEACHER_REPLIES = "teacher-replies"
 #: The run's external-teacher usage, one :meth:`~stratos_train.teachers.TeacherUsage.as_dict` per job that used
 #: the teacher (keyed by job index), in the run's ``state`` folder.
 TEACHER_USAGE_FILE = "teacher-usage.json"
-#: Phases whose results hold everything the job asks an external teacher: once an earlier job of the run kept
-#: them all, this job neither checks nor calls the teacher (``injection_data`` only with teacher rationales).
+#: Phases that ask an external teacher before its training data is built (rationales or top-k targets): once an
+#: earlier job of the run kept them and that data (or the trained model), this job neither checks nor calls it.
 _TEACHER_PHASES = ("probe", "evaluate_before")
 
 
@@ -589,9 +591,14 @@ def teacher_interface(config: TrainConfig) -> tuple[TeacherInterface, str]:
         return "logits", ""
     if ref.kind == "bedrock":
         return "text", "Bedrock's Converse API returns no log-probabilities"
-    if config.teacher_topk and config.mode != "injection":
-        return "top-k", ""
-    return "text", "teacher_topk is 0: the endpoint is asked for its text only"
+    if not config.teacher_topk or config.mode == "injection":
+        return "text", "teacher_topk is 0: the endpoint is asked for its text only"
+    if config.teacher_prompt_format != "chat":
+        return "text", (
+            "top-k alignment needs teacher_prompt_format 'chat': with plain-text prompts the endpoint's answer "
+            "follows 'Assistant:', not the student's chat turn, so its tokens are not the student's"
+        )
+    return "top-k", ""
 
 
 def teacher_region(ref: ExternalTeacherRef) -> str:
@@ -655,12 +662,12 @@ def external_teacher(config: TrainConfig, env: SageMakerEnv, run: RunState) -> E
     )
 
     def check() -> None:
-        phases = [
-            *_TEACHER_PHASES,
-            *(["injection_data"] if config.teacher_rationales and config.rationale_samples else []),
-            *([TOPK_TARGETS] if interface == "top-k" else []),  # top-k KD asks the teacher every training prompt
-        ]
-        if all((run.state_dir / f"{phase}.json").exists() for phase in phases):
+        def kept(phase: str) -> bool:
+            return (run.state_dir / f"{phase}.json").exists()
+
+        # Past the probe and the evaluation, the teacher is asked only while the training data is built: once
+        # an earlier job kept that data (rationales or top-k targets) or the trained model, nothing is left.
+        if all(kept(p) for p in _TEACHER_PHASES) and any(kept(p) for p in ("train", "injection_data", TOPK_TARGETS)):
             logger.info("teacher %s: an earlier job of this run did all it is asked for: not checked", ref.source)
             return
         teacher.check_reachable()
@@ -805,7 +812,8 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
         result = _eval(ctx.teacher_generator, task, sample, config, "teacher probe", ctx.shots)
         return ProbeResult.from_scores(result.exact, result.partial, [float(task.complexity(ex)) for ex in sample])
 
-    saved = ctx.run.get("probe") if is_main() else None
+    # Every rank takes the same branch (the token check below is a collective).
+    saved = broadcast_from_main(ctx.run.get("probe") if is_main() else None)
     if saved is not None:
         decision = ModeDecision(**saved["decision"])
     else:
@@ -832,6 +840,8 @@ def probe_phase(ctx: JobContext, metrics: JobMetrics) -> ModeDecision:
         note_teacher_usage(ctx, metrics)
         ctx.run.put("probe", {"decision": asdict(decision)})
     decision = broadcast_from_main(decision)  # only rank 0 probed: every rank trains in its mode
+    if decision.mode == "injection" and isinstance(ctx.external, SageMakerEndpointTeacher) and ctx.external.top_k:
+        ctx.external.top_k = 0  # injection reads text: a container that refused top_n_tokens still answers
     logger.info("mode %s: %s", decision.mode, decision.reason)
     metrics.mode = decision.mode
     metrics.mode_reason = decision.reason
@@ -855,7 +865,11 @@ def endpoint_token_check(ctx: JobContext) -> TokenSpaceCheck:
 
     def check() -> TokenSpaceCheck:
         replies = external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens)
-        return check_token_space(replies, ctx.student.tokenizer, ctx.student.real_vocab_size)
+        labels = []
+        for prompt, reply in zip(prompts, replies, strict=True):
+            row, _ = encode_example(ctx.student.tokenizer, prompt, reply.text.strip(), ctx.config.max_seq_len)
+            labels.append(None if row is None else completion_labels(row))
+        return check_token_space(replies, ctx.student.tokenizer, ctx.student.real_vocab_size, labels)
 
     result: TokenSpaceCheck = on_main(check)
     return result

@@ -10,11 +10,12 @@ recipe hosted-API distillation uses, since providers return about 20 log-probabi
 1. **Targets** (:func:`teacher_targets`): each training prompt's target is the teacher's greedy answer when the
    task's scorer marks it correct (the answer is verified, as every Knowledge Injection target is), else the
    task's reference target; a reference row learns by cross-entropy alone.
-2. **Token space** (:func:`check_token_space`): the teacher's token ids must be the student's. On a probe of
-   replies, every id the endpoint lists (generated and alternatives) must be inside the student's vocabulary and
-   decode, with the student's tokenizer, to the very text the endpoint gave for it. One mismatch and the
-   distributions cannot be compared id by id: the job falls back to Knowledge Injection (``auto``) or refuses a
-   forced alignment.
+2. **Token space** (:func:`check_token_space`): the teacher's token ids must be the student's. On the replies to
+   the first training prompts, every generated id must be inside the student's vocabulary, the student's
+   tokenizer must decode the generated ids to the very text the endpoint answered, and at least half the answers
+   must re-tokenise, in the student's chat turn, to the endpoint's own ids (else top-k has no position to land
+   on). One failure and the distributions cannot be compared id by id: the job falls back to Knowledge Injection
+   (``auto``) or refuses a forced alignment.
 3. **Positions** (:func:`align_topk`): the student re-tokenises each target with its chat template; the teacher's
    distributions are used on the longest prefix where the student's completion ids equal the teacher's generated
    ids (usually all of them, the end-of-turn token included), and every later position (after a tokenisation
@@ -54,16 +55,21 @@ class TokenSpaceCheck:
     """Whether an endpoint teacher's token ids are the student's (module docstring, step 2).
 
     Attributes:
-        tokens: token entries compared (generated tokens and their top-k alternatives), count.
-        mismatched: entries whose id decodes, with the student's tokenizer, to other text than the endpoint's.
-        out_of_vocab: entries whose id is outside the student's real vocabulary.
+        replies: replies compared (those that answered with tokens and top-k), count.
+        tokens: generated token ids compared, count.
+        mismatched: replies whose generated ids, decoded by the student's tokenizer, are not the endpoint's text.
+        out_of_vocab: generated ids outside the student's real vocabulary, count (alternatives outside it are
+            only dropped at training time).
         without_topk: replies that listed no top-k alternatives or no generated tokens (the container does not
             return them), count.
-        first_mismatch: the first mismatch, as ``id: endpoint text vs student text``, for the message.
+        first_mismatch: the first mismatch, as ``endpoint text vs student decoding``, for the message.
         failed: replies that failed (stop ``error`` or ``filtered``), count.
         first_failure: the first failed reply's detail (e.g. the container refusing ``top_n_tokens``).
+        aligned: replies whose generated ids equal the student's own encoding of their answer (what top-k KD can
+            use), count; None when not measured.
     """
 
+    replies: int
     tokens: int
     mismatched: int
     out_of_vocab: int
@@ -71,11 +77,14 @@ class TokenSpaceCheck:
     first_mismatch: str = ""
     failed: int = 0
     first_failure: str = ""
+    aligned: int | None = None
 
     @property
     def ok(self) -> bool:
-        """True when tokens were compared and every one matched."""
-        return self.tokens > 0 and not (self.mismatched or self.out_of_vocab or self.without_topk)
+        """True when replies were compared, every one matched, and (when measured) at least half align."""
+        if not self.replies or self.mismatched or self.out_of_vocab or self.without_topk:
+            return False
+        return self.aligned is None or 2 * self.aligned >= self.replies
 
     @property
     def why(self) -> str:
@@ -83,33 +92,51 @@ class TokenSpaceCheck:
         if self.without_topk:
             return f"{self.without_topk} replies came without top-k log-probabilities or token ids"
         if self.out_of_vocab:
-            return f"{self.out_of_vocab} of {self.tokens} endpoint token ids are outside the student's vocabulary"
+            return f"{self.out_of_vocab} of {self.tokens} generated token ids are outside the student's vocabulary"
         if self.mismatched:
             return (
-                f"{self.mismatched} of {self.tokens} endpoint token ids decode to other text with the student's "
+                f"{self.mismatched} of {self.replies} replies' token ids decode to other text with the student's "
                 f"tokenizer ({self.first_mismatch})"
             )
-        if not self.tokens:
+        if not self.replies:
             why = f": {self.first_failure}" if self.first_failure else ""
-            return f"no token to compare ({self.failed} replies failed, the others were empty){why}"
+            return f"no reply to compare ({self.failed} replies failed, the others were empty){why}"
+        if self.aligned is not None and 2 * self.aligned < self.replies:
+            return (
+                f"only {self.aligned} of {self.replies} answers re-tokenise to the endpoint's ids in the student's "
+                "chat turn"
+            )
         return ""
 
 
-def check_token_space(replies: Sequence[TeacherReply], tokenizer: object, vocab_size: int) -> TokenSpaceCheck:
-    """Compare the ids and texts an endpoint listed with the student's tokenizer (module docstring, step 2).
+def check_token_space(
+    replies: Sequence[TeacherReply],
+    tokenizer: object,
+    vocab_size: int,
+    labels: Sequence[Sequence[int] | None] | None = None,
+) -> TokenSpaceCheck:
+    """Compare what an endpoint generated with the student's tokenizer (module docstring, step 2).
 
-    Replies that failed (stop ``error`` / ``filtered``) are skipped; a reply without ``tokens`` or
+    Per reply that answered: its generated ids must lie in the student's vocabulary, and the student's tokenizer
+    must decode them (special tokens skipped) to the endpoint's own text, whitespace at the ends aside. The texts
+    of single tokens are not compared: TGI writes each as the difference of two decodings, which differs from a
+    lone ``decode([id])`` for SentencePiece and byte-fallback tokens while the ids agree. With ``labels`` (per
+    reply, the student's completion labels for its answer, or None), a reply also counts as ``aligned`` when its
+    generated ids, up to its end, are exactly those labels' first ids.
+
+    Replies that failed (stop ``error`` / ``filtered``) are counted in ``failed``; a reply without ``tokens`` or
     ``top_logprobs`` counts in ``without_topk``.
 
     Args:
         replies: the endpoint's replies (asked with ``top_k`` > 0).
         tokenizer: the student's tokenizer (``decode``).
-        vocab_size: the student's real vocabulary size (ids at or above it have no embedding row of meaning).
+        vocab_size: the student's real vocabulary size.
+        labels: as above, one per reply.
     """
-    tokens = mismatched = out_of_vocab = without = failed = 0
+    compared = tokens = mismatched = out_of_vocab = without = failed = aligned = 0
     first = first_failure = ""
-    decoded: dict[int, str] = {}
-    for reply in replies:
+    special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    for i, reply in enumerate(replies):
         if reply.stop in ("error", "filtered"):
             failed += 1
             first_failure = first_failure or f"{reply.stop}: {reply.detail}"[:300]
@@ -117,18 +144,35 @@ def check_token_space(replies: Sequence[TeacherReply], tokenizer: object, vocab_
         if not reply.tokens or not reply.top_logprobs or len(reply.top_logprobs) != len(reply.tokens):
             without += 1
             continue
-        entries = [*reply.tokens, *(alt for step in reply.top_logprobs for alt in step)]
-        for token_id, text, _ in entries:
-            tokens += 1
-            if token_id >= vocab_size:
-                out_of_vocab += 1
-                continue
-            if token_id not in decoded:
-                decoded[token_id] = str(tokenizer.decode([token_id]))  # type: ignore[attr-defined]
-            if decoded[token_id] != text:
-                mismatched += 1
-                first = first or f"id {token_id}: endpoint {text!r} vs student {decoded[token_id]!r}"
-    return TokenSpaceCheck(tokens, mismatched, out_of_vocab, without, first, failed, first_failure)
+        compared += 1
+        ids = [token_id for token_id, _, _ in reply.tokens]
+        tokens += len(ids)
+        outside = sum(1 for token_id in ids if token_id >= vocab_size)
+        out_of_vocab += outside
+        if outside:
+            continue
+        decoded = str(tokenizer.decode(ids, skip_special_tokens=True))  # type: ignore[attr-defined]
+        if decoded.strip() != reply.text.strip():
+            mismatched += 1
+            first = first or f"endpoint {reply.text.strip()[:60]!r} vs student {decoded.strip()[:60]!r}"
+            continue
+        own = labels[i] if labels is not None and i < len(labels) else None
+        if own is not None:
+            stats = SequenceKDStats()
+            align_topk(own, reply, 1, stats)
+            content = sum(1 for token_id in ids if token_id not in special)  # its end token may differ
+            aligned += int(stats.positions_teacher >= min(content, len(own)))
+    return TokenSpaceCheck(
+        compared,
+        tokens,
+        mismatched,
+        out_of_vocab,
+        without,
+        first,
+        failed,
+        first_failure,
+        aligned if labels is not None else None,
+    )
 
 
 @dataclass

@@ -459,8 +459,9 @@ class EndpointTeacher(_Strict):
         ge=0,
         le=MAX_TOP_LOGPROBS,
         description="Log-probabilities per generated token the endpoint returns (TGI top_n_tokens, at most its "
-        "--max-top-n-tokens); 0 = text only. With > 0 and the student's tokenizer family, the job may align to them "
-        "(top-k KD on the endpoint's own verified answers), after checking its token ids are the student's.",
+        "--max-top-n-tokens); 0 = text only. With > 0, prompt_format 'chat' and the student's tokenizer family, the "
+        "job may align to them (top-k KD on the endpoint's own verified answers), after checking its token ids are "
+        "the student's.",
     )
     prompt_format: Literal["text", "chat"] = Field(
         default="text",
@@ -480,6 +481,13 @@ class EndpointTeacher(_Strict):
     def source(self) -> str:
         """The teacher's source string, ``sagemaker-endpoint:<endpoint name>``."""
         return f"sagemaker-endpoint:{self.endpoint_name}"
+
+    @property
+    def interface(self) -> Literal["top-k", "text"]:
+        """``top-k`` when its log-probabilities can be aligned to (``top_logprobs`` > 0, asked in ``chat`` format:
+        in plain text the answer follows ``Assistant:``, not the student's chat turn, so its token ids are not the
+        ones the student learns), else ``text``."""
+        return "top-k" if self.top_logprobs > 0 and self.prompt_format == "chat" else "text"
 
 
 ExternalTeacher = Annotated[BedrockTeacher | EndpointTeacher, Field(discriminator="kind")]
@@ -647,13 +655,14 @@ class TaskSpec(_Strict):
         if self.distillation.mode is not DistillationMode.ALIGNMENT:
             return self
         for i, teacher in enumerate(self.candidates.external_teachers):
-            if isinstance(teacher, EndpointTeacher) and teacher.top_logprobs > 0:
+            if isinstance(teacher, EndpointTeacher) and teacher.interface == "top-k":
                 continue
-            why = (
-                "Bedrock's Converse API returns text only"
-                if isinstance(teacher, BedrockTeacher)
-                else "top_logprobs is 0: the endpoint is asked for text only"
-            )
+            if isinstance(teacher, BedrockTeacher):
+                why = "Bedrock's Converse API returns text only"
+            elif teacher.top_logprobs == 0:
+                why = "top_logprobs is 0: the endpoint is asked for text only"
+            else:
+                why = "prompt_format 'text': its answers are not in the student's chat turn (use 'chat')"
             raise RuleError(
                 "distillation.mode",
                 f"'alignment' needs the teacher's token distributions; candidates.external_teachers[{i}] "

@@ -11,8 +11,9 @@ an :class:`~stratos.planner.catalog.TeacherAccess` (:func:`external_teachers`):
   log-probabilities, so the pair can only be taught by Knowledge Injection.
 * **SageMaker endpoint** — the record is the catalog model the endpoint ``serves`` (its size, tokenizer family
   and priors), renamed to the teacher's source. Interface ``top-k`` when the spec says the endpoint returns
-  ``top_logprobs`` > 0 (top-k logit distillation on the teacher's own generations needs the student's tokenizer
-  family), else ``text``. Its price is 0 here: the endpoint is paid for by the hour whether or not this run calls
+  ``top_logprobs`` > 0 and is asked in ``chat`` format (top-k logit distillation on the teacher's own answers
+  needs the student's tokenizer family and its chat turn), else ``text`` (:attr:`~stratos.spec.EndpointTeacher.
+  interface`). Its price is 0 here: the endpoint is paid for by the hour whether or not this run calls
   it (its owner's bill, not this run's).
 
 **Usage** (:func:`api_usage`), per training job, from the planner's :class:`~stratos.planner.estimators.
@@ -187,7 +188,7 @@ def _endpoint_model(
     access = TeacherAccess(
         kind="sagemaker-endpoint",
         target=teacher.endpoint_name,
-        interface="top-k" if teacher.top_logprobs > 0 else "text",
+        interface=teacher.interface,
         top_logprobs=teacher.top_logprobs,
         tokens_per_minute=teacher.tokens_per_minute,
         usd_per_1k_input=0.0,

@@ -204,19 +204,18 @@ class ServingModel:
         text: str = self.tokenizer.decode(new[:cut], skip_special_tokens=True)
         # Decoding steps run: up to and including the stop id (the batch of one stops there), as TGI counts them.
         steps = min(len(new), cut + 1)
-        for marker in request.stop:
-            position = text.find(marker)
-            if position >= 0:
-                text, reason = text[:position], "stop_sequence"
-                # TGI stops at the step that completes the stop string: the fewest tokens whose text holds it.
-                steps = next(
-                    (
-                        n
-                        for n in range(1, cut + 1)
-                        if marker in self.tokenizer.decode(new[:n], skip_special_tokens=True)
-                    ),
-                    steps,
-                )
+        found = [(text.find(marker), marker) for marker in request.stop if marker in text]
+        if found:
+            text, reason = text[: min(position for position, _ in found)], "stop_sequence"
+            # TGI stops at the step that completes a stop string: the fewest tokens whose text holds one.
+            steps = next(
+                (
+                    n
+                    for n in range(1, cut + 1)
+                    if any(m in self.tokenizer.decode(new[:n], skip_special_tokens=True) for _, m in found)
+                ),
+                steps,
+            )
         prefill: tuple[tuple[int, str], ...] = ()
         if request.decoder_input_details:
             prefill = tuple((int(i), str(self.tokenizer.decode([i]))) for i in ids)
