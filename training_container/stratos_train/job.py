@@ -867,7 +867,7 @@ def endpoint_token_check(ctx: JobContext) -> TokenSpaceCheck:
         replies = external.generate(prompts, max_new_tokens=ctx.config.max_new_tokens)
         labels = []
         for prompt, reply in zip(prompts, replies, strict=True):
-            row, _ = encode_example(ctx.student.tokenizer, prompt, reply.text.strip(), ctx.config.max_seq_len)
+            row, _ = encode_example(ctx.student.tokenizer, prompt, reply.text, ctx.config.max_seq_len)
             labels.append(None if row is None else completion_labels(row))
         return check_token_space(replies, ctx.student.tokenizer, ctx.student.real_vocab_size, labels)
 

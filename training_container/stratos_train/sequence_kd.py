@@ -234,7 +234,7 @@ def teacher_targets(
             used.append(None)
         else:
             stats.rows_teacher += 1
-            pairs.append((task.prompt(example), reply.text.strip()))
+            pairs.append((task.prompt(example), reply.text))  # as written: its ids are the teacher's
             used.append(reply)
     return pairs, used, stats
 
