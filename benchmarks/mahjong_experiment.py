@@ -19,9 +19,11 @@ which is what the headline quotes when the teacher scores 0 or near it (no floor
 
 ``--curve``: exact accuracy against training examples (``--curve-sizes``) for the previous trace
 (``--old-trace``, decompose) and the new one (``suits``), same student and recipe, so the gain is attributable;
-plus the closed loop (``--rounds``) against one pass at the same number of training examples. No teacher rows.
+plus the closed loop (``--rounds-compare`` rounds; <= 1 skips it) against one pass at the same number of training
+examples; ``--curve-traces`` runs only the traces named (to extend one trace to more sizes). No teacher rows.
 
-Usage: ``python benchmarks/mahjong_experiment.py [--json] [--eval-size 200] [--train-size N] [--curve]
+Usage: ``python benchmarks/mahjong_experiment.py [--json] [--eval-size 200] [--train-size N] [--curve
+[--curve-sizes 300,600] [--curve-traces suits] [--rounds-compare 3]]
 [--device cpu|cuda]``.
 """
 
@@ -244,8 +246,10 @@ def _set_row(metrics: dict[str, Any]) -> dict[str, Any]:
 def curve(args: argparse.Namespace) -> dict[str, Any]:
     """Exact accuracy against training examples, old trace vs new, and the closed loop vs one pass."""
     rows: list[dict[str, Any]] = []
-    runs = [(trace, size, 1) for trace in (args.old_trace, args.trace) for size in args.curve_sizes]
-    runs += [(args.trace, args.curve_sizes[-1], args.rounds_compare)]
+    traces = args.curve_traces or [args.old_trace, args.trace]
+    runs = [(trace, size, 1) for trace in traces for size in args.curve_sizes]
+    if args.rounds_compare > 1:
+        runs += [(args.trace, args.curve_sizes[-1], args.rounds_compare)]
     for trace, size, rounds in runs:
         started = time.perf_counter()
         hp = student_hyperparameters(args, trace, size, rounds) | {"evaluate_before": False}
@@ -339,7 +343,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--curve", action="store_true", help="accuracy vs training examples, old vs new trace")
     parser.add_argument("--curve-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[300, 600, 1200])
-    parser.add_argument("--rounds-compare", type=int, default=3, help="--curve: closed-loop rounds of the last row")
+    parser.add_argument(
+        "--curve-traces",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=None,
+        help="--curve: comma-separated traces (default: --old-trace then --trace), e.g. 'suits' to extend one",
+    )
+    parser.add_argument(
+        "--rounds-compare", type=int, default=3, help="--curve: closed-loop rounds of the last row (<= 1: no row)"
+    )
     parser.add_argument("--gsm8k", action="store_true", help="also run the small GSM8K alignment pipeline")
     parser.add_argument("--gsm8k-data", default=str(REPO.parent / "shared" / "data" / "gsm8k"))
     parser.add_argument("--gsm8k-train-size", type=int, default=200)
