@@ -243,14 +243,21 @@ def _set_row(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def curve(args: argparse.Namespace) -> dict[str, Any]:
-    """Exact accuracy against training examples, old trace vs new, and the closed loop vs one pass."""
-    rows: list[dict[str, Any]] = []
+def curve_runs(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """The ``--curve`` training runs as ``(trace, examples, rounds)``: every size for each trace
+    (``--curve-traces``, else ``--old-trace`` then ``--trace``), one pass each; then ``--trace`` at the last size
+    in ``--rounds-compare`` closed-loop rounds, unless that is <= 1."""
     traces = args.curve_traces or [args.old_trace, args.trace]
     runs = [(trace, size, 1) for trace in traces for size in args.curve_sizes]
     if args.rounds_compare > 1:
-        runs += [(args.trace, args.curve_sizes[-1], args.rounds_compare)]
-    for trace, size, rounds in runs:
+        runs.append((args.trace, args.curve_sizes[-1], args.rounds_compare))
+    return runs
+
+
+def curve(args: argparse.Namespace) -> dict[str, Any]:
+    """Exact accuracy against training examples, old trace vs new, and the closed loop vs one pass."""
+    rows: list[dict[str, Any]] = []
+    for trace, size, rounds in curve_runs(args):
         started = time.perf_counter()
         hp = student_hyperparameters(args, trace, size, rounds) | {"evaluate_before": False}
         with tempfile.TemporaryDirectory(prefix="stratos-curve-") as tmp:
@@ -317,7 +324,27 @@ def gsm8k(args: argparse.Namespace) -> dict[str, Any]:
     return {k: metrics.get(k) for k in keys} | {"minutes": (time.perf_counter() - start) / 60}
 
 
-def main() -> None:
+def _trace_list(text: str) -> list[str]:
+    """``--curve-traces``: comma-separated trace styles, each one the Mahjong task knows, at least one.
+
+    Raises:
+        argparse.ArgumentTypeError: an empty list or an unknown style (named, with the known ones).
+    """
+    from stratos_train.tasks.mahjong import TRACE_STYLES
+
+    traces = [x.strip() for x in text.split(",") if x.strip()]
+    if not traces:
+        raise argparse.ArgumentTypeError("name at least one trace")
+    unknown = [x for x in traces if x not in TRACE_STYLES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown trace {', '.join(unknown)} (known: {', '.join(TRACE_STYLES)})")
+    return traces
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (module docstring)."""
+    from stratos_train.tasks.mahjong import TRACE_STYLES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--eval-size", type=int, default=200)
@@ -328,7 +355,7 @@ def main() -> None:
     parser.add_argument("--probe-per-stratum", type=int, default=8)
     parser.add_argument("--student", default="smollm2-135m-instruct")
     parser.add_argument("--shots", type=int, default=2)
-    parser.add_argument("--trace", default="suits", choices=["waits", "candidates", "decompose", "suits"])
+    parser.add_argument("--trace", default="suits", choices=TRACE_STYLES)
     parser.add_argument("--old-trace", default="decompose", choices=["waits", "candidates", "decompose"])
     parser.add_argument("--max-new-tokens", type=int, default=320, help="decoding budget of every row")
     parser.add_argument("--teachers", default=",".join(TEACHERS), help="comma-separated teacher models")
@@ -345,7 +372,7 @@ def main() -> None:
     parser.add_argument("--curve-sizes", type=lambda t: [int(x) for x in t.split(",")], default=[300, 600, 1200])
     parser.add_argument(
         "--curve-traces",
-        type=lambda t: [x for x in t.split(",") if x],
+        type=_trace_list,
         default=None,
         help="--curve: comma-separated traces (default: --old-trace then --trace), e.g. 'suits' to extend one",
     )
@@ -357,7 +384,11 @@ def main() -> None:
     parser.add_argument("--gsm8k-train-size", type=int, default=200)
     parser.add_argument("--gsm8k-eval-size", type=int, default=50)
     parser.add_argument("--skip-mahjong", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     result: dict[str, Any] = {}
     if args.curve:
         result.update(curve(args))
